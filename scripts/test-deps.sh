@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Makes sure the system packages the tests need are present:
+#   - PostgreSQL server binaries >= 14 (initdb, postgres, pg_ctl), on PATH or
+#     under /usr/lib/postgresql/*/bin — testenv starts throwaway clusters;
+#   - php-cli — tests parse our form bodies with PHP itself.
+# Installs what is missing with apt-get when running as root (or with
+# password-less sudo); otherwise prints the exact command and fails.
+set -euo pipefail
+
+need=()
+
+pg_ok() {
+  local dir v
+  for dir in $(dirname "$(command -v postgres 2>/dev/null || echo /nonexistent/x)") /usr/lib/postgresql/*/bin; do
+    [ -x "$dir/postgres" ] && [ -x "$dir/initdb" ] || continue
+    v=$("$dir/postgres" --version | sed -E 's/[^0-9]*([0-9]+).*/\1/')
+    [ "${v:-0}" -ge 14 ] && return 0
+  done
+  return 1
+}
+
+pg_ok || need+=(postgresql)
+command -v php >/dev/null 2>&1 || need+=(php-cli)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+cmd="apt-get install -y --no-install-recommends ${need[*]}"
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing: ${need[*]}. Install PostgreSQL server (>= 14) and php-cli with your package manager." >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo="sudo -n"
+  else
+    echo "missing: ${need[*]}. Run: sudo $cmd" >&2
+    exit 1
+  fi
+fi
+echo "installing ${need[*]} ..." >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! $sudo $cmd >/tmp/deskhook-apt.log 2>&1; then
+  $sudo apt-get update >>/tmp/deskhook-apt.log 2>&1 || true
+  if ! $sudo $cmd >>/tmp/deskhook-apt.log 2>&1; then
+    tail -20 /tmp/deskhook-apt.log >&2
+    echo "could not install ${need[*]}; run: sudo apt-get update && sudo $cmd" >&2
+    exit 1
+  fi
+fi
+pg_ok || { echo "PostgreSQL >= 14 server binaries still not found after install" >&2; exit 1; }
+command -v php >/dev/null 2>&1 || { echo "php still not found after install" >&2; exit 1; }
