@@ -1,0 +1,387 @@
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// superuser is the role initdb creates; it may open replication connections.
+const superuser = "postgres"
+
+// templateDB holds schema and seed in every local cluster; test databases are
+// created from it.
+const templateDB = "deskhook_template"
+
+// Server is a PostgreSQL server: a throwaway local cluster (StartServer,
+// Postgres), or the server named by DESKHOOK_TEST_DSN.
+type Server struct {
+	Host    string
+	Port    int
+	DataDir string // the cluster's data directory; empty for an external server
+
+	bins     binaries
+	user     osUser
+	dir      string            // temp dir holding DataDir; removed by Close
+	settings map[string]string // postgresql.conf settings, ours then the caller's
+	logPath  string
+
+	external string // DSN of an external server (DESKHOOK_TEST_DSN)
+	template string // database new ones are created from
+	shared   bool   // the process-wide cluster: Stop, Start and Close refused
+
+	mu     sync.Mutex
+	proc   *exec.Cmd
+	exited chan struct{} // closed when proc has exited
+	reaper *exec.Cmd
+	reapIn io.WriteCloser
+	closed bool
+	tmplMu sync.Mutex
+	tmplOK bool
+}
+
+// StartServer starts a throwaway cluster for non-test use (the demo, the
+// benchmark). The caller must Close it. Options as for Postgres; Dedicated is
+// implied.
+func StartServer(ctx context.Context, opts ...Option) (*Server, error) {
+	return startLocal(ctx, collectOptions(opts))
+}
+
+// startLocal creates a cluster from the cached data directory and starts it.
+func startLocal(ctx context.Context, o options) (*Server, error) {
+	bins, err := lookupBinaries(o.searchPath)
+	if err != nil {
+		return nil, err
+	}
+	u := serverUser()
+	cached, err := cachedDataDir(ctx, bins, u)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "deskhook-pg-")
+	if err != nil {
+		return nil, fmt.Errorf("testenv: %w", err)
+	}
+	s := &Server{
+		Host:     "127.0.0.1",
+		DataDir:  filepath.Join(dir, "data"),
+		bins:     bins,
+		user:     u,
+		dir:      dir,
+		settings: serverSettings(o),
+		template: templateDB,
+	}
+	s.logPath = filepath.Join(s.DataDir, "server.log")
+	fail := func(err error) (*Server, error) {
+		s.stopReaper()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := copyTree(cached, s.DataDir); err != nil {
+		return fail(fmt.Errorf("testenv: copying cached cluster: %w", err))
+	}
+	if err := u.own(dir); err != nil {
+		return fail(fmt.Errorf("testenv: handing %s to uid %d: %w", dir, u.uid, err))
+	}
+	if err := s.startReaper(); err != nil {
+		return fail(err)
+	}
+	// A free port can be taken by someone else between our probe and the
+	// server's bind; try a few.
+	for attempt := 0; ; attempt++ {
+		if s.Port, err = freePort(); err != nil {
+			return fail(err)
+		}
+		err = s.Start(ctx)
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 4 || !errors.Is(err, errPortInUse) {
+			return fail(err)
+		}
+	}
+}
+
+// serverSettings are the cluster's settings: what a logical-replication
+// test needs, then the caller's overrides.
+func serverSettings(o options) map[string]string {
+	set := map[string]string{
+		"listen_addresses":        "127.0.0.1",
+		"unix_socket_directories": "",
+		"wal_level":               "logical",
+		"max_replication_slots":   "64",
+		"max_wal_senders":         "64",
+		"max_connections":         "200",
+		"shared_buffers":          "32MB",
+		"fsync":                   "on",
+		"full_page_writes":        "on",
+		"timezone":                "UTC",
+		"log_timezone":            "UTC",
+		"log_line_prefix":         "%m [%p] %q%a ",
+		"logging_collector":       "off",
+	}
+	if o.noFsync {
+		set["fsync"] = "off"
+		set["full_page_writes"] = "off"
+	}
+	for k, v := range o.settings {
+		set[k] = v
+	}
+	return set
+}
+
+// writeConfig writes the settings (and the port) to deskhook.conf, which the
+// cached cluster's postgresql.conf includes last. ALTER SYSTEM still
+// overrides it, as on a real server.
+func (s *Server) writeConfig() error {
+	keys := make([]string, 0, len(s.settings))
+	for k := range s.settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# written by deskhook testenv\n")
+	fmt.Fprintf(&b, "port = %d\n", s.Port)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = '%s'\n", k, strings.ReplaceAll(s.settings[k], "'", "''"))
+	}
+	path := filepath.Join(s.DataDir, "deskhook.conf")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	if s.user.switchTo {
+		return os.Chown(path, s.user.uid, s.user.gid)
+	}
+	return nil
+}
+
+var errPortInUse = errors.New("port in use")
+
+// Start starts the server (again), on the same port and data.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.local("Start"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("testenv: Start on a closed server")
+	}
+	if s.proc != nil {
+		select {
+		case <-s.exited: // it died on its own (crash, kill): start afresh
+			s.proc, s.exited = nil, nil
+		default:
+			return errors.New("testenv: server already running")
+		}
+	}
+	if err := s.writeConfig(); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("testenv: server log: %w", err)
+	}
+	defer logf.Close() // the child keeps its own descriptor
+	logStart, _ := logf.Seek(0, io.SeekEnd)
+
+	cmd := exec.Command(s.bins.postgres(), "-D", s.DataDir)
+	cmd.Env = childEnv()
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	s.user.apply(cmd)
+	// Should this process die without cleaning up, the server stops with it
+	// (the reaper then removes its files).
+	setPdeathsig(cmd.SysProcAttr, syscall.SIGINT)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("testenv: starting %s: %w", s.bins.postgres(), err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s.proc, s.exited = cmd, exited
+
+	if err := s.waitReady(ctx, exited); err != nil {
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		s.proc, s.exited = nil, nil
+		tail := s.logTail(logStart)
+		if strings.Contains(tail, "Address already in use") || strings.Contains(tail, "could not create any TCP/IP sockets") {
+			err = fmt.Errorf("%w: %w", errPortInUse, err)
+		}
+		return fmt.Errorf("testenv: PostgreSQL %s on port %d did not start: %w\n--- %s (tail) ---\n%s",
+			s.bins.version, s.Port, err, s.logPath, tail)
+	}
+	return nil
+}
+
+// waitReady polls until the server accepts connections, it exits, or ctx
+// ends (at most a minute).
+func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgx.Connect(cctx, s.DSN("postgres"))
+		ccancel()
+		if err == nil {
+			conn.Close(ctx)
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("server exited")
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for server: %w (last: %v)", ctx.Err(), err)
+		case <-time.After(15 * time.Millisecond):
+		}
+	}
+}
+
+// LogPath is the file the server's log (its stderr) goes to, inside
+// DataDir; empty for an external server.
+func (s *Server) LogPath() string { return s.logPath }
+
+// LogTail returns the end of the server's log (at most 4 KiB), for failure
+// messages.
+func (s *Server) LogTail() string {
+	if s.logPath == "" {
+		return ""
+	}
+	return s.logTail(0)
+}
+
+// logTail returns the server log written since offset, at most its last 4 KiB.
+func (s *Server) logTail(offset int64) string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	if offset <= int64(len(b)) {
+		b = b[offset:]
+	}
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return strings.TrimRight(string(b), "\n")
+}
+
+// Stop shuts the server down (fast shutdown: sessions are ended) and keeps
+// its data.
+func (s *Server) Stop(ctx context.Context) error {
+	if err := s.local("Stop"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopLocked(ctx)
+}
+
+func (s *Server) stopLocked(ctx context.Context) error {
+	if s.proc == nil {
+		return nil
+	}
+	proc, exited := s.proc, s.exited
+	s.proc, s.exited = nil, nil
+	proc.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+	}
+	proc.Process.Signal(syscall.SIGQUIT) // immediate shutdown
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		proc.Process.Kill()
+		<-exited
+	}
+	return fmt.Errorf("testenv: server on port %d did not shut down in time; killed", s.Port)
+}
+
+// Restart stops and starts the server.
+func (s *Server) Restart(ctx context.Context) error {
+	if err := s.Stop(ctx); err != nil {
+		return err
+	}
+	return s.Start(ctx)
+}
+
+// Close stops the server and removes its files. Calling it again is a no-op.
+func (s *Server) Close() error {
+	if s.external != "" {
+		return nil
+	}
+	if s.shared {
+		return errors.New("testenv: Close on the shared server (it lives as long as the test process)")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.stopLocked(ctx)
+	s.stopReaper()
+	if rerr := os.RemoveAll(s.dir); rerr != nil {
+		err = errors.Join(err, fmt.Errorf("testenv: removing %s: %w", s.dir, rerr))
+	}
+	return err
+}
+
+// local refuses operations that only a local, private cluster supports.
+func (s *Server) local(op string) error {
+	switch {
+	case s.external != "":
+		return fmt.Errorf("testenv: %s is not possible on the DESKHOOK_TEST_DSN server; use Dedicated()", op)
+	case s.shared:
+		return fmt.Errorf("testenv: %s on the process-wide shared server; ask for Dedicated()", op)
+	}
+	return nil
+}
+
+// DSN is a URL for database db on this server, as the superuser.
+func (s *Server) DSN(db string) string {
+	if s.external != "" {
+		return withDatabase(s.external, db)
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.User(superuser),
+		Host:     net.JoinHostPort(s.Host, strconv.Itoa(s.Port)),
+		Path:     "/" + db,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// freePort asks the kernel for a port on 127.0.0.1 nobody listens on.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("testenv: finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
