@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/deskhook/deskhook/change"
@@ -47,7 +46,32 @@ type Event struct {
 	Payload []byte
 }
 
-// EventID derives the stable event id from the commit position and index.
+// EventID derives the stable event id from the commit position and index:
+// "evt_" + 16 hex digits of the position + "_" + the index, at least 4
+// decimal digits (fmt's "evt_%016x_%04d", written by hand: it is on the
+// mapper's hot path).
 func EventID(pos change.Position, index uint32) string {
-	return fmt.Sprintf("evt_%016x_%04d", uint64(pos), index)
+	var b [4 + 16 + 1 + 10]byte
+	copy(b[:], "evt_")
+	const hexDigits = "0123456789abcdef"
+	for i := 0; i < 16; i++ {
+		b[4+i] = hexDigits[uint64(pos)>>(60-4*i)&15]
+	}
+	b[20] = '_'
+	n := 21
+	var d [10]byte
+	j := len(d)
+	for v := index; ; v /= 10 {
+		j--
+		d[j] = byte('0' + v%10)
+		if v < 10 {
+			break
+		}
+	}
+	for pad := 4 - (len(d) - j); pad > 0; pad-- {
+		b[n] = '0'
+		n++
+	}
+	n += copy(b[n:], d[j:])
+	return string(b[:n])
 }

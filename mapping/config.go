@@ -1,0 +1,105 @@
+package mapping
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Config is the mapper's part of deskhook.yaml (the `mapping` section).
+type Config struct {
+	// AppKey is the helpdesk's Laravel APP_KEY ("base64:..."), used for the
+	// ticket objects' encrypted_id. Empty: encrypted_id is left out. A
+	// secret: never logged.
+	AppKey string `yaml:"app_key"`
+	// TeamAssignment makes setting tickets.team_id to a team fire
+	// ticket_assigned. Faveo fires nothing for it, so it is off by default.
+	TeamAssignment bool `yaml:"team_assignment"`
+	// Tables names the helpdesk tables as the change source reports them
+	// (same keys and defaults as the source's tables).
+	Tables Tables `yaml:"tables"`
+	// StateSize bounds the state of related rows: at most this many tickets,
+	// and as many users, statuses and status types, are kept (least recently
+	// used go first and are read from the source again when needed).
+	// Memory is roughly StateSize × (2 KB + a first thread's body).
+	StateSize int `yaml:"state_size"`
+}
+
+// Tables names the helpdesk tables the mapper reads changes of.
+// Departments and teams are recognised but no payload shows their rows.
+type Tables struct {
+	Tickets     string `yaml:"tickets"`
+	Threads     string `yaml:"threads"`
+	Users       string `yaml:"users"`
+	Statuses    string `yaml:"statuses"`
+	StatusTypes string `yaml:"status_types"`
+	Departments string `yaml:"departments"`
+	Teams       string `yaml:"teams"`
+}
+
+// DefaultStateSize is StateSize's default.
+const DefaultStateSize = 10000
+
+// Defaults returns a Config with every default set.
+func Defaults() Config {
+	var c Config
+	c.SetDefaults()
+	return c
+}
+
+// SetDefaults fills every empty field with its default.
+func (c *Config) SetDefaults() {
+	set := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	set(&c.Tables.Tickets, "tickets")
+	set(&c.Tables.Threads, "ticket_thread")
+	set(&c.Tables.Users, "users")
+	set(&c.Tables.Statuses, "ticket_status")
+	set(&c.Tables.StatusTypes, "ticket_status_type")
+	set(&c.Tables.Departments, "department")
+	set(&c.Tables.Teams, "teams")
+	if c.StateSize == 0 {
+		c.StateSize = DefaultStateSize
+	}
+}
+
+// Validate reports every problem of c at once, each naming its YAML path
+// under path (e.g. "mapping") and the bad value (never the key itself).
+// Call SetDefaults first.
+func (c Config) Validate(path string) error {
+	at := func(key string) string {
+		if path == "" {
+			return key
+		}
+		return path + "." + key
+	}
+	var errs []error
+	if c.AppKey != "" {
+		if _, err := parseAppKey(c.AppKey); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", at("app_key"), err))
+		}
+	}
+	if c.StateSize < 1 {
+		errs = append(errs, fmt.Errorf("%s: must be at least 1 (got %d)", at("state_size"), c.StateSize))
+	}
+	names := []struct{ key, name string }{
+		{"tickets", c.Tables.Tickets}, {"threads", c.Tables.Threads}, {"users", c.Tables.Users},
+		{"statuses", c.Tables.Statuses}, {"status_types", c.Tables.StatusTypes},
+		{"departments", c.Tables.Departments}, {"teams", c.Tables.Teams},
+	}
+	seen := map[string]string{}
+	for _, n := range names {
+		key := at("tables." + n.key)
+		if n.name == "" {
+			errs = append(errs, fmt.Errorf("%s: required", key))
+			continue
+		}
+		if other, dup := seen[n.name]; dup {
+			errs = append(errs, fmt.Errorf("%s: same table as %s (got %q)", key, other, n.name))
+		}
+		seen[n.name] = key
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,18 @@
+// Package mapping turns committed row changes (package change) into Faveo
+// webhook events, following ../shared/faveo-contract.md.
+//
+// It owns:
+//   - the Mapper: triggers, the eight events and their payload trees, and the
+//     state of related rows (users, statuses, status types, departments,
+//     teams, tickets, first threads, thread counts) that the change stream
+//     keeps current, bounded by an LRU; rows it never saw are read once from
+//     a Source (declared here, implemented for PostgreSQL by cdc.Lookup);
+//   - the payloads' canonical JSON (keys in Faveo's order, scalars strings as
+//     MySQL hands them to Laravel, nulls kept);
+//   - the renderers that turn canonical JSON into wire bodies (faveo-form,
+//     json);
+//   - encrypted_id, Laravel's Crypt::encryptString under the APP_KEY.
+//
+// Mapping is deterministic: the same transaction and the same prior state
+// give the same events, byte for byte, with the same ids.
+package mapping

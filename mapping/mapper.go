@@ -1,0 +1,368 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/deskhook/deskhook/change"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options are the Mapper's collaborators.
+type Options struct {
+	// Logger receives bad rows and lookups; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the mapper's metrics; nil: no metrics.
+	Registerer prometheus.Registerer
+}
+
+// Mapper turns committed transactions into events. It keeps the state of
+// related rows current from the changes it maps, so it must see every
+// transaction of the stream, in commit order. Not safe for concurrent use.
+//
+// Payloads show the rows as of the end of the batch: for a transaction
+// handed over in one batch, as of its commit; a transaction split into
+// chunks shows, in each chunk's events, the rows as of that chunk's end.
+// Rows the stream has not shown come from the Source as they are when read
+// (thread facts bounded to the threads the stream has delivered): a ticket
+// first met long after it was last written shows its current row.
+//
+// Mapping a transaction again (a retried batch, or the same transactions
+// replayed into a fresh Mapper after a restart) gives the same ids and the
+// same triggers; thread counts are not counted twice (threads at or below a
+// ticket's highest counted thread id are not counted again).
+type Mapper struct {
+	cfg     Config
+	src     Source
+	log     *slog.Logger
+	enc     *idEncrypter
+	metrics *metrics
+	tables  map[string]tableKind
+
+	tickets  *lru[*ticketState]
+	users    *lru[*userEntry]
+	statuses *lru[*statusEntry]
+	types    *lru[[]byte]
+
+	// The transaction being mapped: events are numbered across its chunks.
+	pos        change.Position
+	seq        int
+	index      uint32 // next event index in the transaction
+	chunkStart uint32 // index at the start of the current chunk, for retries
+
+	// threadMark is the highest thread id the stream has delivered (up to
+	// the end of the chunk being mapped): facts read from the source leave
+	// out later threads.
+	threadMark int64
+
+	// Per chunk: states and rows pinned while the chunk's events are built,
+	// so that the LRU cannot evict them half-way.
+	local       map[int64]*ticketState
+	chunkUsers  map[int64]*userEntry   // nil value: no such user
+	chunkStatus map[int64]*statusEntry // nil value: no such status
+	chunkTypes  map[int64][]byte
+	triggers    []trigger
+	scratch     []byte
+	buf         jsonBuf
+}
+
+type tableKind uint8
+
+const (
+	tableOther tableKind = iota
+	tableTickets
+	tableThreads
+	tableUsers
+	tableStatuses
+	tableStatusTypes
+	tableIgnored // departments, teams: recognised, shown in no payload
+)
+
+// trigger is an event found while applying a chunk; its payload is built
+// once the whole chunk is applied, so it shows the rows as of the chunk's
+// end (the commit, for a transaction that fits in one chunk).
+type trigger struct {
+	event  string
+	st     *ticketState
+	thread []byte // reply/commented: the thread row's members
+	userID int64  // reply/commented: thread.user_id
+}
+
+// New builds a Mapper. cfg gets its defaults and is validated.
+func New(cfg Config, src Source, opts Options) (*Mapper, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate("mapping"); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, errors.New("mapping: a Source is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("mapping: registering metrics: %w", err)
+	}
+	m := &Mapper{
+		cfg: cfg, src: src, log: log, metrics: met,
+		tables: map[string]tableKind{
+			cfg.Tables.Tickets: tableTickets, cfg.Tables.Threads: tableThreads, cfg.Tables.Users: tableUsers,
+			cfg.Tables.Statuses: tableStatuses, cfg.Tables.StatusTypes: tableStatusTypes,
+			cfg.Tables.Departments: tableIgnored, cfg.Tables.Teams: tableIgnored,
+		},
+		tickets:     newLRU[*ticketState](cfg.StateSize),
+		users:       newLRU[*userEntry](cfg.StateSize),
+		statuses:    newLRU[*statusEntry](cfg.StateSize),
+		types:       newLRU[[]byte](cfg.StateSize),
+		local:       map[int64]*ticketState{},
+		chunkUsers:  map[int64]*userEntry{},
+		chunkStatus: map[int64]*statusEntry{},
+		chunkTypes:  map[int64][]byte{},
+	}
+	if cfg.AppKey != "" {
+		if m.enc, err = newIDEncrypter(cfg.AppKey); err != nil {
+			return nil, fmt.Errorf("mapping.app_key: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// badRowError marks a change the mapper cannot use: it is logged, counted
+// and skipped, and the stream goes on. Other errors (the source failing,
+// ctx ending) stop Map.
+type badRowError struct{ reason string }
+
+func (e *badRowError) Error() string { return e.reason }
+
+func badRow(format string, args ...any) error {
+	return &badRowError{fmt.Sprintf(format, args...)}
+}
+
+// Map returns the events of one batch, in commit order, numbered within the
+// batch's transaction (chunk Seq 0 starts at index 0; later chunks go on).
+// Calling it again with the same batch after an error maps it again with
+// the same indexes. A row it cannot use is logged, counted in
+// deskhook_mapping_bad_rows_total and skipped; an error means the source
+// could not be read (or ctx ended), and nothing of the batch was emitted.
+func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
+	if b == nil {
+		return nil, errors.New("mapping: nil batch")
+	}
+	switch {
+	case b.Seq == 0:
+		m.index, m.chunkStart = 0, 0
+	case b.Pos != m.pos:
+		// A later chunk of a transaction whose first chunks this mapper
+		// never saw: the indexes of those are unknown. Sources hand whole
+		// transactions over after a restart, so this is a bug upstream.
+		m.log.Error("mapping: chunk of a transaction whose first chunk was not mapped; numbering its events from 0",
+			"pos", b.Pos.String(), "seq", b.Seq)
+		m.index, m.chunkStart = 0, 0
+	case b.Seq == m.seq:
+		m.index = m.chunkStart // the same chunk again
+	default:
+		m.chunkStart = m.index
+	}
+	m.pos, m.seq = b.Pos, b.Seq
+	defer func() {
+		// Release what the chunk pinned: the next batch may be a while.
+		clear(m.triggers)
+		m.triggers = m.triggers[:0]
+		clear(m.local)
+		clear(m.chunkUsers)
+		clear(m.chunkStatus)
+		clear(m.chunkTypes)
+		m.metrics.tickets.Set(float64(m.tickets.len()))
+	}()
+
+	if err := m.prefetchTickets(ctx, b); err != nil {
+		return nil, err
+	}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		if err := m.apply(ctx, c); err != nil {
+			var bad *badRowError
+			if !errors.As(err, &bad) {
+				return nil, err
+			}
+			m.badRow(b, c, err)
+		}
+	}
+	if err := m.resolve(ctx); err != nil {
+		return nil, err
+	}
+	events := make([]Event, 0, len(m.triggers))
+	for i := range m.triggers {
+		tr := &m.triggers[i]
+		st := tr.st
+		if st.deleted || st.notFound || !st.rowKnown {
+			continue // the ticket is gone as of the commit: deleted tickets fire nothing
+		}
+		payload := m.build(tr)
+		events = append(events, Event{
+			ID: EventID(b.Pos, m.index), Type: tr.event, Pos: b.Pos, Index: m.index,
+			CommitTime: b.CommitTime, TicketID: st.id, DeptID: st.deptID, SourceID: st.sourceID,
+			Payload: payload,
+		})
+		m.index++
+		m.metrics.mapped[tr.event].Inc()
+	}
+	return events, nil
+}
+
+func (m *Mapper) badRow(b *change.Batch, c *change.Change, err error) {
+	table := "?"
+	if c.Table != nil {
+		table = c.Table.Name
+	}
+	m.metrics.badRows.WithLabelValues(table).Inc()
+	row := c.New
+	if row == nil {
+		row = c.Old
+	}
+	id, _ := rowInt(row, "id")
+	m.log.Warn("mapping: skipped a row change it cannot use", "table", table, "op", c.Op.String(),
+		"id", id, "pos", b.Pos.String(), "xid", b.Xid, "error", err.Error())
+}
+
+func (m *Mapper) kind(c *change.Change) tableKind {
+	if c.Table == nil {
+		return tableOther
+	}
+	return m.tables[c.Table.Name]
+}
+
+// ticket returns the state of a ticket pinned in this chunk or held in the
+// LRU, or nil.
+func (m *Mapper) ticket(id int64) *ticketState {
+	if st, ok := m.local[id]; ok {
+		return st
+	}
+	if st, ok := m.tickets.get(id); ok {
+		m.local[id] = st
+		return st
+	}
+	return nil
+}
+
+func (m *Mapper) keepTicket(st *ticketState) {
+	m.local[st.id] = st
+	m.tickets.put(st.id, st)
+}
+
+// prefetchTickets reads, in one round, the tickets this chunk's
+// non-internal thread inserts refer to and the state lacks (the row and
+// thread facts), so that a chunk of many unknown tickets costs a few queries
+// rather than one per row.
+func (m *Mapper) prefetchTickets(ctx context.Context, b *change.Batch) error {
+	var need []int64
+	inserted := map[int64]bool{}
+	for i := range b.Changes {
+		c := &b.Changes[i]
+		if c.Op == change.Insert && m.kind(c) == tableThreads {
+			if id, ok := rowInt(c.New, "id"); ok {
+				m.threadMark = max(m.threadMark, id)
+			}
+		}
+		switch {
+		case c.Op == change.Insert && m.kind(c) == tableTickets:
+			if id, ok := rowInt(c.New, "id"); ok {
+				inserted[id] = true
+			}
+		case c.Op == change.Insert && m.kind(c) == tableThreads:
+			tid, ok := rowInt(c.New, "ticket_id")
+			if !ok || inserted[tid] || isInternal(c.New) {
+				continue
+			}
+			if !m.ticket(tid).complete() {
+				need = append(need, tid)
+			}
+		}
+	}
+	return m.fetchTickets(ctx, need)
+}
+
+// complete reports whether a ticket's state has all a payload needs.
+func (st *ticketState) complete() bool {
+	return st != nil && st.factsKnown && (st.rowKnown || st.notFound)
+}
+
+// fetchTickets reads from the source what the states of tickets ids lack:
+// the tickets row and/or the thread facts.
+func (m *Mapper) fetchTickets(ctx context.Context, ids []int64) error {
+	var rowIDs, factIDs []int64
+	for _, id := range ids {
+		st := m.ticket(id)
+		if st == nil || !(st.rowKnown || st.notFound) {
+			rowIDs = append(rowIDs, id)
+		}
+		if st == nil || !st.factsKnown {
+			factIDs = append(factIDs, id)
+		}
+	}
+	slices.Sort(rowIDs)
+	rowIDs = slices.Compact(rowIDs)
+	slices.Sort(factIDs)
+	factIDs = slices.Compact(factIDs)
+	var facts map[int64]TicketFacts
+	if len(factIDs) > 0 {
+		var err error
+		facts, err = m.src.TicketFacts(ctx, factIDs, m.threadMark)
+		if err != nil {
+			return fmt.Errorf("mapping: reading thread facts of %d ticket(s) from the source: %w", len(factIDs), err)
+		}
+		m.metrics.lookups.WithLabelValues(m.cfg.Tables.Threads).Add(float64(len(factIDs)))
+	}
+	var rows map[int64]*change.Row
+	if len(rowIDs) > 0 {
+		var err error
+		if rows, err = m.fetchRows(ctx, m.cfg.Tables.Tickets, rowIDs); err != nil {
+			return err
+		}
+	}
+	update := func(id int64, f func(st *ticketState)) {
+		st := m.ticket(id)
+		if st == nil {
+			st = &ticketState{id: id}
+		}
+		f(st)
+		m.keepTicket(st)
+	}
+	for _, id := range rowIDs {
+		update(id, func(st *ticketState) {
+			if row, ok := rows[id]; ok {
+				m.scratch = st.setRow(row, m.scratch, true)
+			} else {
+				st.notFound = true
+			}
+		})
+	}
+	for _, id := range factIDs {
+		update(id, func(st *ticketState) { m.scratch = st.setFacts(facts[id], m.scratch) })
+	}
+	return nil
+}
+
+// fetchRows reads rows of table by id, keyed by id.
+func (m *Mapper) fetchRows(ctx context.Context, table string, ids []int64) (map[int64]*change.Row, error) {
+	rows, err := m.src.Rows(ctx, table, ids)
+	if err != nil {
+		return nil, fmt.Errorf("mapping: reading %d row(s) of %s from the source: %w", len(ids), table, err)
+	}
+	m.metrics.lookups.WithLabelValues(table).Add(float64(len(ids)))
+	out := make(map[int64]*change.Row, len(rows))
+	for _, r := range rows {
+		if id, ok := rowInt(r, "id"); ok {
+			out[id] = r
+		} else {
+			m.metrics.badRows.WithLabelValues(table).Inc()
+			m.log.Warn("mapping: the source returned a row without an integer id", "table", table)
+		}
+	}
+	return out, nil
+}
