@@ -1,0 +1,293 @@
+package outbox
+
+import (
+	"time"
+
+	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/mapping"
+)
+
+// request is one item of the committer's queue: an append, an operator
+// function or a barrier.
+type request struct {
+	pos    change.Position
+	last   bool
+	events []mapping.Event
+	bytes  int64 // taken from the intake budget
+
+	op      func(g *group) error
+	barrier bool
+	done    chan error
+}
+
+func (r *request) isAppend() bool { return r.op == nil && !r.barrier }
+
+// committerState is what the committer goroutine alone reads and writes.
+type committerState struct {
+	subs    []Subscription
+	maxKey  Key             // the highest event key in the file
+	openTxn change.Position // a transaction with chunks stored but not its last one
+	lastLog time.Time       // of a write failure after intake stopped
+}
+
+// run is the committer goroutine: it takes everything queued, writes it in
+// one transaction, commits (one fsync) and then reports.
+func (o *Outbox) run() {
+	defer close(o.done)
+	batch := make([]request, 0, o.opts.QueueLen)
+	delay := time.NewTimer(time.Hour)
+	delay.Stop()
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-o.in:
+			batch = append(batch, r)
+		case <-o.resSignal:
+			// Results alone can wait a little for more company; an append
+			// cuts the wait short.
+			delay.Reset(o.opts.ResultDelay)
+			select {
+			case r := <-o.in:
+				batch = append(batch, r)
+			case <-delay.C:
+			case <-o.quit:
+			}
+			delay.Stop()
+		case <-o.quit:
+			o.drain(batch)
+			return
+		}
+		batch = o.gather(batch)
+		o.process(batch)
+		clear(batch) // drop the events: the batch's array is reused
+	}
+}
+
+// gather adds what else is queued, up to MaxGroupEvents events or half the
+// intake budget's bytes, so one commit's dirty pages stay bounded.
+func (o *Outbox) gather(batch []request) []request {
+	n, size := 0, int64(0)
+	for i := range batch {
+		n += len(batch[i].events)
+		size += batch[i].bytes
+	}
+	for n < o.opts.MaxGroupEvents && size < o.opts.MaxQueuedBytes/2 {
+		select {
+		case r := <-o.in:
+			batch = append(batch, r)
+			n += len(r.events)
+			size += r.bytes
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// drain commits everything still queued at Close.
+func (o *Outbox) drain(batch []request) {
+	for {
+		batch = o.gather(batch[:0])
+		if len(batch) == 0 {
+			o.commitGroup(nil, o.takeResults())
+			return
+		}
+		o.process(batch)
+	}
+}
+
+// process commits runs of appends (with the pending results) as groups and
+// runs each operator request in a transaction of its own, keeping order.
+func (o *Outbox) process(batch []request) {
+	for i := 0; i < len(batch); {
+		j := i
+		for j < len(batch) && batch[j].isAppend() {
+			j++
+		}
+		o.commitGroup(batch[i:j], o.takeResults())
+		if j < len(batch) {
+			o.runOp(&batch[j])
+			j++
+		}
+		i = j
+	}
+}
+
+// release returns the appends' bytes to the intake budget.
+func (o *Outbox) release(appends []request) {
+	for i := range appends {
+		if appends[i].bytes > 0 {
+			o.budget.Release(appends[i].bytes)
+		}
+	}
+}
+
+// takeResults takes the queued results; giveBack returns the slice for
+// reuse once they are written (two slices take turns).
+func (o *Outbox) takeResults() []Result {
+	o.resMu.Lock()
+	defer o.resMu.Unlock()
+	rs := o.results
+	o.results, o.resSpare = o.resSpare[:0], nil
+	return rs
+}
+
+func (o *Outbox) giveBack(rs []Result) {
+	if cap(rs) == 0 || cap(rs) > 1<<16 {
+		return
+	}
+	clear(rs)
+	o.resMu.Lock()
+	o.resSpare = rs[:0]
+	o.resMu.Unlock()
+}
+
+// slowCommit is when a commit's duration is worth a warning.
+const slowCommit = time.Second
+
+// commitGroup writes appends and results in one transaction.
+func (o *Outbox) commitGroup(appends []request, results []Result) {
+	defer o.release(appends)
+	defer o.giveBack(results)
+	if len(appends) == 0 && len(results) == 0 {
+		return
+	}
+	if o.Err() != nil {
+		appends = nil // never write past a failed group: its positions would be skipped
+		if len(results) == 0 {
+			return
+		}
+	}
+	start := time.Now()
+	tx, err := o.db.Begin(true)
+	if err != nil {
+		o.writeFailed(err, len(appends) > 0)
+		return
+	}
+	g := o.newGroup(tx)
+	for i := range appends {
+		if err = g.append(&appends[i]); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		for i := range results {
+			g.record(&results[i])
+		}
+		err = g.finish()
+	}
+	if err != nil {
+		_ = tx.Rollback()
+		o.writeFailed(err, true)
+		return
+	}
+	o.notifyEarly(g)
+	if err := tx.Commit(); err != nil {
+		o.writeFailed(err, true)
+		return
+	}
+	took := time.Since(start)
+	o.m.committed(took, g.appended, len(results))
+	if took > slowCommit {
+		o.log.Warn("outbox commit was slow: is the disk overloaded?", "took", took, "events", g.appended, "results", len(results))
+	}
+	o.apply(g)
+}
+
+// runOp runs one operator request in its own transaction.
+func (o *Outbox) runOp(r *request) {
+	if r.barrier {
+		r.done <- o.Err()
+		return
+	}
+	tx, err := o.db.Begin(true)
+	if err != nil {
+		o.writeFailed(err, false)
+		r.done <- err
+		return
+	}
+	g := o.newGroup(tx)
+	if err := r.op(g); err != nil {
+		_ = tx.Rollback()
+		r.done <- err
+		return
+	}
+	if err := g.finish(); err != nil {
+		_ = tx.Rollback()
+		r.done <- err
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		o.writeFailed(err, true)
+		r.done <- err
+		return
+	}
+	o.apply(g)
+	r.done <- nil
+}
+
+// writeFailed stops intake on a failed write. Nothing of the failed
+// transaction was stored; delivery results in it are lost, which only means
+// redeliveries.
+func (o *Outbox) writeFailed(err error, stop bool) {
+	if o.Err() == nil && stop {
+		o.stopIntake(err)
+		return
+	}
+	if time.Since(o.c.lastLog) > 10*time.Second {
+		o.c.lastLog = time.Now()
+		o.log.Error("outbox write failed", "err", err)
+	}
+}
+
+// notifyEarly hands the group's new deliveries to the endpoints before the
+// commit's fsync (see Notice).
+func (o *Outbox) notifyEarly(g *group) {
+	if g.stored <= g.startStored || g.partial {
+		return
+	}
+	for i, s := range g.subs {
+		if s.Notify != nil {
+			s.Notify(Notice{From: g.startStored, To: g.stored, Events: g.fan[i]})
+		}
+	}
+}
+
+// apply makes a committed group's effects visible: position, counters,
+// subscriptions, then notices and OnDurable.
+func (o *Outbox) apply(g *group) {
+	o.stored.Store(uint64(g.stored))
+	o.c.maxKey, o.c.openTxn = g.maxKey, g.openTxn
+	o.epMu.Lock()
+	for _, name := range g.dropped {
+		delete(o.eps, name)
+	}
+	for name, d := range g.deltas {
+		c := o.eps[name]
+		if c == nil {
+			c = &endpointCounters{}
+			o.eps[name] = c
+		}
+		c.depth.Add(d.depth)
+		c.dead.Add(d.dead)
+	}
+	o.epMu.Unlock()
+	if g.newSubs != nil {
+		o.c.subs = *g.newSubs
+		o.subsSet.Store(true)
+	}
+
+	advanced := g.stored > g.startStored
+	for _, s := range o.c.subs {
+		if s.Notify == nil {
+			continue
+		}
+		f := g.flags[s.Name]
+		if advanced || f != (noticeFlags{}) {
+			s.Notify(Notice{From: g.startStored, To: g.stored, Committed: true, Reset: f.reset, State: f.state})
+		}
+	}
+	if g.durable > 0 && o.opts.OnDurable != nil {
+		o.opts.OnDurable(g.durable)
+	}
+}

@@ -1,0 +1,205 @@
+package outbox
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/mapping"
+)
+
+// Subscription is one endpoint as the sender sees it.
+type Subscription struct {
+	Name string
+	// Wants says whether the endpoint gets an event; it runs in the
+	// committer for every stored event, so it must be quick. nil: the
+	// endpoint gets no new events but keeps its queue (a paused endpoint).
+	Wants func(*mapping.Event) bool
+	// Notify, when set, is called by the committer for each group that
+	// gives the endpoint new deliveries or changes its state: once with the
+	// new events as soon as they are written, before the fsync (Committed
+	// false), and once the commit is done (Committed true). It must not
+	// block (hand the notice to a goroutine's inbox).
+	Notify func(Notice)
+}
+
+// Notice tells an endpoint's reader what a group commit changes for it.
+//
+// Delivering from an early notice, before the commit is durable, is safe:
+// if the commit fails or the process dies first, the source was not
+// acknowledged and sends the transaction again, and the event goes out
+// again with the same id and body. It keeps fsync out of the path from
+// commit to receiver.
+type Notice struct {
+	// From and To are the stored position before and after the commit:
+	// deliveries of events with From < Pos ≤ To become available.
+	From, To change.Position
+	// Committed: the commit is durable, and Pending reads what it stored.
+	// Otherwise this is the early notice, sent only when Events holds every
+	// new delivery of the endpoint in (From, To], in key order (the events
+	// are shared and must not be changed).
+	Committed bool
+	Events    []*mapping.Event
+	// Reset (committed notices only) says pending entries appeared behind
+	// any reader's cursor (dead letters replayed): read the queue again
+	// from the start.
+	Reset bool
+	// State (committed notices only) says the endpoint's persisted state
+	// changed (enabled, disabled): read it with Endpoint.
+	State bool
+}
+
+// Outcome is what a delivery attempt led to.
+type Outcome uint8
+
+const (
+	// Delivered: the endpoint accepted the event; its entry is removed.
+	Delivered Outcome = iota + 1
+	// Retry: the attempt failed; try again at Result.Next.
+	Retry
+	// Dead: the attempt failed and no retry is left; the entry becomes a
+	// dead letter with every attempt.
+	Dead
+)
+
+func (oc Outcome) String() string {
+	switch oc {
+	case Delivered:
+		return "delivered"
+	case Retry:
+		return "retry"
+	case Dead:
+		return "dead"
+	}
+	return fmt.Sprintf("outcome(%d)", uint8(oc))
+}
+
+// Result is the outcome of one delivery attempt.
+type Result struct {
+	Endpoint string
+	Key      Key
+	Outcome  Outcome
+	Attempt  Attempt
+	Next     time.Time // Retry: when the next attempt is due
+}
+
+// Record queues delivery results for the next group commit and returns at
+// once. A result lost in a crash before that commit means the event is
+// delivered again, with the same id and body.
+func (o *Outbox) Record(results ...Result) {
+	if len(results) == 0 || o.opts.ReadOnly {
+		return
+	}
+	o.resMu.Lock()
+	o.results = append(o.results, results...)
+	o.resMu.Unlock()
+	select {
+	case o.resSignal <- struct{}{}:
+	default:
+	}
+}
+
+// Delivery is one pending entry with its event.
+type Delivery struct {
+	Key      Key
+	Event    *mapping.Event
+	Attempts int       // attempts made so far
+	Next     time.Time // when the next attempt is due; zero: now
+}
+
+// PendingQuery selects pending entries of one endpoint.
+type PendingQuery struct {
+	After Key // start after this key; the zero Key starts at the beginning
+	// Until is the last key to look at; the zero Key means up to the
+	// stored position (entries of transactions not yet complete are never
+	// returned).
+	Until Key
+	Max   int // most entries to return (default 1000)
+	// Filter, when set, keeps only the entries it accepts; the others are
+	// passed over without reading their events.
+	Filter func(key Key, ticketID int64) bool
+}
+
+// PendingPage is the answer to a PendingQuery.
+type PendingPage struct {
+	Deliveries []Delivery
+	// Last is the last key looked at (never before After): the next query
+	// starts after it. When End is set the query's range is exhausted and
+	// Last is its end.
+	Last Key
+	End  bool
+}
+
+// Pending reads pending entries of an endpoint, in key order, with their
+// events.
+func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
+	if q.Max <= 0 {
+		q.Max = 1000
+	}
+	maxScan := max(q.Max*64, 1<<16)
+	var page PendingPage
+	err := o.db.View(func(tx *bolt.Tx) error {
+		limit := endKey(storedIn(tx))
+		if q.Until != (Key{}) && q.Until.Less(limit) {
+			limit = q.Until
+		}
+		root := tx.Bucket(bucketEndpoints).Bucket([]byte(endpoint))
+		if root == nil {
+			return fmt.Errorf("endpoint %q: %w", endpoint, ErrNotFound)
+		}
+		events := tx.Bucket(bucketEvents)
+		c := root.Bucket(bucketPending).Cursor()
+		page.Last = q.After
+		k, v := c.Seek(q.After.bytes())
+		if k != nil && keyFrom(k) == q.After {
+			k, v = c.Next()
+		}
+		page.Deliveries = make([]Delivery, 0, min(q.Max, 256))
+		for scanned := 0; k != nil; k, v = c.Next() {
+			key := keyFrom(k)
+			if limit.Less(key) {
+				break
+			}
+			if len(page.Deliveries) >= q.Max || scanned >= maxScan {
+				return nil
+			}
+			scanned++
+			page.Last = key
+			rec, err := parseDelivery(v)
+			if err != nil {
+				return fmt.Errorf("endpoint %q: pending %s: %w", endpoint, key, err)
+			}
+			if q.Filter != nil && !q.Filter(key, rec.ticket) {
+				continue
+			}
+			raw := events.Get(k)
+			if raw == nil {
+				return fmt.Errorf("endpoint %q: pending %s: event missing: %w", endpoint, key, errCorrupt)
+			}
+			e, err := decodeEvent(key, raw)
+			if err != nil {
+				return err
+			}
+			page.Deliveries = append(page.Deliveries, Delivery{Key: key, Event: e, Attempts: rec.attempts, Next: rec.at})
+		}
+		page.End, page.Last = true, limit
+		if page.Last.Less(q.After) {
+			page.Last = q.After
+		}
+		return nil
+	})
+	if err != nil {
+		return PendingPage{}, fmt.Errorf("outbox: %w", err)
+	}
+	return page, nil
+}
+
+func storedIn(tx *bolt.Tx) change.Position {
+	if v := tx.Bucket(bucketMeta).Get(keyPosition); len(v) == 8 {
+		return change.Position(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}

@@ -1,0 +1,33 @@
+// Package outbox owns deskhook's durable store: one bbolt file holding the
+// events the mapper produced, every endpoint's delivery state (pending
+// entries with their attempts and next-attempt times, dead letters, enabled
+// or disabled), and the source position up to which everything is stored.
+//
+// Writes go through one committer goroutine that groups many source
+// transactions and delivery results into one bbolt transaction and one
+// fsync (group commit). Only after that commit does it report the position
+// through Options.OnDurable, so the source may acknowledge it (design rule
+// 1). Positions already stored are skipped, so a source that resends after
+// a restart does not duplicate anything.
+//
+// Fan-out happens when an event is stored: it gets a pending entry for every
+// registered endpoint whose Subscription wants it. An event's body is
+// deleted once no endpoint needs it any more (delivered, or its dead letter
+// dropped), so the file stays bounded while endpoints keep up.
+//
+// The package does no HTTP: package sender reads pending deliveries
+// (Pending), is handed new ones as they are written, before the fsync, and
+// told when they are committed (Subscription.Notify), and records outcomes
+// (Record), which ride along in the next group commit. The operator
+// functions (dead letters, replay, queue depth, enable/disable) are for the
+// CLI and the admin API.
+//
+// Layout of the file:
+//
+//	meta      "version" → 1, "position" → stored position (8 bytes BE)
+//	events    key → event record          key = pos (8 bytes BE) | index (4 bytes BE)
+//	refs      key → endpoints still needing the event, only where that is ≥ 2
+//	endpoints name → bucket { "state" → JSON EndpointState,
+//	                           pending { key → delivery record },
+//	                           dead    { key → delivery record } }
+package outbox

@@ -1,0 +1,198 @@
+package sender
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/mapping"
+	"github.com/deskhook/deskhook/outbox"
+	"github.com/deskhook/deskhook/testenv"
+)
+
+// benchPayload is a canonical payload about the size of a Faveo ticket_reply.
+var benchPayload = []byte(`{"event":"ticket_reply","replied_by":{"id":"1","first_name":"Mohammad","last_name":"Asif","email":"agent@example.com"},` +
+	`"thread":{"ticket_id":"10","user_id":"1","poster":"support","body":"` + strings.Repeat("<p>reply text</p>", 100) +
+	`","is_internal":"0","ticket":{"id":"10","ticket_number":"HDSK-AAAA-0010","status":"9","dept_id":"2"}}}`)
+
+func benchEvents(pos change.Position, tickets ...int64) []mapping.Event {
+	evs := make([]mapping.Event, len(tickets))
+	for i, tk := range tickets {
+		evs[i] = mapping.Event{ID: mapping.EventID(pos, uint32(i)), Type: mapping.TicketReply, Pos: pos, Index: uint32(i),
+			CommitTime: time.Now(), TicketID: tk, Payload: benchPayload}
+	}
+	return evs
+}
+
+// BenchmarkCatchUp delivers a stored backlog (transactions of 5 events over
+// many tickets) to one fast endpoint, the outbox fsync'd as in production.
+// Receiver, sender and outbox share the process (and its 2 cores).
+func BenchmarkCatchUp(b *testing.B) {
+	for _, format := range []mapping.Format{mapping.FormatJSON, mapping.FormatForm} {
+		b.Run(string(format), func(b *testing.B) {
+			r := testenv.NewReceiver(b)
+			r.SetDecode(false)
+			r.SetKeep(false)
+			path := filepath.Join(b.TempDir(), "outbox.db")
+			ob, err := outbox.Open(path, outbox.Options{NoSync: benchNoSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ob.Close()
+			ep := Endpoint{Name: "fast", URL: r.URL + "/", Format: format, Events: mapping.AllEvents}
+			s, err := New(Config{Endpoints: []Endpoint{ep}}, ob, Options{Version: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx := context.Background()
+			n := 0
+			for pos := change.Position(1); n < b.N; pos++ {
+				k := min(5, b.N-n)
+				tickets := make([]int64, k)
+				for i := range tickets {
+					tickets[i] = int64(n+i) % 20000
+				}
+				if err := ob.Append(ctx, pos, true, benchEvents(pos, tickets...)); err != nil {
+					b.Fatal(err)
+				}
+				n += k
+			}
+			if err := ob.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			start, cpu0 := time.Now(), cpuTime()
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- s.Run(runCtx) }()
+			waitCtx, cancelWait := context.WithTimeout(ctx, 10*time.Minute)
+			defer cancelWait()
+			if err := r.Wait(waitCtx, b.N); err != nil {
+				b.Fatal(err)
+			}
+			elapsed, cpu := time.Since(start), cpuTime()-cpu0
+			b.StopTimer()
+			cancel()
+			<-done
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu_µs/event")
+		})
+	}
+}
+
+// BenchmarkLiveLatency appends one-event transactions at a steady rate and
+// reports append → arrival latency at the receiver (fsync on).
+func BenchmarkLiveLatency(b *testing.B) {
+	for _, rate := range []int{500, 2000} {
+		b.Run(fmt.Sprintf("%d_per_s", rate), func(b *testing.B) {
+			r := testenv.NewReceiver(b)
+			r.SetDecode(false)
+			r.SetKeep(false)
+			var mu sync.Mutex
+			sent := map[string]time.Time{}
+			lat := make([]time.Duration, 0, b.N)
+			r.OnRequest(func(req testenv.Request) {
+				mu.Lock()
+				lat = append(lat, req.Arrived.Sub(sent[req.Header.Get("webhook-id")]))
+				mu.Unlock()
+			})
+			ob, err := outbox.Open(filepath.Join(b.TempDir(), "outbox.db"), outbox.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ob.Close()
+			ep := Endpoint{Name: "fast", URL: r.URL + "/", Events: mapping.AllEvents}
+			s, err := New(Config{Endpoints: []Endpoint{ep}}, ob, Options{Version: "bench"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Run(ctx) }()
+			b.ResetTimer()
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			for i := 0; i < b.N; i++ {
+				<-tick.C
+				pos := change.Position(i + 1)
+				evs := benchEvents(pos, int64(i%1000))
+				mu.Lock()
+				sent[evs[0].ID] = time.Now()
+				mu.Unlock()
+				if err := ob.Append(ctx, pos, true, evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tick.Stop()
+			waitCtx, cancelWait := context.WithTimeout(context.Background(), time.Minute)
+			defer cancelWait()
+			if err := r.Wait(waitCtx, b.N); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			cancel()
+			<-done
+			mu.Lock()
+			slices.Sort(lat)
+			q := func(p float64) float64 { return float64(lat[int(float64(len(lat)-1)*p)]) / 1e6 }
+			b.ReportMetric(q(0.5), "p50_ms")
+			b.ReportMetric(q(0.99), "p99_ms")
+			b.ReportMetric(q(1), "max_ms")
+			mu.Unlock()
+		})
+	}
+}
+
+var benchNoSync = os.Getenv("BENCH_NOSYNC") != ""
+
+// cpuTime is the CPU time the process used so far (user and system). The
+// benchmark shares the machine with its receiver, so CPU per event says more
+// than wall time on a busy machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkBareHTTP is the bound for BenchmarkCatchUp: plain keep-alive
+// POSTs of the same body from 16 goroutines to the same receiver, no outbox.
+func BenchmarkBareHTTP(b *testing.B) {
+	r := testenv.NewReceiver(b)
+	r.SetDecode(false)
+	r.SetKeep(false)
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	var n atomic.Int64
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for n.Add(1) <= int64(b.N) {
+				resp, err := c.Post(r.URL+"/", "application/json", bytes.NewReader(benchPayload))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu_µs/req")
+}

@@ -1,0 +1,315 @@
+package sender
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deskhook/deskhook/mapping"
+)
+
+// Config is the sender's part of deskhook.yaml.
+type Config struct {
+	Endpoints []Endpoint `yaml:"endpoints"`
+	// RetryAfterCap bounds how long a Retry-After answer (on 429 and 503)
+	// may hold an endpoint back (default 1h).
+	RetryAfterCap time.Duration `yaml:"retry_after_cap"`
+}
+
+// Endpoint is one receiver of webhooks.
+type Endpoint struct {
+	// Name keys the endpoint's queue in the outbox, its metrics and logs.
+	// Default: the URL's host[:port] (endpoint-N when two would clash).
+	// Renaming an endpoint drops its queue.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Enabled false pauses the endpoint: no new events are queued for it
+	// and nothing is sent; its queue and dead letters are kept.
+	Enabled *bool `yaml:"enabled"`
+	// Events the endpoint gets (default: the five Faveo documents).
+	Events []string       `yaml:"events"`
+	Format mapping.Format `yaml:"format"` // faveo-form (default) or json
+	// Secret is one or more Standard Webhooks secrets ("whsec_" + base64),
+	// space-separated during a rotation; every one signs each request.
+	Secret      Secret            `yaml:"secret"`
+	Headers     map[string]string `yaml:"headers"` // values are never logged
+	Timeout     time.Duration     `yaml:"timeout"`
+	MaxInFlight int               `yaml:"max_in_flight"`
+	Retry       Retry             `yaml:"retry"`
+	Filter      Filter            `yaml:"filter"`
+	// CAFile is a PEM file of certificates to trust instead of the
+	// system's, for https endpoints with a private CA.
+	CAFile string `yaml:"ca_file"`
+}
+
+// Retry is an endpoint's retry policy.
+type Retry struct {
+	// Schedule holds the delay before each attempt, the first counted from
+	// when the event is stored, each later one from the failure before it;
+	// each gets ±20% jitter. After the last attempt fails the event becomes
+	// a dead letter.
+	Schedule []time.Duration `yaml:"schedule"`
+}
+
+// Filter narrows an endpoint to tickets of some departments or sources
+// (empty: all).
+type Filter struct {
+	Departments []int64 `yaml:"departments"`
+	Sources     []int64 `yaml:"sources"`
+}
+
+// Secret holds signing secrets; it never prints itself.
+type Secret string
+
+func (Secret) String() string               { return "[redacted]" }
+func (Secret) GoString() string             { return "[redacted]" }
+func (Secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(s.String())) }
+
+// DefaultSchedule is the default retry schedule: about two days.
+var DefaultSchedule = []time.Duration{0, 5 * time.Second, 30 * time.Second, 2 * time.Minute,
+	10 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour,
+	12 * time.Hour, 24 * time.Hour}
+
+// Defaults of an endpoint.
+const (
+	DefaultTimeout       = 15 * time.Second
+	DefaultMaxInFlight   = 16
+	DefaultRetryAfterCap = time.Hour
+)
+
+// Defaults returns a Config with every default set (and no endpoints).
+func Defaults() Config {
+	var c Config
+	c.SetDefaults()
+	return c
+}
+
+// SetDefaults fills every empty field with its default, naming unnamed
+// endpoints.
+func (c *Config) SetDefaults() {
+	if c.RetryAfterCap == 0 {
+		c.RetryAfterCap = DefaultRetryAfterCap
+	}
+	taken := map[string]bool{}
+	for _, e := range c.Endpoints {
+		if e.Name != "" {
+			taken[e.Name] = true
+		}
+	}
+	for i := range c.Endpoints {
+		e := &c.Endpoints[i]
+		if e.Name == "" {
+			name := defaultName(e.URL)
+			if name == "" || taken[name] {
+				name = "endpoint-" + strconv.Itoa(i+1)
+			}
+			e.Name = name
+			taken[name] = true
+		}
+		e.SetDefaults()
+	}
+}
+
+// SetDefaults fills an endpoint's empty fields except Name.
+func (e *Endpoint) SetDefaults() {
+	if e.Enabled == nil {
+		on := true
+		e.Enabled = &on
+	}
+	if len(e.Events) == 0 {
+		e.Events = slices.Clone(mapping.FaveoEvents)
+	}
+	if e.Format == "" {
+		e.Format = mapping.FormatForm
+	}
+	if e.Timeout == 0 {
+		e.Timeout = DefaultTimeout
+	}
+	if e.MaxInFlight == 0 {
+		e.MaxInFlight = DefaultMaxInFlight
+	}
+	if len(e.Retry.Schedule) == 0 {
+		e.Retry.Schedule = slices.Clone(DefaultSchedule)
+	}
+}
+
+// IsEnabled reports whether the endpoint is switched on in the config.
+func (e *Endpoint) IsEnabled() bool { return e.Enabled == nil || *e.Enabled }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
+
+func defaultName(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || !nameRE.MatchString(u.Host) {
+		return ""
+	}
+	return u.Host
+}
+
+// Validate reports every problem of c at once, each naming its YAML path
+// under path and the bad value (never a secret or a header value). Call
+// SetDefaults first.
+func (c Config) Validate(path string) error {
+	at := func(key string) string {
+		if path == "" {
+			return key
+		}
+		return path + "." + key
+	}
+	var errs []error
+	if c.RetryAfterCap < 0 {
+		errs = append(errs, fmt.Errorf("%s: must not be negative (got %s)", at("retry_after_cap"), c.RetryAfterCap))
+	}
+	seen := map[string]int{}
+	for i, e := range c.Endpoints {
+		p := at(fmt.Sprintf("endpoints[%d]", i))
+		if j, dup := seen[e.Name]; dup && e.Name != "" {
+			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of endpoints[%d]", p, e.Name, j))
+		}
+		seen[e.Name] = i
+		errs = append(errs, e.Validate(p))
+	}
+	return errors.Join(errs...)
+}
+
+// reserved headers are set by the sender itself.
+var reserved = []string{"Content-Type", "Content-Length", "User-Agent", "Host", "Webhook-Id",
+	"Webhook-Timestamp", "Webhook-Signature", "Transfer-Encoding", "Connection"}
+
+var tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+// Validate reports every problem of one endpoint, under path.
+func (e Endpoint) Validate(path string) error {
+	at := func(key string) string { return path + "." + key }
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", at(key), fmt.Sprintf(format, args...)))
+	}
+	if !nameRE.MatchString(e.Name) {
+		bad("name", "must be 1-100 letters, digits or . _ : - starting with a letter or digit (got %q)", e.Name)
+	}
+	if e.URL == "" {
+		bad("url", "is required")
+	} else if u, err := url.Parse(e.URL); err != nil {
+		bad("url", "cannot be parsed (got %q)", redactURL(e.URL))
+	} else if u.Scheme != "http" && u.Scheme != "https" {
+		bad("url", "must be http or https (got %q)", redactURL(e.URL))
+	} else if u.Host == "" {
+		bad("url", "has no host (got %q)", redactURL(e.URL))
+	}
+	if len(e.Events) == 0 {
+		bad("events", "must name at least one event")
+	}
+	for i, ev := range e.Events {
+		if !slices.Contains(mapping.AllEvents, ev) {
+			bad(fmt.Sprintf("events[%d]", i), "unknown event %q (known: %s)", ev, strings.Join(mapping.AllEvents, ", "))
+		}
+	}
+	if !e.Format.Valid() {
+		bad("format", "must be %q or %q (got %q)", mapping.FormatForm, mapping.FormatJSON, e.Format)
+	}
+	if _, err := parseSecrets(string(e.Secret)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", at("secret"), err))
+	}
+	for name, value := range e.Headers {
+		switch {
+		case !tokenRE.MatchString(name):
+			bad("headers", "%q is not a valid header name", name)
+		case slices.Contains(reserved, http.CanonicalHeaderKey(name)):
+			bad("headers", "%q is set by deskhook and cannot be configured", name)
+		case strings.ContainsAny(value, "\r\n\x00"):
+			bad("headers."+name, "value must not contain CR, LF or NUL")
+		}
+	}
+	if e.Timeout <= 0 {
+		bad("timeout", "must be positive (got %s)", e.Timeout)
+	}
+	if e.MaxInFlight < 1 || e.MaxInFlight > 1024 {
+		bad("max_in_flight", "must be 1-1024 (got %d)", e.MaxInFlight)
+	}
+	if len(e.Retry.Schedule) == 0 {
+		bad("retry.schedule", "must have at least one entry")
+	}
+	for i, d := range e.Retry.Schedule {
+		if d < 0 {
+			bad(fmt.Sprintf("retry.schedule[%d]", i), "must not be negative (got %s)", d)
+		}
+	}
+	for i, id := range e.Filter.Departments {
+		if id <= 0 {
+			bad(fmt.Sprintf("filter.departments[%d]", i), "must be a positive department id (got %d)", id)
+		}
+	}
+	for i, id := range e.Filter.Sources {
+		if id <= 0 {
+			bad(fmt.Sprintf("filter.sources[%d]", i), "must be a positive ticket source id (got %d)", id)
+		}
+	}
+	if e.CAFile != "" {
+		if _, err := loadCA(e.CAFile); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", at("ca_file"), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// parseSecrets decodes space-separated "whsec_" secrets. Errors name the
+// secret's place, never its value.
+func parseSecrets(s string) ([][]byte, error) {
+	var keys [][]byte
+	for i, part := range strings.Fields(s) {
+		raw, ok := strings.CutPrefix(part, "whsec_")
+		if !ok {
+			return nil, fmt.Errorf("secret #%d must start with \"whsec_\"", i+1)
+		}
+		key, err := base64.StdEncoding.DecodeString(raw)
+		if err != nil {
+			return nil, fmt.Errorf("secret #%d: the part after \"whsec_\" is not valid base64", i+1)
+		}
+		if len(key) < 16 || len(key) > 128 {
+			return nil, fmt.Errorf("secret #%d decodes to %d bytes (want 16-128; 24-64 random bytes is usual)", i+1, len(key))
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
+func loadCA(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// redactURL drops the user info and the query, which may hold credentials.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.IndexAny(raw, "?@"); i >= 0 {
+			return raw[:i] + "…"
+		}
+		return raw
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	u.Fragment = ""
+	return u.String()
+}

@@ -1,0 +1,18 @@
+// Package sender delivers the outbox's per-endpoint queues over HTTP.
+//
+// It owns the endpoints' configuration (URL, events, format, secrets,
+// headers, timeout, concurrency, retry schedule, filters, CA file), one
+// dispatcher and max_in_flight workers per endpoint, the requests (body
+// rendered by mapping.Render, Standard Webhooks headers and signatures),
+// the retry schedule with jitter, Retry-After, 410 Gone, dead letters, and
+// the delivery metrics.
+//
+// Each endpoint is independent: its own queue, goroutines and connection
+// pool, so a slow or dead endpoint never slows another. Delivery is per
+// ticket in order: only a ticket's oldest pending event is ever in flight,
+// and while it waits for a retry the ticket's later events wait too, while
+// other tickets go on. Outcomes are recorded in the outbox (batched into its
+// group commits), so the retry schedule survives restarts; the outbox, not
+// the sender, acknowledges the source, so deliveries never hold back the
+// replication slot.
+package sender

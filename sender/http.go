@@ -1,0 +1,201 @@
+package sender
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/deskhook/deskhook/mapping"
+	"github.com/deskhook/deskhook/outbox"
+)
+
+// newClient builds an endpoint's HTTP client: its own connection pool (so
+// one endpoint's trouble never holds another's connections), keep-alive
+// with at least max_in_flight idle connections, redirects never followed,
+// and no retries inside a call (the schedule is ours, and persisted).
+func newClient(e *Endpoint) (*retryablehttp.Client, *http.Transport, error) {
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if e.CAFile != "" {
+		pool, err := loadCA(e.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("endpoint %q: ca_file: %w", e.Name, err)
+		}
+		tlsConf.RootCAs = pool
+	}
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   min(e.Timeout, 30*time.Second),
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          e.MaxInFlight * 2,
+		MaxIdleConnsPerHost:   e.MaxInFlight * 2,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   min(e.Timeout, 10*time.Second),
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       tlsConf,
+		DisableCompression:    true,
+	}
+	hc := &http.Client{
+		Transport:     tr,
+		Timeout:       e.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	rc := &retryablehttp.Client{
+		HTTPClient:   hc,
+		RetryMax:     0,
+		CheckRetry:   func(context.Context, *http.Response, error) (bool, error) { return false, nil },
+		Backoff:      retryablehttp.DefaultBackoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	return rc, tr, nil
+}
+
+// verdict classifies one attempt.
+type verdict uint8
+
+const (
+	verdictOK verdict = iota
+	verdictFail
+	verdictGone     // 410: disable the endpoint
+	verdictCanceled // shut down mid-request: not an attempt
+	verdictBroken   // the event cannot be rendered: dead at once
+)
+
+type attemptResult struct {
+	verdict    verdict
+	attempt    outbox.Attempt
+	retryAfter time.Duration // from a 429/503 answer; 0: none
+}
+
+// send makes one attempt to deliver ev.
+func (ep *endpoint) send(ctx context.Context, ev *mapping.Event) attemptResult {
+	body, contentType, err := mapping.Render(ep.cfg.Format, ev.Payload)
+	if err != nil {
+		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: time.Now(), Error: "rendering the payload: " + err.Error()}}
+	}
+	now := time.Now()
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, ep.cfg.URL, body)
+	if err != nil {
+		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: now, Error: "building the request: " + err.Error()}}
+	}
+	h := req.Header
+	for k, v := range ep.headers {
+		h[k] = v
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	h["Content-Type"] = []string{contentType}
+	h["User-Agent"] = []string{ep.userAgent}
+	// Lower-case names as the Standard Webhooks spec writes them.
+	h["webhook-id"] = []string{ev.ID}
+	h["webhook-timestamp"] = []string{ts}
+	if len(ep.secrets) > 0 {
+		h["webhook-signature"] = []string{sign(ep.secrets, ev.ID, ts, body)}
+	}
+
+	resp, err := ep.client.Do(req)
+	res := attemptResult{attempt: outbox.Attempt{At: now, Latency: time.Since(now)}}
+	if err != nil {
+		if ctx.Err() != nil {
+			res.verdict = verdictCanceled
+			return res
+		}
+		res.verdict, res.attempt.Error = verdictFail, transportError(err)
+		return res
+	}
+	defer resp.Body.Close()
+	res.attempt.Status = resp.StatusCode
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+		res.attempt.Latency = time.Since(now)
+		return res
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, outbox.MaxResponseSnippet))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	res.attempt.Latency = time.Since(now)
+	res.attempt.Response = string(snippet)
+	res.verdict = verdictFail
+	switch code := resp.StatusCode; {
+	case code == http.StatusGone:
+		res.verdict = verdictGone
+		res.attempt.Error = "410 Gone: endpoint disabled until an operator enables it"
+	case code >= 300 && code < 400:
+		res.attempt.Error = "redirect not followed"
+		if loc := resp.Header.Get("Location"); loc != "" {
+			res.attempt.Error += " (Location: " + redactURL(loc) + ")"
+		}
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
+		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return res
+}
+
+// sign computes the Standard Webhooks signature header: one "v1,<base64
+// HMAC-SHA256(secret, id.timestamp.body)>" per secret, space-separated.
+func sign(secrets [][]byte, id, ts string, body []byte) string {
+	var b strings.Builder
+	for i, key := range secrets {
+		mac := hmac.New(sha256.New, key)
+		mac.Write([]byte(id))
+		mac.Write([]byte{'.'})
+		mac.Write([]byte(ts))
+		mac.Write([]byte{'.'})
+		mac.Write(body)
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("v1,")
+		b.WriteString(base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return b.String()
+}
+
+// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.
+// 0 means none (or already past).
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(365*24*time.Hour/time.Second) {
+			secs = int64(365 * 24 * time.Hour / time.Second)
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// transportError describes a failed exchange without the URL (which may
+// hold credentials).
+func transportError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout: " + err.Error()
+	}
+	return err.Error()
+}
