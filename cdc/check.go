@@ -1,0 +1,296 @@
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/deskhook/deskhook/change"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+)
+
+// CheckResult is one prerequisite: OK, or what is wrong (Detail) and how to
+// fix it (Fix: SQL to run or configuration to change).
+type CheckResult struct {
+	Name   string
+	OK     bool
+	Detail string
+	Fix    string
+}
+
+// Check verifies every prerequisite of the Reader and reports each one:
+// the connection, wal_level, the role's REPLICATION (or superuser)
+// privilege, each table's presence and SELECT privilege, the tickets
+// replica identity, the publication's contents, and the slot (present,
+// pgoutput, not in use elsewhere, its WAL). It changes nothing. When the
+// connection fails there is nothing more to check and that is the only
+// result.
+func Check(ctx context.Context, cfg Config) []CheckResult {
+	cfg.SetDefaults()
+	var res []CheckResult
+	add := func(name string, ok bool, detail, fix string) {
+		res = append(res, CheckResult{Name: name, OK: ok, Detail: detail, Fix: fix})
+	}
+	if err := cfg.Validate("source"); err != nil {
+		add("config", false, err.Error(), "fix the source section of the configuration file")
+		return res
+	}
+	conn, err := connect(ctx, cfg)
+	if err != nil {
+		add("connection", false, err.Error(), "check source.dsn (host, port, database, user, password) and that "+
+			"the server accepts the connection (listen_addresses, pg_hba.conf)")
+		return res
+	}
+	defer conn.Close(context.Background())
+	failed := func(name string, err error) { add(name, false, "query failed: "+err.Error(), "") }
+
+	var version, user, db, walLevel string
+	var repl, super bool
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version'), current_user, current_database(),
+		current_setting('wal_level'), r.rolreplication, r.rolsuper FROM pg_roles r WHERE r.rolname = current_user`).
+		Scan(&version, &user, &db, &walLevel, &repl, &super); err != nil {
+		failed("connection", err)
+		return res
+	}
+	add("connection", true, fmt.Sprintf("PostgreSQL %s, database %s, role %s", version, db, user), "")
+	if walLevel == "logical" {
+		add("wal_level", true, "logical", "")
+	} else {
+		add("wal_level", false, fmt.Sprintf("wal_level is %s; logical replication needs logical", walLevel),
+			"ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL")
+	}
+	switch {
+	case super:
+		add("role privilege", true, fmt.Sprintf("role %s is a superuser", user), "")
+	case repl:
+		add("role privilege", true, fmt.Sprintf("role %s has REPLICATION", user), "")
+	default:
+		add("role privilege", false, fmt.Sprintf("role %s has neither REPLICATION nor superuser", user),
+			fmt.Sprintf("ALTER ROLE %s REPLICATION;", quoteIdent(user)))
+	}
+
+	ticketsExist := false
+	for i, t := range cfg.Tables.List() {
+		name := "table " + cfg.displayName(t)
+		var exists, canSelect bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
+			coalesce(has_table_privilege(to_regclass($1), 'SELECT'), false)`, cfg.qualified(t)).
+			Scan(&exists, &canSelect); err != nil {
+			failed(name, err)
+			continue
+		}
+		switch {
+		case !exists:
+			add(name, false, "not found", fmt.Sprintf("create the table, or set source.schema / source.tables.%s "+
+				"to the table's real name", cfg.Tables.keys()[i]))
+		case !canSelect:
+			add(name, false, fmt.Sprintf("role %s cannot SELECT from it", user),
+				fmt.Sprintf("GRANT SELECT ON %s TO %s;", cfg.qualified(t), quoteIdent(user)))
+		default:
+			add(name, true, "present, readable", "")
+			ticketsExist = ticketsExist || i == 0
+		}
+	}
+	if ticketsExist {
+		checkIdentity(ctx, conn, cfg, add, failed)
+	}
+	checkPublication(ctx, conn, cfg, add, failed)
+	checkSlot(ctx, conn, cfg, add, failed)
+	return res
+}
+
+type addFunc func(name string, ok bool, detail, fix string)
+
+func checkIdentity(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, failed func(string, error)) {
+	name := "replica identity " + cfg.displayName(cfg.Tables.Tickets)
+	var ident string
+	if err := conn.QueryRow(ctx, "SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($1)",
+		cfg.qualified(cfg.Tables.Tickets)).Scan(&ident); err != nil {
+		failed(name, err)
+		return
+	}
+	if ident == "f" {
+		add(name, true, "FULL", "")
+		return
+	}
+	add(name, false, fmt.Sprintf("%s: updates would lack the old row, so changed fields cannot be told apart",
+		identityName(ident)), fmt.Sprintf("run deskhook setup, or: ALTER TABLE %s REPLICA IDENTITY FULL;",
+		cfg.qualified(cfg.Tables.Tickets)))
+}
+
+func checkPublication(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, failed func(string, error)) {
+	name := "publication " + cfg.Publication
+	pub := quoteIdent(cfg.Publication)
+	var all, ins, upd, del bool
+	err := conn.QueryRow(ctx, `SELECT puballtables, pubinsert, pubupdate, pubdelete FROM pg_publication
+		WHERE pubname = $1`, cfg.Publication).Scan(&all, &ins, &upd, &del)
+	if errors.Is(err, pgx.ErrNoRows) {
+		tables := make([]string, 0, 7)
+		for _, t := range cfg.Tables.List() {
+			tables = append(tables, cfg.qualified(t))
+		}
+		add(name, false, "does not exist", fmt.Sprintf("run deskhook setup, or: CREATE PUBLICATION %s FOR TABLE %s;",
+			pub, strings.Join(tables, ", ")))
+		return
+	}
+	if err != nil {
+		failed(name, err)
+		return
+	}
+	missing, extra, err := publicationTables(ctx, conn, cfg)
+	if err != nil {
+		failed(name, err)
+		return
+	}
+	switch {
+	case len(missing) > 0:
+		add(name, false, "lacks "+strings.Join(missing, ", "),
+			fmt.Sprintf("run deskhook setup, or: ALTER PUBLICATION %s ADD TABLE %s;", pub, strings.Join(missing, ", ")))
+	case !ins || !upd || !del:
+		add(name, false, "does not publish every insert, update and delete",
+			fmt.Sprintf("ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate');", pub))
+	default:
+		detail := fmt.Sprintf("publishes the %d tables", len(cfg.Tables.List()))
+		if all {
+			detail += " (FOR ALL TABLES)"
+		} else if len(extra) > 0 {
+			detail += "; also " + strings.Join(extra, ", ") + " (handed over, ignored by the mapping)"
+		}
+		add(name, true, detail, "")
+	}
+}
+
+func checkSlot(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, failed func(string, error)) {
+	name := "slot " + cfg.Slot
+	s, err := slotInfo(ctx, conn, cfg)
+	if errors.Is(err, ErrSlotMissing) {
+		add(name, false, "does not exist", fmt.Sprintf("run deskhook setup, or: SELECT "+
+			"pg_create_logical_replication_slot(%s, 'pgoutput');", quoteLiteral(cfg.Slot)))
+		return
+	}
+	if err != nil {
+		failed(name, err)
+		return
+	}
+	if s.Plugin != "pgoutput" || s.Type != "logical" || s.Database != s.currentDB {
+		add(name, false, fmt.Sprintf("a %s slot with plugin %q in database %q; deskhook needs a logical "+
+			"pgoutput slot in %q", s.Type, s.Plugin, s.Database, s.currentDB),
+			fmt.Sprintf("choose another source.slot, or: SELECT pg_drop_replication_slot(%s); then run deskhook setup",
+				quoteLiteral(cfg.Slot)))
+		return
+	}
+	add(name, true, fmt.Sprintf("pgoutput, confirmed up to %s", s.ConfirmedFlush), "")
+	if s.Active {
+		add(name+" in use", false, fmt.Sprintf("read by process %d (%s); the reader will wait for it",
+			s.ActivePID, s.activeBy), fmt.Sprintf("stop the other consumer (SELECT pg_terminate_backend(%d);) "+
+			"or set source.slot to a slot of deskhook's own", s.ActivePID))
+	} else {
+		add(name+" in use", true, "not in use", "")
+	}
+	wal := name + " WAL"
+	detail := fmt.Sprintf("wal_status %s, retains %s of WAL", s.WALStatus, humanBytes(s.RetainedBytes))
+	switch s.WALStatus {
+	case "lost":
+		add(wal, false, detail+": changes since the slot's position are gone",
+			"recreate the slot: deskhook teardown && deskhook setup (events in between are lost)")
+	case "unreserved":
+		add(wal, false, detail+": past max_wal_size, the WAL may be removed at the next checkpoint",
+			"start deskhook so the slot advances, or raise max_slot_wal_keep_size")
+	default:
+		add(wal, true, detail, "")
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// Slot is the state of the replication slot, for status and metrics.
+type Slot struct {
+	Name      string
+	Plugin    string
+	Type      string // logical or physical
+	Database  string
+	Active    bool
+	ActivePID int
+	// ConfirmedFlush is what the consumer confirmed; RestartLSN the
+	// oldest WAL the slot keeps.
+	ConfirmedFlush change.Position
+	RestartLSN     change.Position
+	// WALStatus is pg_replication_slots.wal_status: reserved, extended,
+	// unreserved or lost.
+	WALStatus string
+	// CurrentLSN is the server's current WAL position.
+	CurrentLSN change.Position
+	// RetainedBytes is the WAL the slot keeps (CurrentLSN - RestartLSN);
+	// LagBytes how far the confirmed position trails (CurrentLSN -
+	// ConfirmedFlush).
+	RetainedBytes int64
+	LagBytes      int64
+
+	currentDB, activeBy string
+}
+
+// SlotInfo reads the slot's state with an ordinary connection. A missing
+// slot is an error matching ErrSlotMissing.
+func SlotInfo(ctx context.Context, cfg Config) (Slot, error) {
+	cfg.SetDefaults()
+	conn, err := connect(ctx, cfg)
+	if err != nil {
+		return Slot{}, err
+	}
+	defer conn.Close(context.Background())
+	return slotInfo(ctx, conn, cfg)
+}
+
+func slotInfo(ctx context.Context, conn *pgx.Conn, cfg Config) (Slot, error) {
+	s := Slot{Name: cfg.Slot}
+	var pid *int32
+	var confirmed, restart, current *string
+	var by string
+	err := conn.QueryRow(ctx, `
+		WITH cur AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+		                         ELSE pg_current_wal_lsn() END AS lsn)
+		SELECT coalesce(s.plugin, ''), s.slot_type, coalesce(s.database, ''), current_database(),
+		       s.active_pid, s.confirmed_flush_lsn::text, s.restart_lsn::text, coalesce(s.wal_status, ''),
+		       cur.lsn::text, coalesce((SELECT coalesce(a.application_name, '') || ' from ' ||
+		           coalesce(host(a.client_addr), 'local socket') FROM pg_stat_activity a WHERE a.pid = s.active_pid), '')
+		FROM pg_replication_slots s, cur WHERE s.slot_name = $1`, cfg.Slot).
+		Scan(&s.Plugin, &s.Type, &s.Database, &s.currentDB, &pid, &confirmed, &restart, &s.WALStatus, &current, &by)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, &objectError{kind: ErrSlotMissing, msg: fmt.Sprintf("cdc: replication slot %s does not exist",
+			quoteIdent(cfg.Slot))}
+	}
+	if err != nil {
+		return s, fmt.Errorf("cdc: reading replication slot %s: %w", quoteIdent(cfg.Slot), err)
+	}
+	s.activeBy = by
+	if pid != nil {
+		s.Active, s.ActivePID = true, int(*pid)
+	}
+	lsn := func(p *string) change.Position {
+		if p == nil {
+			return 0
+		}
+		l, _ := pglogrepl.ParseLSN(*p)
+		return change.Position(l)
+	}
+	s.ConfirmedFlush, s.RestartLSN, s.CurrentLSN = lsn(confirmed), lsn(restart), lsn(current)
+	if s.RestartLSN > 0 && s.CurrentLSN > s.RestartLSN {
+		s.RetainedBytes = int64(s.CurrentLSN - s.RestartLSN)
+	}
+	if s.ConfirmedFlush > 0 && s.CurrentLSN > s.ConfirmedFlush {
+		s.LagBytes = int64(s.CurrentLSN - s.ConfirmedFlush)
+	}
+	return s, nil
+}

@@ -1,0 +1,86 @@
+package cdc
+
+import (
+	"context"
+	"sync"
+
+	"github.com/deskhook/deskhook/change"
+)
+
+// queue holds decoded batches between the goroutine that owns the
+// replication connection and the one that calls the Handler. It is bounded
+// by the batches' estimated memory, so a consumer that blocks makes the
+// reader stop reading from the server rather than grow without limit. An
+// empty queue always takes one batch, however large.
+type queue struct {
+	mu      sync.Mutex
+	items   []queued
+	head    int
+	bytes   int
+	limit   int
+	ready   chan struct{} // signalled when an item is added
+	hasRoom chan struct{} // signalled when an item is taken
+}
+
+type queued struct {
+	batch *change.Batch
+	bytes int
+}
+
+func newQueue(limit int) *queue {
+	return &queue{limit: limit, ready: make(chan struct{}, 1), hasRoom: make(chan struct{}, 1)}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// tryPush adds b unless the queue is full.
+func (q *queue) tryPush(b *change.Batch, bytes int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) > q.head && q.bytes+bytes > q.limit {
+		return false
+	}
+	q.items = append(q.items, queued{b, bytes})
+	q.bytes += bytes
+	signal(q.ready)
+	return true
+}
+
+// pop waits for a batch.
+func (q *queue) pop(ctx context.Context) (*change.Batch, error) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > q.head {
+			it := q.items[q.head]
+			q.items[q.head] = queued{}
+			q.head++
+			if q.head == len(q.items) {
+				q.items, q.head = q.items[:0], 0
+			} else if q.head > 1024 && q.head*2 > len(q.items) {
+				q.items, q.head = append(q.items[:0], q.items[q.head:]...), 0
+			}
+			q.bytes -= it.bytes
+			q.mu.Unlock()
+			signal(q.hasRoom)
+			return it.batch, nil
+		}
+		q.mu.Unlock()
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// size returns the number of batches and their estimated bytes.
+func (q *queue) size() (n, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) - q.head, q.bytes
+}

@@ -1,0 +1,137 @@
+package cdc
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/deskhook/deskhook/change"
+)
+
+func TestProgressConfirmsOnlyAcknowledged(t *testing.T) {
+	now := time.Now()
+	type step struct {
+		do        func(p *progress)
+		wantFlush uint64
+	}
+	handed := func(pos change.Position, end uint64) func(*progress) {
+		return func(p *progress) { p.handed(pendingTxn{pos: pos, end: end, commit: now}) }
+	}
+	ack := func(pos change.Position) func(*progress) { return func(p *progress) { p.ack(pos) } }
+	serverEnd := func(l uint64) func(*progress) { return func(p *progress) { p.sawWAL(l, l) } }
+	open := func(o bool) func(*progress) { return func(p *progress) { p.setOpen(o, now) } }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"slot position is the floor", []step{
+			{func(p *progress) { p.baseline(50) }, 50},
+		}},
+		{"acknowledged transaction confirmed at its commit end", []step{
+			{func(p *progress) { p.baseline(50) }, 50},
+			{open(true), 50},
+			{handed(100, 110), 50},
+			{open(false), 50},
+			{ack(100), 110},
+		}},
+		{"acknowledgement racing ahead of the hand-over record", []step{
+			{ack(100), 100},
+			{handed(100, 110), 110},
+		}},
+		{"never beyond a transaction not acknowledged", []step{
+			{handed(100, 110), 0},
+			{handed(200, 210), 0},
+			{serverEnd(500), 0},
+			{ack(100), 110},
+			{ack(150), 150},
+			{ack(200), 500}, // nothing pending: the server's WAL end
+		}},
+		{"idle follows the server's WAL end", []step{
+			{func(p *progress) { p.baseline(50) }, 50},
+			{serverEnd(80), 80},
+			{serverEnd(90), 90},
+		}},
+		{"an open transaction holds the WAL end back", []step{
+			{func(p *progress) { p.baseline(50) }, 50},
+			{open(true), 50},
+			{serverEnd(90), 50},
+			{open(false), 90}, // e.g. an empty transaction
+		}},
+		{"an old acknowledgement does not move back", []step{
+			{handed(100, 110), 0},
+			{handed(200, 210), 0},
+			{ack(200), 210},
+			{ack(100), 210},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProgress()
+			for i, s := range tc.steps {
+				s.do(p)
+				if _, flush := p.positions(); flush != s.wantFlush {
+					t.Fatalf("step %d: flush = %d, want %d", i, flush, s.wantFlush)
+				}
+			}
+		})
+	}
+}
+
+func TestProgressLag(t *testing.T) {
+	p := newProgress()
+	now := time.Now()
+	if lag := p.lagSeconds(now); lag != 0 {
+		t.Errorf("idle lag = %g", lag)
+	}
+	p.setOpen(true, now.Add(-3*time.Second))
+	if lag := p.lagSeconds(now); lag != 3 {
+		t.Errorf("open transaction lag = %g, want 3", lag)
+	}
+	p.handed(pendingTxn{pos: 10, end: 11, commit: now.Add(-5 * time.Second)})
+	p.setOpen(false, time.Time{})
+	if lag := p.lagSeconds(now); lag != 5 {
+		t.Errorf("unacknowledged lag = %g, want 5", lag)
+	}
+	p.ack(10)
+	if lag := p.lagSeconds(now); lag != 0 {
+		t.Errorf("caught-up lag = %g", lag)
+	}
+}
+
+func TestQueueBoundsMemory(t *testing.T) {
+	q := newQueue(100)
+	b := func(i int) *change.Batch { return &change.Batch{Seq: i} }
+	if !q.tryPush(b(0), 500) {
+		t.Fatal("an empty queue must take one batch, however large")
+	}
+	if q.tryPush(b(1), 1) {
+		t.Fatal("full queue took another batch")
+	}
+	ctx := context.Background()
+	if got, _ := q.pop(ctx); got.Seq != 0 {
+		t.Fatalf("popped seq %d", got.Seq)
+	}
+	select {
+	case <-q.hasRoom:
+	default:
+		t.Fatal("pop did not signal room")
+	}
+	for i := 1; i <= 4; i++ {
+		if !q.tryPush(b(i), 25) {
+			t.Fatalf("push %d refused", i)
+		}
+	}
+	if q.tryPush(b(5), 1) {
+		t.Fatal("queue took more than its limit")
+	}
+	for i := 1; i <= 4; i++ {
+		if got, _ := q.pop(ctx); got.Seq != i {
+			t.Fatalf("popped seq %d, want %d (FIFO)", got.Seq, i)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := q.pop(cctx); err == nil {
+		t.Fatal("pop on an empty queue ignored its context")
+	}
+}
