@@ -147,7 +147,9 @@ func (l *Lookup) tableFor(table string, fields []pgconn.FieldDescription) (*chan
 // non-internal thread, its non-internal thread count, the poster of its last
 // non-internal thread, its highest thread id, and its collaborator and
 // attachment counts; with maxThreadID > 0, of the threads up to that id
-// only (collaborators, which have no such order, are all counted).
+// only (collaborators, which have no such order, are all counted). As in
+// Faveo's Tickets model, collaborators count only when their user has an
+// email, and attachments of internal threads count too.
 func (l *Lookup) TicketFacts(ctx context.Context, ticketIDs []int64, maxThreadID int64) (map[int64]mapping.TicketFacts, error) {
 	out := make(map[int64]mapping.TicketFacts, len(ticketIDs))
 	if len(ticketIDs) == 0 {
@@ -209,8 +211,11 @@ func (l *Lookup) TicketFacts(ctx context.Context, ticketIDs []int64, maxThreadID
 				return err
 			}
 			if l.opts.Collaborators != "-" {
-				err := count(`SELECT ticket_id, count(*) FROM `+l.cfg.qualified(l.opts.Collaborators)+`
-					WHERE ticket_id = ANY($1) GROUP BY ticket_id`,
+				// As Faveo's collaborator_count: collaborators whose user has
+				// an email.
+				err := count(`SELECT c.ticket_id, count(*) FROM `+l.cfg.qualified(l.opts.Collaborators)+` c
+					JOIN `+l.cfg.qualified(l.cfg.Tables.Users)+` u ON u.id = c.user_id
+					WHERE c.ticket_id = ANY($1) AND u.email <> '' GROUP BY c.ticket_id`,
 					func(f *mapping.TicketFacts, n int64) { f.CollaboratorCount = n })
 				if err != nil {
 					return fmt.Errorf("counting collaborators in %s: %w", l.cfg.displayName(l.opts.Collaborators), err)

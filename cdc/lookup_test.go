@@ -183,7 +183,10 @@ func TestLookupTicketFacts(t *testing.T) {
 	reply := must(hd.AgentReply(ctx, a.TicketID, testenv.AgentAlice, "reply"))
 	client := must(hd.ClientReply(ctx, a.TicketID, testenv.ClientDave, "more"))
 	assign := must(hd.AssignAgent(ctx, a.TicketID, testenv.AgentBob, testenv.AdminID))
-	for _, u := range []int64{testenv.ClientErin, testenv.ClientGrace} {
+	// Faveo counts only collaborators whose user has an email
+	// (Tickets::collaboratorCountRelation): users 100 and 101 have none.
+	db.Exec(t, `INSERT INTO users (id, user_name, email) VALUES (100, 'no_email', NULL), (101, 'blank_email', '')`)
+	for _, u := range []int64{testenv.ClientErin, testenv.ClientGrace, 100, 101} {
 		if _, err := hd.AddCollaborator(ctx, a.TicketID, u); err != nil {
 			t.Fatal(err)
 		}

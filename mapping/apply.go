@@ -23,10 +23,7 @@ func (m *Mapper) apply(ctx context.Context, c *change.Change) error {
 			clear(m.local)
 		case tableThreads:
 			// Every ticket's thread facts are gone; read them again when needed.
-			for _, st := range m.local {
-				st.factsKnown = false
-			}
-			m.tickets.clear()
+			m.factsGen++
 		case tableUsers:
 			m.users.clear()
 		case tableStatuses:
@@ -61,7 +58,10 @@ func (m *Mapper) applyTicket(c *change.Change) error {
 		if st == nil {
 			// A ticket inserted in the stream has no threads yet; one first
 			// met in an update has facts to read from the source later.
-			st = &ticketState{id: id, factsKnown: c.Op == change.Insert}
+			st = &ticketState{id: id}
+			if c.Op == change.Insert {
+				st.factsGen = m.factsGen
+			}
 		}
 		if c.Op == change.Update {
 			m.ticketUpdateTriggers(st, c)
@@ -139,6 +139,13 @@ func (m *Mapper) ticketUpdateTriggers(st *ticketState, c *change.Change) {
 	}
 }
 
+// notMessageThreadTypes are the thread types of notes and activity
+// threads: a client's public thread of such a type is no comment.
+var notMessageThreadTypes = map[string]bool{
+	"note": true, "ticket_assign_alert": true, "ticket_transfer_alert": true,
+	"internal_activity_alert": true, "response_due": true, "resolve_due": true,
+}
+
 // isInternal reports whether a thread row is internal (notes, activity).
 func isInternal(row *change.Row) bool {
 	n, ok := rowInt(row, "is_internal")
@@ -157,29 +164,62 @@ func (m *Mapper) applyThread(ctx context.Context, c *change.Change) error {
 	case change.Insert:
 		return m.threadInsert(ctx, c.New)
 	case change.Update:
-		tid, ok := rowInt(c.New, "ticket_id")
-		id, idOK := rowInt(c.New, "id")
-		if !ok || !idOK {
-			return nil // nothing we track can be affected
-		}
-		if st := m.ticket(tid); st != nil && st.factsKnown && st.firstThreadID == id {
-			if hasUnchanged(c.New) {
-				st.factsKnown = false // read the first thread again when needed
-				return nil
-			}
-			m.scratch = appendThreadObject(m.scratch[:0], c.New)
-			st.firstThread = cloneBytes(m.scratch)
-		}
+		m.threadUpdate(c)
 	case change.Delete:
-		// With the default replica identity the old row has only the id, so
-		// the ticket is unknown; with FULL, its facts are read again.
+		// With FULL replica identity the old row names the ticket, whose
+		// facts are read again when needed. With the default identity it has
+		// only the id: any ticket may have lost a thread, so every ticket's
+		// facts are (deletes of threads are rare: tickets emptied from the
+		// trash, and their tickets go with them).
 		if tid, ok := rowInt(c.Old, "ticket_id"); ok {
-			if st := m.ticket(tid); st != nil {
-				st.factsKnown = false
-			}
+			m.forgetFacts(tid)
+		} else {
+			m.factsGen++
 		}
 	}
 	return nil
+}
+
+// threadUpdate keeps thread facts current through an UPDATE of a thread.
+// An edit that keeps the ticket's first thread or its last public thread
+// public is applied in place (first_thread, poster). Any other update may
+// have changed what the facts count (a thread made internal or public, its
+// ticket on a merge) and, without the old row, the mapper cannot tell: the
+// ticket's facts are read again when an event needs them. A thread moved
+// away from a ticket is noticed only with the old row (FULL replica
+// identity).
+func (m *Mapper) threadUpdate(c *change.Change) {
+	id, idOK := rowInt(c.New, "id")
+	tid, ok := rowInt(c.New, "ticket_id")
+	if oldTID, oldOK := rowInt(c.Old, "ticket_id"); oldOK && (!ok || oldTID != tid) {
+		m.forgetFacts(oldTID)
+	}
+	if !ok || !idOK {
+		return // no ticket: nothing a payload shows
+	}
+	st := m.ticket(tid)
+	if st == nil || !m.factsKnown(st) {
+		return
+	}
+	first, last := st.firstThreadID == id, st.lastPublicID == id
+	if (first || last) && !isInternal(c.New) && !hasUnchanged(c.New) {
+		if first {
+			m.scratch = appendThreadObject(m.scratch[:0], c.New)
+			st.firstThread = cloneBytes(m.scratch)
+		}
+		if last {
+			st.lastPoster = rowText(c.New, "poster")
+		}
+		return
+	}
+	st.factsGen = 0
+}
+
+// forgetFacts makes a ticket's thread facts unknown, if the state has it.
+func (m *Mapper) forgetFacts(ticketID int64) {
+	if st := m.ticket(ticketID); st != nil {
+		st.factsGen = 0
+	}
 }
 
 func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
@@ -197,12 +237,12 @@ func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
 	st := m.ticket(tid)
 	if isInternal(row) {
 		// Notes and activity fire nothing and count for nothing.
-		if st != nil && st.factsKnown {
+		if st != nil && m.factsKnown(st) {
 			st.maxThreadID = max(st.maxThreadID, id)
 		}
 		return nil
 	}
-	if !st.complete() {
+	if !m.complete(st) {
 		if err := m.fetchTickets(ctx, []int64{tid}); err != nil {
 			return err
 		}
@@ -214,6 +254,7 @@ func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
 		st.maxThreadID = id
 		st.threadCount++
 		st.lastPoster = poster
+		st.lastPublicID = id
 		if st.firstThreadID == 0 {
 			first = true
 			st.firstThreadID = id
@@ -226,14 +267,17 @@ func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
 		return nil
 	}
 	var event string
+	v, _, _ := rowValue(row, "thread_type")
+	threadType := v.Text // "" for NULL
 	switch poster {
 	case "support":
-		v, _, _ := rowValue(row, "thread_type")
-		if tt := v.Text; v.IsNull() || tt == "" || tt == "first_reply" {
+		if threadType == "" || threadType == "first_reply" {
 			event = TicketReply
 		}
 	case "client":
-		event = TicketCommented
+		if !notMessageThreadTypes[threadType] {
+			event = TicketCommented
+		}
 	}
 	if event == "" {
 		return nil

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Config is the mapper's part of deskhook.yaml (the `mapping` section).
+// Config is the mapper's part of deskhook.yaml (the `faveo` section).
 type Config struct {
 	// AppKey is the helpdesk's Laravel APP_KEY ("base64:..."), used for the
 	// ticket objects' encrypted_id. Empty: encrypted_id is left out. A
@@ -14,14 +14,22 @@ type Config struct {
 	// TeamAssignment makes setting tickets.team_id to a team fire
 	// ticket_assigned. Faveo fires nothing for it, so it is off by default.
 	TeamAssignment bool `yaml:"team_assignment"`
-	// Tables names the helpdesk tables as the change source reports them
-	// (same keys and defaults as the source's tables).
-	Tables Tables `yaml:"tables"`
+	// Tables names the helpdesk tables as the change source reports them.
+	// Not a key of its own in deskhook.yaml: the command copies
+	// source.tables here.
+	Tables Tables `yaml:"-"`
 	// StateSize bounds the state of related rows: at most this many tickets,
 	// and as many users, statuses and status types, are kept (least recently
 	// used go first and are read from the source again when needed).
-	// Memory is roughly StateSize × (2 KB + a first thread's body).
 	StateSize int `yaml:"state_size"`
+	// StateBytes bounds the state's memory as well: the tickets kept (their
+	// rows and first threads, whose bodies can be large mails) are
+	// estimated at most StateBytes, the users at most a quarter of it.
+	// 0 means DefaultStateBytes (left 0 by SetDefaults, so that configs
+	// written before the field existed compare equal). Not yet a key of
+	// deskhook.yaml: it becomes `state_bytes` once config.example.yaml
+	// documents it.
+	StateBytes int `yaml:"-"`
 }
 
 // Tables names the helpdesk tables the mapper reads changes of.
@@ -36,8 +44,22 @@ type Tables struct {
 	Teams       string `yaml:"teams"`
 }
 
-// DefaultStateSize is StateSize's default.
-const DefaultStateSize = 10000
+// Defaults of StateSize and StateBytes.
+const (
+	DefaultStateSize  = 10000
+	DefaultStateBytes = 32 << 20
+)
+
+// minStateBytes keeps a ticket with a large first thread in the state.
+const minStateBytes = 1 << 20
+
+// stateBytes is StateBytes with its default applied.
+func (c Config) stateBytes() int {
+	if c.StateBytes == 0 {
+		return DefaultStateBytes
+	}
+	return c.StateBytes
+}
 
 // Defaults returns a Config with every default set.
 func Defaults() Config {
@@ -83,6 +105,9 @@ func (c Config) Validate(path string) error {
 	}
 	if c.StateSize < 1 {
 		errs = append(errs, fmt.Errorf("%s: must be at least 1 (got %d)", at("state_size"), c.StateSize))
+	}
+	if c.StateBytes != 0 && c.StateBytes < minStateBytes {
+		errs = append(errs, fmt.Errorf("%s: must be at least %d (got %d)", at("state_bytes"), minStateBytes, c.StateBytes))
 	}
 	names := []struct{ key, name string }{
 		{"tickets", c.Tables.Tickets}, {"threads", c.Tables.Threads}, {"users", c.Tables.Users},

@@ -184,3 +184,25 @@ func BenchmarkEncryptedID(b *testing.B) {
 		enc.encryptString("123456")
 	}
 }
+
+// TestPayloadEncryptedIDDecrypts: the encrypted_id a mapped payload
+// carries decrypts, MAC checked, to that payload's ticket id.
+func TestPayloadEncryptedIDDecrypts(t *testing.T) {
+	m, _ := newTestMapper(t, newMemSource(), nil)
+	for _, id := range []int{1, 10, 4711} {
+		evs := mustMap(t, m, txn(id, ins(ticketRow(id, 5, 1, 1, nil)), ins(threadRow(id, id, 5, "client", 0))))
+		var p struct {
+			Ticket struct {
+				ID          string `json:"id"`
+				EncryptedID string `json:"encrypted_id"`
+			} `json:"ticket"`
+		}
+		if err := json.Unmarshal(evs[0].Payload, &p); err != nil {
+			t.Fatal(err)
+		}
+		got, err := laravelDecrypt(testAppKey, p.Ticket.EncryptedID)
+		if err != nil || got != strconv.Itoa(id) || p.Ticket.ID != got {
+			t.Errorf("ticket %s: encrypted_id decrypts to %q, %v", p.Ticket.ID, got, err)
+		}
+	}
+}

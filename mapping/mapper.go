@@ -53,6 +53,10 @@ type Mapper struct {
 	index      uint32 // next event index in the transaction
 	chunkStart uint32 // index at the start of the current chunk, for retries
 
+	// factsGen is the generation of current thread facts (see
+	// ticketState.factsGen); never 0.
+	factsGen uint64
+
 	// threadMark is the highest thread id the stream has delivered (up to
 	// the end of the chunk being mapped): facts read from the source leave
 	// out later threads.
@@ -94,7 +98,7 @@ type trigger struct {
 // New builds a Mapper. cfg gets its defaults and is validated.
 func New(cfg Config, src Source, opts Options) (*Mapper, error) {
 	cfg.SetDefaults()
-	if err := cfg.Validate("mapping"); err != nil {
+	if err := cfg.Validate("faveo"); err != nil {
 		return nil, err
 	}
 	if src == nil {
@@ -115,8 +119,9 @@ func New(cfg Config, src Source, opts Options) (*Mapper, error) {
 			cfg.Tables.Statuses: tableStatuses, cfg.Tables.StatusTypes: tableStatusTypes,
 			cfg.Tables.Departments: tableIgnored, cfg.Tables.Teams: tableIgnored,
 		},
-		tickets:     newLRU[*ticketState](cfg.StateSize),
-		users:       newLRU[*userEntry](cfg.StateSize),
+		factsGen:    1,
+		tickets:     newTicketLRU(cfg),
+		users:       newUserLRU(cfg),
 		statuses:    newLRU[*statusEntry](cfg.StateSize),
 		types:       newLRU[[]byte](cfg.StateSize),
 		local:       map[int64]*ticketState{},
@@ -126,10 +131,24 @@ func New(cfg Config, src Source, opts Options) (*Mapper, error) {
 	}
 	if cfg.AppKey != "" {
 		if m.enc, err = newIDEncrypter(cfg.AppKey); err != nil {
-			return nil, fmt.Errorf("mapping.app_key: %w", err)
+			return nil, fmt.Errorf("faveo.app_key: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// Reset forgets all state, as if the mapper were new. The daemon calls it
+// when it restarts the stream after an error: a Map that failed half-way
+// may have applied part of its batch, and the stream hands that batch over
+// again. Rows are read from the source again as they are needed.
+func (m *Mapper) Reset() {
+	size := m.cfg.StateSize
+	m.tickets = newTicketLRU(m.cfg)
+	m.users = newUserLRU(m.cfg)
+	m.statuses = newLRU[*statusEntry](size)
+	m.types = newLRU[[]byte](size)
+	m.pos, m.seq, m.index, m.chunkStart, m.threadMark = 0, 0, 0, 0, 0
+	m.metrics.tickets.Set(0)
 }
 
 // badRowError marks a change the mapper cannot use: it is logged, counted
@@ -173,6 +192,9 @@ func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
 		// Release what the chunk pinned: the next batch may be a while.
 		clear(m.triggers)
 		m.triggers = m.triggers[:0]
+		for id := range m.local {
+			m.tickets.resize(id) // its row and facts may have grown
+		}
 		clear(m.local)
 		clear(m.chunkUsers)
 		clear(m.chunkStatus)
@@ -279,7 +301,7 @@ func (m *Mapper) prefetchTickets(ctx context.Context, b *change.Batch) error {
 			if !ok || inserted[tid] || isInternal(c.New) {
 				continue
 			}
-			if !m.ticket(tid).complete() {
+			if !m.complete(m.ticket(tid)) {
 				need = append(need, tid)
 			}
 		}
@@ -287,9 +309,12 @@ func (m *Mapper) prefetchTickets(ctx context.Context, b *change.Batch) error {
 	return m.fetchTickets(ctx, need)
 }
 
+// factsKnown reports whether a ticket's thread facts are current.
+func (m *Mapper) factsKnown(st *ticketState) bool { return st.factsGen == m.factsGen }
+
 // complete reports whether a ticket's state has all a payload needs.
-func (st *ticketState) complete() bool {
-	return st != nil && st.factsKnown && (st.rowKnown || st.notFound)
+func (m *Mapper) complete(st *ticketState) bool {
+	return st != nil && m.factsKnown(st) && (st.rowKnown || st.notFound)
 }
 
 // fetchTickets reads from the source what the states of tickets ids lack:
@@ -301,7 +326,7 @@ func (m *Mapper) fetchTickets(ctx context.Context, ids []int64) error {
 		if st == nil || !(st.rowKnown || st.notFound) {
 			rowIDs = append(rowIDs, id)
 		}
-		if st == nil || !st.factsKnown {
+		if st == nil || !m.factsKnown(st) {
 			factIDs = append(factIDs, id)
 		}
 	}
@@ -343,7 +368,7 @@ func (m *Mapper) fetchTickets(ctx context.Context, ids []int64) error {
 		})
 	}
 	for _, id := range factIDs {
-		update(id, func(st *ticketState) { m.scratch = st.setFacts(facts[id], m.scratch) })
+		update(id, func(st *ticketState) { m.scratch = st.setFacts(facts[id], m.scratch, m.factsGen) })
 	}
 	return nil
 }

@@ -219,7 +219,7 @@ func TestMapCreatedAndReplies(t *testing.T) {
 	}
 	reply := string(evs[0].Payload)
 	for _, want := range []string{`"thread_count":"4"`, `"poster":"support"`, `"first_thread":{"id":"1"`,
-		`"user":{"id":"1","user_name":"admin","first_name":"ada"`, `"full_name":"Ada Admin"`,
+		`"user":{"id":"1","user_name":"admin","first_name":"ada"`, `"full_name":"ada admin"`,
 		`"profile_pic":"https://secure.gravatar.com/avatar/`} {
 		if !strings.Contains(reply, want) {
 			t.Errorf("reply lacks %s: %s", want, reply)
@@ -451,8 +451,12 @@ func TestMapSourceErrorStopsBatch(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{AppKey: "base64:short"}, newMemSource(), Options{}); err == nil ||
-		!strings.Contains(err.Error(), "mapping.app_key") {
+		!strings.Contains(err.Error(), "faveo.app_key") {
 		t.Errorf("bad app key: %v", err)
+	}
+	if _, err := New(Config{StateBytes: 1000}, newMemSource(), Options{}); err == nil ||
+		!strings.Contains(err.Error(), "faveo.state_bytes: must be at least 1048576 (got 1000)") {
+		t.Errorf("tiny state_bytes: %v", err)
 	}
 	if _, err := New(Config{}, nil, Options{}); err == nil {
 		t.Error("nil source accepted")

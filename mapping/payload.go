@@ -15,7 +15,7 @@ import (
 func (m *Mapper) resolve(ctx context.Context) error {
 	var need []int64
 	for i := range m.triggers {
-		if st := m.triggers[i].st; !st.deleted && !st.complete() {
+		if st := m.triggers[i].st; !st.deleted && !m.complete(st) {
 			need = append(need, st.id)
 		}
 	}

@@ -1,6 +1,10 @@
 package mapping
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,6 +41,56 @@ func TestEncryptedIDDecryptsInPHP(t *testing.T) {
 			[]byte(enc.encryptString(strconv.FormatInt(id, 10)))))
 		if got != strconv.FormatInt(id, 10) {
 			t.Errorf("PHP decrypted %q, want %d", got, id)
+		}
+	}
+}
+
+// TestEncryptedIDTamperingRejectedInPHP: the PHP decrypter above really
+// checks the MAC: a changed value, IV or MAC, or another key, is refused.
+func TestEncryptedIDTamperingRejectedInPHP(t *testing.T) {
+	enc, err := newIDEncrypter(testAppKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := enc.encryptString("10")
+	raw, err := base64.StdEncoding.DecodeString(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]string
+	if err := json.Unmarshal(raw, &p); err != nil {
+		t.Fatal(err)
+	}
+	flip := func(s string) string { // change one base64/hex character, keeping the alphabet
+		b := []byte(s)
+		if b[0] == 'A' || b[0] == 'a' {
+			b[0]++
+		} else {
+			b[0] = 'a'
+		}
+		return string(b)
+	}
+	tampered := func(key, val string) string {
+		q := map[string]string{"iv": p["iv"], "value": p["value"], "mac": p["mac"]}
+		q[key] = val
+		js, _ := json.Marshal(q)
+		return base64.StdEncoding.EncodeToString(js)
+	}
+	otherKey := "base64:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	for name, tc := range map[string]struct{ key, payload string }{
+		"value":     {testAppKey, tampered("value", flip(p["value"]))},
+		"iv":        {testAppKey, tampered("iv", flip(p["iv"]))},
+		"mac":       {testAppKey, tampered("mac", flip(p["mac"]))},
+		"other key": {otherKey, good},
+	} {
+		cmd := exec.Command(phpBinary(t), "-d", "display_errors=stderr", "-r",
+			strings.Replace(phpLaravelDecrypt, "$argv[1]", "'"+tc.key+"'", 1))
+		cmd.Stdin = strings.NewReader(tc.payload)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err == nil || !strings.Contains(stderr.String(), "The MAC is invalid.") {
+			t.Errorf("%s tampered: PHP decrypted %q (err %v, stderr %q)", name, out, err, stderr.String())
 		}
 	}
 }

@@ -1,8 +1,6 @@
 package mapping
 
 import (
-	"crypto/md5"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -154,119 +152,6 @@ func appendMembers(dst []byte, row *change.Row, skip func(string) bool) []byte {
 		dst = appendScalar(dst, row.Values[i], col.Type)
 	}
 	return dst
-}
-
-// hiddenUserColumns are the users columns Faveo's User model hides from
-// its array form.
-var hiddenUserColumns = map[string]bool{
-	"password": true, "remember_token": true, "hash_ids": true,
-	"google2fa_secret": true, "mobile_verify": true, "email_verify": true,
-}
-
-// renderUser renders a users row in both forms the payloads use: full (the
-// whole row minus the hidden columns, plus the appends: thread.user) and
-// short (id, first_name, last_name, email, user_name plus the appends:
-// requester, replied_by).
-//
-// profile_pic goes through Faveo's accessor: an empty one becomes the
-// Gravatar URL of the email (as Faveo's documented example shows); a set
-// one is shown as stored, since the helpdesk's asset URL is not in the
-// database.
-func renderUser(row *change.Row) (full, short []byte) {
-	email := rowText(row, "email")
-	appends := userAppends(row, email)
-
-	full = make([]byte, 0, 1024)
-	first := true
-	for i, col := range row.Table.Columns {
-		if i >= len(row.Values) || hiddenUserColumns[col.Name] {
-			continue
-		}
-		if !first {
-			full = append(full, ',')
-		}
-		first = false
-		full = appendJSONString(full, col.Name)
-		full = append(full, ':')
-		if col.Name == "profile_pic" {
-			if pic, ok := scalarText(row.Values[i], col.Type); !ok || pic == "" {
-				full = appendJSONString(full, gravatarURL(email))
-				continue
-			}
-		}
-		full = appendScalar(full, row.Values[i], col.Type)
-	}
-	full = appendAppends(full, !first, appends)
-
-	short = make([]byte, 0, 320)
-	first = true
-	for _, name := range [...]string{"id", "first_name", "last_name", "email", "user_name"} {
-		v, typ, ok := rowValue(row, name)
-		if !ok {
-			continue
-		}
-		if !first {
-			short = append(short, ',')
-		}
-		first = false
-		short = appendJSONString(short, name)
-		short = append(short, ':')
-		short = appendScalar(short, v, typ)
-	}
-	short = appendAppends(short, !first, appends)
-	return full, short
-}
-
-func appendAppends(dst []byte, comma bool, kv [4][2]string) []byte {
-	for _, p := range kv {
-		if comma {
-			dst = append(dst, ',')
-		}
-		comma = true
-		dst = appendJSONString(dst, p[0])
-		dst = append(dst, ':')
-		dst = appendJSONString(dst, p[1])
-	}
-	return dst
-}
-
-// userAppends computes Faveo's user appends: full_name (first and last
-// name, each ucfirst'ed; the user name when there is no first name),
-// meta_name ("Full Name <email>"), email_verified and mobile_verified ("1"
-// when email_verify / mobile_verify is 1, else "0").
-func userAppends(row *change.Row, email string) [4][2]string {
-	first, last := rowText(row, "first_name"), rowText(row, "last_name")
-	full := rowText(row, "user_name")
-	if first != "" {
-		full = strings.TrimRight(ucfirst(first)+" "+ucfirst(last), " ")
-	}
-	verified := func(col string) string {
-		if strings.TrimSpace(rowText(row, col)) == "1" {
-			return "1"
-		}
-		return "0"
-	}
-	return [4][2]string{
-		{"full_name", full},
-		{"meta_name", full + " <" + email + ">"},
-		{"email_verified", verified("email_verify")},
-		{"mobile_verified", verified("mobile_verify")},
-	}
-}
-
-// ucfirst is PHP's ucfirst: the first byte upper-cased if it is an ASCII
-// lower-case letter.
-func ucfirst(s string) string {
-	if s != "" && s[0] >= 'a' && s[0] <= 'z' {
-		return string(s[0]-'a'+'A') + s[1:]
-	}
-	return s
-}
-
-// gravatarURL is what Faveo's Gravatar::src($email) returns.
-func gravatarURL(email string) string {
-	sum := md5.Sum([]byte(strings.ToLower(strings.TrimSpace(email))))
-	return "https://secure.gravatar.com/avatar/" + hex.EncodeToString(sum[:]) + "?s=80&r=g&d=mm"
 }
 
 // renderStatus renders a ticket_status row's members; send_email, a JSON

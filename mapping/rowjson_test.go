@@ -55,28 +55,6 @@ func TestScalarsAsMySQLGivesThem(t *testing.T) {
 	}
 }
 
-func TestUserAppends(t *testing.T) {
-	for _, tc := range []struct {
-		first, last, user, email, verify string
-		full, verified                   string
-	}{
-		{"mohammad", "asif", "m", "m@x", "1", "Mohammad Asif", "1"},
-		{"Zoë", "", "z", "z@x", "0", "Zoë", "0"},
-		{"", "Ghost", "ghost_user", "g@x", "token", "ghost_user", "0"},
-		{"élan", "x", "e", "e@x", " 1 ", "élan X", "1"},
-	} {
-		row := mkRow(usersT, 1, tc.user, tc.first, tc.last, tc.email, "p", tc.verify, "")
-		a := userAppends(row, tc.email)
-		if a[0][1] != tc.full || a[1][1] != tc.full+" <"+tc.email+">" || a[2][1] != tc.verified || a[3][1] != "0" {
-			t.Errorf("%+v: appends %v", tc, a)
-		}
-	}
-	if got := gravatarURL(" Mohammad.Asif@LadybirdWeb.com "); got !=
-		"https://secure.gravatar.com/avatar/941c192ece664c957da927fb44cdfb99?s=80&r=g&d=mm" {
-		t.Errorf("gravatar: %s (Faveo's documented example has 941c192e...)", got)
-	}
-}
-
 func TestAppendJSONAsStrings(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"client":"1","admin":0,"x":true,"y":false,"z":null,"n":{"a":[1,"b"]}}`: `{"client":"1","admin":"0","x":"1","y":"0","z":null,"n":{"a":["1","b"]}}`,

@@ -43,7 +43,8 @@ type TicketFacts struct {
 	// ones included (0 when none): threads the stream delivers later with an
 	// id at or below it are already counted.
 	MaxThreadID int64
-	// CollaboratorCount counts the ticket's collaborators.
+	// CollaboratorCount counts the ticket's collaborators whose user has
+	// an email (as Faveo counts them).
 	CollaboratorCount int64
 	// AttachmentCount counts the attachments of the ticket's threads.
 	AttachmentCount int64

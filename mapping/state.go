@@ -10,6 +10,11 @@ import (
 // is either what the stream last said about the row, or what the Source
 // said when the stream had said nothing; a change the stream delivers always
 // replaces it, so the state is never stale for anything the stream changed.
+// Thread facts (counts, first thread, last poster) are kept from thread
+// inserts; a thread update or delete whose effect on them the mapper cannot
+// compute (no old row) makes them unknown, to be read again when needed.
+// Collaborators and attachments are not in the stream: their counts are as
+// of the last read of the ticket's facts.
 
 // Tracked tickets columns: their values decide the update events.
 const (
@@ -54,14 +59,21 @@ type ticketState struct {
 	// the same chunk are dropped.
 	deleted bool
 
-	// factsKnown: the thread facts below are complete. A ticket inserted in
-	// the stream starts with complete (empty) facts; one first met in an
-	// UPDATE has none until they are read from the source.
-	factsKnown    bool
+	// factsGen: the thread facts below are current when it equals the
+	// Mapper's factsGen (0: unknown). A ticket inserted in the stream starts
+	// with current (empty) facts; one first met in an UPDATE has none until
+	// they are read from the source. A thread change the mapper cannot
+	// apply makes them unknown: for one ticket by zeroing this, for every
+	// ticket at once by moving the Mapper's factsGen on.
+	factsGen      uint64
 	firstThreadID int64
 	firstThread   []byte // rendered object of the first thread
 	threadCount   int64
 	lastPoster    string
+	// lastPublicID is the id of the public thread lastPoster comes from,
+	// when the stream showed it (0: unknown, e.g. facts read from the
+	// source).
+	lastPublicID int64
 	// maxThreadID is the highest thread id counted: a thread at or below
 	// it is not counted again (a redelivered transaction, or a thread the
 	// source already counted).
@@ -94,9 +106,10 @@ func (st *ticketState) setRow(row *change.Row, scratch []byte, fromSource bool) 
 	return scratch
 }
 
-// setFacts replaces the thread facts with what the source says.
-func (st *ticketState) setFacts(f TicketFacts, scratch []byte) []byte {
-	st.factsKnown = true
+// setFacts replaces the thread facts with what the source says; gen is the
+// Mapper's factsGen.
+func (st *ticketState) setFacts(f TicketFacts, scratch []byte, gen uint64) []byte {
+	st.factsGen = gen
 	st.firstThreadID, st.firstThread = 0, nil
 	if f.FirstThread != nil {
 		st.firstThreadID, _ = rowInt(f.FirstThread, "id")
@@ -105,6 +118,7 @@ func (st *ticketState) setFacts(f TicketFacts, scratch []byte) []byte {
 	}
 	st.threadCount = f.ThreadCount
 	st.lastPoster = f.LastPoster
+	st.lastPublicID = 0
 	st.maxThreadID = max(f.MaxThreadID, st.firstThreadID)
 	st.collaborators = f.CollaboratorCount
 	st.attachments = f.AttachmentCount
@@ -116,6 +130,22 @@ func appendThreadObject(dst []byte, row *change.Row) []byte {
 	dst = append(dst, '{')
 	dst = appendMembers(dst, row, nil)
 	return append(dst, '}')
+}
+
+// newTicketLRU and newUserLRU make the state's LRUs, bounded as cfg says.
+func newTicketLRU(cfg Config) *lru[*ticketState] {
+	return newSizedLRU(cfg.StateSize, cfg.stateBytes(), (*ticketState).size)
+}
+
+func newUserLRU(cfg Config) *lru[*userEntry] {
+	return newSizedLRU(cfg.StateSize, cfg.stateBytes()/4, func(u *userEntry) int {
+		return len(u.full) + len(u.short) + 96
+	})
+}
+
+// size estimates the memory a ticket's state holds.
+func (st *ticketState) size() int {
+	return len(st.members) + len(st.firstThread) + len(st.lastPoster) + len(st.encryptedID) + 320
 }
 
 // userEntry is a users row rendered in its two payload forms.
