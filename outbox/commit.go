@@ -99,6 +99,12 @@ func (o *Outbox) drain(batch []request) {
 // process commits runs of appends (with the pending results) as groups and
 // runs each operator request in a transaction of its own, keeping order.
 func (o *Outbox) process(batch []request) {
+	if len(batch) == 0 {
+		// Woken by results alone: commit them, or a quiet period would
+		// leave the last deliveries pending (and resent after a restart).
+		o.commitGroup(nil, o.takeResults())
+		return
+	}
 	for i := 0; i < len(batch); {
 		j := i
 		for j < len(batch) && batch[j].isAppend() {

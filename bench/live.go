@@ -1,0 +1,252 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/sender"
+	"github.com/deskhook/deskhook/testenv"
+)
+
+// liveSpec is a live scenario: the simulator at a steady rate, the daemon
+// delivering as it goes, latency measured at the "fast" endpoint.
+type liveSpec struct {
+	name     string
+	rate     float64 // actions per second; each action here is one event
+	duration time.Duration
+	writers  int
+	slow     bool                                         // add a second endpoint answering after 50 ms
+	hook     func(*testenv.Request) (testenv.Reply, bool) // the receiver's hook, if any
+	skip     func() map[int64]bool                        // tickets left out of the latency
+	calib    bool                                         // calibrate the commit clock
+}
+
+func (e *env) live500(ctx context.Context, _ *Report) (*Result, error) {
+	return e.live(ctx, liveSpec{name: "live500", rate: 500, duration: 30 * time.Second, writers: 4, calib: true})
+}
+
+func (e *env) live2000(ctx context.Context, _ *Report) (*Result, error) {
+	return e.live(ctx, liveSpec{name: "live2000", rate: 2000, duration: 30 * time.Second, writers: 12})
+}
+
+// failures: 1% of first attempts answered 500 (chosen by a hash of the
+// event id, retries always succeed); the latency is that of the tickets
+// that saw no failure, whose events must not wait behind the others.
+func (e *env) failures(ctx context.Context, _ *Report) (*Result, error) {
+	var (
+		mu     sync.Mutex
+		seen   = map[string]bool{}
+		failed = map[int64]bool{}
+	)
+	hook := func(r *testenv.Request) (testenv.Reply, bool) {
+		id := r.Header.Get("webhook-id")
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		if h.Sum32()%100 != 0 {
+			return testenv.Reply{}, false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[id] {
+			return testenv.Reply{}, false
+		}
+		seen[id] = true
+		if _, tk, ok := formTicket(r.Body); ok {
+			failed[tk] = true
+		}
+		return testenv.Reply{Status: 500}, true
+	}
+	skip := func() map[int64]bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(failed)
+	}
+	res, err := e.live(ctx, liveSpec{name: "failures", rate: 500, duration: 30 * time.Second, writers: 4, hook: hook, skip: skip})
+	if res != nil {
+		mu.Lock()
+		res.extra("failed_requests", float64(len(seen)))
+		res.extra("failed_tickets", float64(len(failed)))
+		res.note("%d requests answered 500 on %d tickets; their tickets are left out of the latency", len(seen), len(failed))
+		mu.Unlock()
+	}
+	return res, err
+}
+
+// slow: a second endpoint answers every request after 50 ms (max_in_flight
+// 16: at most 320 requests/s, less than the load): the fast endpoint's
+// latency must stay as in live500.
+func (e *env) slow(ctx context.Context, _ *Report) (*Result, error) {
+	hook := func(r *testenv.Request) (testenv.Reply, bool) {
+		if r.Path == "/slow" {
+			return testenv.Reply{Delay: 50 * time.Millisecond}, true
+		}
+		return testenv.Reply{}, false
+	}
+	return e.live(ctx, liveSpec{name: "slow", rate: 500, duration: 30 * time.Second, writers: 4, slow: true, hook: hook})
+}
+
+func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
+	dur := e.scaledDur(s.duration, 2*time.Second)
+	tickets := max(1, int(s.rate*dur.Seconds()/5))
+	db, pool, closeDB, err := e.scenarioDB(ctx, s.name, int32(s.writers+2), false)
+	if err != nil {
+		return nil, err
+	}
+	defer closeDB()
+	if _, err := cdc.Setup(ctx, sourceConfig(db)); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	eps := []sender.Endpoint{e.endpoint("fast")}
+	if s.slow {
+		slow := e.endpoint("slow")
+		slow.MaxInFlight = 16
+		eps = append(eps, slow)
+	}
+	t := newTracker("/fast", true, "/slow")
+	e.track.Store(t)
+	defer e.track.Store(nil)
+	e.rcv.SetHook(s.hook)
+	defer e.rcv.SetHook(nil)
+
+	p, err := e.startDaemon(ctx, db, eps, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if p != nil {
+			_ = p.stop()
+		}
+	}()
+
+	var calib []calibSample
+	var calibMu sync.Mutex
+	onAction := t.committed
+	if s.calib {
+		onAction = func(a testenv.Action) {
+			t.committed(a)
+			if a.Kind == testenv.ActAgentReply || a.Kind == testenv.ActClientReply {
+				calibMu.Lock()
+				calib = append(calib, calibSample{thread: a.ThreadID, at: a.CommittedAt})
+				calibMu.Unlock()
+			}
+		}
+	}
+	warm := min(3*time.Second, dur/5)
+	e.say("%s: %.0f events/s for %s (%d tickets × 5 actions, %d writers; the first %s is warm-up)...",
+		s.name, s.rate, dur, tickets, s.writers, warm)
+	m := e.measure(s.name, false)
+	load, err := testenv.Load(ctx, pool, testenv.LoadConfig{Tickets: tickets, Replies: 2, Updates: 2,
+		Writers: s.writers, Rate: s.rate, Seed: 11, OnAction: onAction})
+	if err != nil {
+		m.done(&Result{}, 0, time.Time{})
+		return nil, err
+	}
+	loadEnd := time.Now()
+	expected := load.TotalEvents()
+	res := &Result{Name: s.name, Expected: expected, OfferedPerSec: float64(expected) / load.Elapsed.Seconds()}
+	werr := waitCount(ctx, t, "/fast", expected, 2*time.Minute)
+	res.Events = t.count("/fast")
+	delivered := res.Events + t.count("/slow")
+	m.done(res, delivered, m.start.Add(warm))
+	if werr != nil {
+		return res, werr
+	}
+	last := t.lastArrival()
+	res.Seconds = last.Sub(m.start).Seconds()
+	res.EventsPerSec = float64(res.Events) / res.Seconds
+	res.extra("drain_after_load_s", last.Sub(loadEnd).Seconds())
+
+	var skip map[int64]bool
+	if s.skip != nil {
+		skip = s.skip()
+	}
+	d, unmatched := t.latencies(m.start.Add(warm), skip)
+	res.Latency = summarize(d)
+	if unmatched > 0 {
+		res.note("%d commits without a matching arrival", unmatched)
+	}
+	if t.badBody > 0 {
+		res.note("%d arrivals whose ticket could not be read", t.badBody)
+	}
+	if s.skip != nil {
+		ratio := t.deliveredBy(loadEnd.Add(200*time.Millisecond), skip)
+		res.extra("delivered_during_load_ratio", ratio)
+		res.note("%.2f%% of the unfailed tickets' events delivered by the end of the load + 200 ms; all %d after %.1fs",
+			100*ratio, expected, last.Sub(loadEnd).Seconds())
+	}
+	if s.slow {
+		n := t.count("/slow")
+		res.extra("slow_delivered", float64(n))
+		res.note("slow endpoint: %d events delivered (%.0f/s) while the fast one got all %d", n,
+			float64(n)/last.Sub(m.start).Seconds(), res.Events)
+	}
+	if s.calib && len(calib) > 0 {
+		if off, err := commitClock(ctx, pool, calib); err != nil {
+			res.note("commit clock calibration failed: %v", err)
+		} else {
+			res.extra("commit_seen_after_server_ts_p50_ms", off.P50)
+			res.extra("commit_seen_after_server_ts_p99_ms", off.P99)
+			res.note("the simulator sees COMMIT return %.2f ms (p50; p99 %.2f) after the server's commit timestamp",
+				off.P50, off.P99)
+		}
+	}
+	p.pipelineMetrics(res, expected)
+	err = p.stop()
+	p = nil
+	if err != nil {
+		res.note("daemon stop: %v", err)
+	}
+	return res, nil
+}
+
+type calibSample struct {
+	thread int64
+	at     time.Time
+}
+
+// commitClock compares the simulator's commit clock (wall clock right
+// after COMMIT returned) with the server's commit timestamp
+// (track_commit_timestamp) of the same transactions: the thread rows that
+// replies inserted, never updated afterwards.
+func commitClock(ctx context.Context, pool *pgxpool.Pool, samples []calibSample) (*Latency, error) {
+	ids := make([]int64, len(samples))
+	for i, s := range samples {
+		ids[i] = s.thread
+	}
+	rows, err := pool.Query(ctx, "SELECT id, pg_xact_commit_timestamp(xmin) FROM ticket_thread WHERE id = ANY($1)", ids)
+	if err != nil {
+		return nil, err
+	}
+	ts := map[int64]time.Time{}
+	for rows.Next() {
+		var id int64
+		var at *time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, err
+		}
+		if at != nil {
+			ts[id] = *at
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var d []time.Duration
+	for _, s := range samples {
+		if at, ok := ts[s.thread]; ok {
+			d = append(d, s.at.Sub(at))
+		}
+	}
+	l := summarize(d)
+	if l == nil {
+		return nil, fmt.Errorf("no commit timestamps (track_commit_timestamp off?)")
+	}
+	return l, nil
+}

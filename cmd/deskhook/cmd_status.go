@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/deskhook/deskhook/daemon"
+)
+
+func init() {
+	register("status", "show the slot, the store's queues and the endpoints", cmdStatus)
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs, cfgPath := newFlags(e, "status", "[-c deskhook.yaml] [--json]",
+		"Shows the replication slot (active, confirmed LSN, retained WAL), the store (stored\n"+
+			"position, pending per endpoint, oldest pending age, dead letters) and the endpoints\n"+
+			"(enabled, last success, last error). Works while the daemon runs.", true)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := noArgs(fs, args); err != nil {
+		return err
+	}
+	cfg, err := e.loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	ops, err := daemon.OpenOps(ctx, cfg, false)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	st, err := ops.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(e, st)
+	return nil
+}
+
+func printStatus(e *env, st *daemon.Status) {
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	defer w.Flush()
+	daemonState := "not running"
+	if st.Daemon {
+		daemonState = "running"
+		if st.Ready != nil && *st.Ready {
+			daemonState += ", ready"
+		} else {
+			daemonState += ", NOT READY"
+		}
+	}
+	fmt.Fprintf(w, "daemon\t%s\n", daemonState)
+	for _, p := range st.Problems {
+		fmt.Fprintf(w, "  problem\t%s\n", p)
+	}
+	s := st.Slot
+	if s.Error != "" {
+		fmt.Fprintf(w, "slot %s\t%s\n", s.Name, s.Error)
+	} else {
+		active := "inactive"
+		if s.Active {
+			active = fmt.Sprintf("active (pid %d)", s.ActivePID)
+		}
+		fmt.Fprintf(w, "slot %s\t%s, confirmed %s, retained WAL %s, wal_status %s\n",
+			s.Name, active, s.ConfirmedLSN, bytesHuman(s.RetainedBytes), s.WALStatus)
+	}
+	if r := st.Stream; r != nil {
+		conn := "disconnected"
+		if r.Connected {
+			conn = "connected"
+		}
+		fmt.Fprintf(w, "stream\t%s, received %s, acknowledged %s, %d transactions pending\n",
+			conn, r.Received, r.Acknowledged, r.Pending)
+	}
+	o := st.Outbox
+	fmt.Fprintf(w, "store %s\tposition %s, %d pending, %d dead letters", o.Path, o.Position, o.Pending, o.DeadLetters)
+	if o.Error != "" {
+		fmt.Fprintf(w, ", INTAKE STOPPED: %s", o.Error)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "ENDPOINT\tENABLED\tPENDING\tOLDEST\tDEAD\tLAST SUCCESS\tLAST ERROR")
+	for _, ep := range st.Endpoints {
+		enabled := "yes"
+		switch {
+		case !ep.Configured:
+			enabled = "not in config"
+		case !ep.Enabled && ep.DisabledBy != "":
+			enabled = "no (" + ep.DisabledBy + ")"
+		case !ep.Enabled:
+			enabled = "no"
+		}
+		oldest := "-"
+		if ep.Pending > 0 {
+			oldest = time.Duration(ep.OldestPendingAge * float64(time.Second)).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", ep.Name, enabled, ep.Pending, oldest, ep.DeadLetters,
+			timeOrDash(ep.LastSuccess), lastError(ep))
+	}
+}
+
+func timeOrDash(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func lastError(ep daemon.EndpointStatus) string {
+	if ep.LastError == "" {
+		return "-"
+	}
+	msg := ep.LastError
+	if len(msg) > 60 {
+		msg = msg[:57] + "..."
+	}
+	return timeOrDash(ep.LastErrorAt) + " " + msg
+}
+
+func bytesHuman(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

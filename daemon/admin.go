@@ -1,0 +1,260 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deskhook/deskhook/outbox"
+)
+
+// adminHandler serves health, readiness, metrics and the operator API.
+//
+// The operator API (under /api/) is what the CLI uses while the daemon
+// holds the store's lock. It changes delivery state (replay, drop,
+// enable, disable), so admin.listen stays on loopback unless the network
+// in front of it is trusted.
+func (d *Daemon) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		problems := d.problems()
+		if len(problems) > 0 {
+			d.metrics.ready.Set(0)
+			writeText(w, http.StatusServiceUnavailable, "not ready:\n- "+strings.Join(problems, "\n- "))
+			return
+		}
+		d.metrics.ready.Set(1)
+		writeText(w, http.StatusOK, "ready")
+	})
+	metrics := promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		d.commitResults(r.Context())
+		metrics.ServeHTTP(w, r)
+	})
+
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		d.commitResults(r.Context())
+		st, err := d.Status(r.Context())
+		writeJSON(w, st, err)
+	})
+	mux.HandleFunc("GET /api/dlq", func(w http.ResponseWriter, r *http.Request) {
+		f, err := filterFromQuery(r.URL.Query())
+		if err != nil {
+			writeJSON(w, nil, badRequest(err))
+			return
+		}
+		d.commitResults(r.Context())
+		dl, err := d.ob.DeadLetters(f)
+		writeJSON(w, dl, err)
+	})
+	mux.HandleFunc("GET /api/dlq/{endpoint}/{id}", func(w http.ResponseWriter, r *http.Request) {
+		d.commitResults(r.Context())
+		dl, err := d.ob.DeadLetter(r.PathValue("endpoint"), r.PathValue("id"))
+		writeJSON(w, dl, err)
+	})
+	mux.HandleFunc("POST /api/dlq/{op}", func(w http.ResponseWriter, r *http.Request) {
+		f, err := filterFromQuery(r.URL.Query())
+		if err != nil {
+			writeJSON(w, nil, badRequest(err))
+			return
+		}
+		var n int
+		switch r.PathValue("op") {
+		case "replay":
+			n, err = d.ob.Replay(r.Context(), f)
+		case "drop":
+			n, err = d.ob.Drop(r.Context(), f)
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, map[string]int{"count": n}, err)
+	})
+	mux.HandleFunc("POST /api/endpoints/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		var err error
+		switch r.PathValue("op") {
+		case "enable":
+			err = d.ob.Enable(r.Context(), name)
+		case "disable":
+			reason := r.URL.Query().Get("reason")
+			if reason == "" {
+				reason = "disabled with deskhook endpoints disable"
+			}
+			err = d.ob.Disable(r.Context(), name, outbox.DisabledByOperator, reason)
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, map[string]string{"endpoint": name}, err)
+	})
+	return mux
+}
+
+// commitResults commits the delivery results the sender recorded so far
+// (the outbox commits them within milliseconds anyway), so what a read
+// shows (queues, dead letters, last success) includes every result
+// recorded before the request.
+func (d *Daemon) commitResults(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = d.ob.Flush(ctx) // a failure shows in the store's error
+}
+
+// problems lists why the daemon is not ready; none means ready.
+func (d *Daemon) problems() []string {
+	var p []string
+	st := d.rd.Stats()
+	streamErr, slot, slotErr, _ := d.health.snapshot()
+	// The last stream error matters only while the stream is down: once
+	// the reader is connected again (the slot re-created, the server back)
+	// it is history, even before the next transaction arrives.
+	switch {
+	case st.Connected:
+	case streamErr != nil:
+		p = append(p, "replication stream: "+streamErr.Error())
+	default:
+		p = append(p, "replication stream is not connected")
+	}
+	if err := d.ob.Err(); err != nil {
+		p = append(p, "outbox intake stopped: "+err.Error())
+	}
+	if since := d.stalledFor(st.Acknowledged, st.Pending); since >= stallAfter {
+		p = append(p, fmt.Sprintf("delivery into the outbox has stalled: %d transactions waiting, nothing stored for %s",
+			st.Pending, since.Round(time.Second)))
+	}
+	switch {
+	case slotErr != nil:
+		p = append(p, "replication slot: "+slotErr.Error())
+	case int64(d.cfg.Admin.MaxSlotLag) > 0 && slot.RetainedBytes > int64(d.cfg.Admin.MaxSlotLag):
+		p = append(p, fmt.Sprintf("replication slot %s retains %d bytes of WAL (admin.max_slot_lag %s)",
+			slot.Name, slot.RetainedBytes, d.cfg.Admin.MaxSlotLag))
+	}
+	return p
+}
+
+// stalledFor says how long the acknowledged position has stood still while
+// transactions wait for it.
+func (d *Daemon) stalledFor(acked interface{ String() string }, pending int) time.Duration {
+	d.stall.Lock()
+	defer d.stall.Unlock()
+	now := time.Now()
+	pos := acked.String()
+	if pending == 0 || pos != d.stall.pos {
+		d.stall.pos, d.stall.since = pos, now
+		return 0
+	}
+	return now.Sub(d.stall.since)
+}
+
+type httpError struct {
+	code int
+	err  error
+}
+
+func (e *httpError) Error() string { return e.err.Error() }
+
+func badRequest(err error) error { return &httpError{code: http.StatusBadRequest, err: err} }
+
+func writeText(w http.ResponseWriter, code int, s string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	fmt.Fprintln(w, s)
+}
+
+func writeJSON(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		code := http.StatusInternalServerError
+		var he *httpError
+		switch {
+		case errors.As(err, &he):
+			code = he.code
+		case errors.Is(err, outbox.ErrNotFound):
+			code = http.StatusNotFound
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// filterFromQuery reads a dead-letter selection: endpoint, id, ticket,
+// from, to (RFC 3339) and limit.
+func filterFromQuery(q url.Values) (outbox.DeadFilter, error) {
+	f := outbox.DeadFilter{Endpoint: q.Get("endpoint"), ID: q.Get("id")}
+	var err error
+	if v := q.Get("ticket"); v != "" {
+		if f.TicketID, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return f, fmt.Errorf("ticket: not a number (got %q)", v)
+		}
+	}
+	for _, t := range []struct {
+		key string
+		dst *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if v := q.Get(t.key); v != "" {
+			if *t.dst, err = time.Parse(time.RFC3339, v); err != nil {
+				return f, fmt.Errorf("%s: not an RFC 3339 time (got %q)", t.key, v)
+			}
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil {
+			return f, fmt.Errorf("limit: not a number (got %q)", v)
+		}
+	}
+	return f, nil
+}
+
+// filterQuery is filterFromQuery's inverse, for the CLI's client.
+func filterQuery(f outbox.DeadFilter) url.Values {
+	q := url.Values{}
+	set := func(k, v string) {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	set("endpoint", f.Endpoint)
+	set("id", f.ID)
+	if f.TicketID != 0 {
+		q.Set("ticket", strconv.FormatInt(f.TicketID, 10))
+	}
+	if !f.From.IsZero() {
+		q.Set("from", f.From.UTC().Format(time.RFC3339))
+	}
+	if !f.To.IsZero() {
+		q.Set("to", f.To.UTC().Format(time.RFC3339))
+	}
+	if f.Limit != 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return q
+}
+
+// redactURL hides a URL's password and query (tokens often live there).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "[unparsable url]"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "…"
+	}
+	return u.String()
+}

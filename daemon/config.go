@@ -1,0 +1,263 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"gopkg.in/yaml.v3"
+
+	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/mapping"
+	"github.com/deskhook/deskhook/sender"
+)
+
+// Config is deskhook.yaml. Each section belongs to the package that uses
+// it; the command only composes them and adds its own (store, admin, log).
+type Config struct {
+	Source          cdc.Config     `yaml:"source"`
+	Store           StoreConfig    `yaml:"store"`
+	Faveo           mapping.Config `yaml:"faveo"`
+	Sender          sender.Config  `yaml:",inline"`
+	Admin           AdminConfig    `yaml:"admin"`
+	Log             LogConfig      `yaml:"log"`
+	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
+}
+
+// StoreConfig says where the outbox file lives.
+type StoreConfig struct {
+	Path string `yaml:"path"`
+}
+
+// AdminConfig is the admin HTTP server: health, readiness, metrics and the
+// operator API the CLI uses while the daemon holds the store.
+type AdminConfig struct {
+	Listen string `yaml:"listen"`
+	// MaxSlotLag is the retained WAL (bytes) past which /readyz fails.
+	MaxSlotLag ByteSize `yaml:"max_slot_lag"`
+}
+
+// LogConfig selects the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Defaults of the command's own keys.
+const (
+	DefaultStorePath       = "deskhook.db"
+	DefaultAdminListen     = "127.0.0.1:9187"
+	DefaultMaxSlotLag      = ByteSize(1 << 30)
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// SetDefaults fills every empty field with its default.
+func (c *Config) SetDefaults() {
+	c.Source.SetDefaults()
+	c.Faveo.SetDefaults()
+	c.Sender.SetDefaults()
+	if c.Store.Path == "" {
+		c.Store.Path = DefaultStorePath
+	}
+	if c.Admin.Listen == "" {
+		c.Admin.Listen = DefaultAdminListen
+	}
+	if c.Admin.MaxSlotLag == 0 {
+		c.Admin.MaxSlotLag = DefaultMaxSlotLag
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	// The mapper reads the tables the source names.
+	c.Faveo.Tables = mapping.Tables(c.Source.Tables)
+}
+
+// Validate reports every problem at once, each naming its YAML path.
+// Call SetDefaults first.
+func (c *Config) Validate() error {
+	// faveo.tables is not a key of deskhook.yaml (SetDefaults copies
+	// source.tables there, which the source validates): checking it again
+	// would report each table problem twice, under a path nobody wrote.
+	faveo := c.Faveo
+	faveo.Tables = mapping.Defaults().Tables
+	errs := []error{
+		c.Source.Validate("source"),
+		faveo.Validate("faveo"),
+		c.Sender.Validate(""),
+	}
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Sender.Endpoints) == 0 {
+		// Without one, every change would be read, acknowledged and lost.
+		bad("endpoints", "at least one endpoint (with a url) is required")
+	}
+	if strings.TrimSpace(c.Store.Path) == "" {
+		bad("store.path", "required (got %q)", c.Store.Path)
+	}
+	if c.Admin.Listen != "off" {
+		_, port, err := net.SplitHostPort(c.Admin.Listen)
+		if err == nil {
+			if n, perr := strconv.Atoi(port); perr != nil || n < 0 || n > 65535 {
+				err = errors.New("bad port")
+			}
+		}
+		if err != nil {
+			bad("admin.listen", `must be host:port (port 0-65535) or "off" (got %q)`, c.Admin.Listen)
+		}
+	}
+	if c.Admin.MaxSlotLag < 0 {
+		bad("admin.max_slot_lag", "must not be negative (got %d)", c.Admin.MaxSlotLag)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "must be text or json (got %q)", c.Log.Format)
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout", "must not be negative (got %s)", c.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// ConfigError is a configuration that cannot be used; the command exits 2.
+type ConfigError struct {
+	Path string
+	Err  error
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("config %s:\n%v", e.Path, indent(e.Err)) }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+func indent(err error) string {
+	lines := strings.Split(strings.TrimRight(err.Error(), "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ByteSize is a size in bytes written as 1073741824, "512MB" or "1GiB".
+type ByteSize int64
+
+var sizeRE = regexp.MustCompile(`^\s*(\d+)\s*([kKmMgGtT]?i?[bB]?)\s*$`)
+
+// UnmarshalYAML accepts a plain number of bytes or a number with a unit.
+// Its errors are yaml.TypeErrors, so decoding goes on and reports the
+// other problems too.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	bad := &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal %s `%s` into daemon.ByteSize", n.Line, n.ShortTag(), n.Value)}}
+	if n.Kind != yaml.ScalarNode {
+		bad.Errors[0] = fmt.Sprintf("line %d: cannot unmarshal %s into daemon.ByteSize", n.Line, n.ShortTag())
+		return bad
+	}
+	m := sizeRE.FindStringSubmatch(n.Value)
+	if m == nil {
+		return bad
+	}
+	v, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return bad
+	}
+	unit := strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(m[2], "b"), "B"))
+	mult := map[string]int64{"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+		"KI": 1 << 10, "MI": 1 << 20, "GI": 1 << 30, "TI": 1 << 40}[unit]
+	if mult == 0 || v > math.MaxInt64/mult {
+		return bad
+	}
+	*b = ByteSize(v * mult)
+	return nil
+}
+
+func (b ByteSize) String() string {
+	switch {
+	case b >= 1<<30 && b%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", b>>30)
+	case b >= 1<<20 && b%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", b>>20)
+	}
+	return fmt.Sprintf("%dB", int64(b))
+}
+
+// Secrets lists every secret in c, for the log scrubber: the DSN's
+// password, endpoint secrets, header values and URL passwords, and the app
+// key.
+func (c *Config) Secrets() []string {
+	s := dsnPasswords(c.Source.DSN)
+	if c.Faveo.AppKey != "" {
+		s = append(s, c.Faveo.AppKey, strings.TrimPrefix(c.Faveo.AppKey, "base64:"))
+	}
+	for _, e := range c.Sender.Endpoints {
+		for _, sec := range strings.Fields(string(e.Secret)) {
+			s = append(s, sec, strings.TrimPrefix(sec, "whsec_"))
+		}
+		for _, v := range e.Headers {
+			if len(v) >= 4 { // shorter values would scrub innocent text
+				s = append(s, v)
+			}
+		}
+		if u, err := url.Parse(e.URL); err == nil {
+			if p, ok := u.User.Password(); ok && p != "" {
+				s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
+			}
+		}
+	}
+	return s
+}
+
+var kvPasswordRE = regexp.MustCompile(`(?i)(?:^|\s)(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]+)`)
+
+// dsnPasswords finds the passwords in a DSN, as pgconn reads them and, in
+// case it cannot parse the DSN, as they are written (URL or key=value), in
+// the forms a message might quote them.
+func dsnPasswords(dsn string) []string {
+	var s []string
+	add := func(p string) {
+		if p != "" {
+			s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+	}
+	if pc, err := pgconn.ParseConfig(dsn); err == nil {
+		add(pc.Password)
+	}
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
+		if p, ok := u.User.Password(); ok {
+			add(p)
+		}
+		for k, vs := range u.Query() {
+			if strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword") {
+				for _, v := range vs {
+					add(v)
+				}
+			}
+		}
+		return s
+	}
+	for _, m := range kvPasswordRE.FindAllStringSubmatch(dsn, -1) {
+		v := m[1]
+		if strings.HasPrefix(v, "'") {
+			add(v)
+			v = strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(strings.Trim(v, "'"))
+		}
+		add(v)
+	}
+	return s
+}

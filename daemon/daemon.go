@@ -1,0 +1,328 @@
+// Package daemon wires deskhook's pipeline — cdc → mapping → outbox →
+// sender — into one long-lived component with an admin HTTP server
+// (/healthz, /readyz, /metrics and the operator API the CLI uses while the
+// daemon holds the store). It also owns deskhook.yaml: the composition of
+// the packages' Config sections, ${VAR} expansion and strict decoding.
+//
+// `deskhook run`, `deskhook demo` and the end-to-end tests all run this.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/mapping"
+	"github.com/deskhook/deskhook/outbox"
+	"github.com/deskhook/deskhook/sender"
+)
+
+// Options are the daemon's collaborators.
+type Options struct {
+	Logger *slog.Logger // nil: discard
+	// Registry receives every component's metrics and is served on
+	// /metrics (nil: a new one with the Go and process collectors).
+	Registry *prometheus.Registry
+	Version  string
+	// NoSync skips the outbox's fsync. Tests only.
+	NoSync bool
+}
+
+// Daemon is the running pipeline. New opens the store (so a second
+// daemon on the same file fails at once) and binds the admin port; Run
+// streams until its context ends.
+type Daemon struct {
+	cfg  *Config
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	opts Options
+
+	rd *cdc.Reader
+	ob *outbox.Outbox
+	sd *sender.Sender
+	mp *mapping.Mapper
+	lk *cdc.Lookup
+
+	admin   *http.Server
+	adminLn net.Listener
+	health  health
+	metrics *daemonMetrics
+	cfgMu   sync.Mutex // guards cfg during Reload
+	stall   struct {
+		sync.Mutex
+		pos   string
+		since time.Time
+	}
+
+	// Intake: the handler holds intakeMu while it maps and appends a batch;
+	// shutdown takes it to stop intake between batches.
+	intakeMu   sync.Mutex
+	stopIntake bool
+	// last is the last batch appended in this process: after the stream
+	// restarts, batches up to it are skipped rather than mapped again
+	// (mapped again, with a fresh state, their bodies could differ).
+	last struct {
+		pos  change.Position
+		seq  int
+		done bool // its Last chunk was appended
+	}
+}
+
+// New builds the daemon from a validated config.
+func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts}
+	d.metrics = newDaemonMetrics(reg)
+
+	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg})
+	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
+		Logger:     log.With("component", "outbox"),
+		Registerer: reg,
+		OnDurable:  d.rd.Ack,
+		NoSync:     opts.NoSync,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.ob = ob
+	fail := func(err error) (*Daemon, error) {
+		d.closeAll()
+		return nil, err
+	}
+	d.sd, err = sender.New(cfg.Sender, ob, sender.Options{
+		Logger:        log.With("component", "sender"),
+		Registerer:    reg,
+		Version:       opts.Version,
+		ShutdownGrace: cfg.ShutdownTimeout,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	d.lk, err = cdc.NewLookup(ctx, cfg.Source, cdc.LookupOptions{})
+	if err != nil {
+		return fail(fmt.Errorf("source: %w", err))
+	}
+	d.mp, err = mapping.New(cfg.Faveo, d.lk, mapping.Options{Logger: log.With("component", "mapping"), Registerer: reg})
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.Admin.Listen != "off" {
+		d.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("admin.listen: %w", err))
+		}
+		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return d, nil
+}
+
+// AdminAddr is the admin server's address ("" when it is off).
+func (d *Daemon) AdminAddr() string {
+	if d.adminLn == nil {
+		return ""
+	}
+	return d.adminLn.Addr().String()
+}
+
+// Outbox is the daemon's store, for in-process operator calls.
+func (d *Daemon) Outbox() *outbox.Outbox { return d.ob }
+
+// Run streams until ctx ends or an error no retry can heal; it always
+// shuts down in order: stop intake between batches, commit the outbox and
+// acknowledge, stop the stream (final standby status), let deliveries in
+// flight finish until shutdown_timeout, close the store.
+func (d *Daemon) Run(ctx context.Context) error {
+	readerCtx, stopReader := context.WithCancel(context.WithoutCancel(ctx))
+	senderCtx, stopSender := context.WithCancel(context.WithoutCancel(ctx))
+	auxCtx, stopAux := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAux()
+	defer stopSender()
+	defer stopReader()
+
+	fatal := make(chan error, 3)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		if err := d.stream(readerCtx); err != nil {
+			fatal <- err
+		}
+	}()
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		if err := d.sd.Run(senderCtx); err != nil {
+			fatal <- fmt.Errorf("sender: %w", err)
+		}
+	}()
+	var auxWG sync.WaitGroup
+	if d.admin != nil {
+		auxWG.Add(1)
+		go func() {
+			defer auxWG.Done()
+			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fatal <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
+	auxWG.Add(1)
+	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
+	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(),
+		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
+
+	var err error
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down")
+	case err = <-fatal:
+		d.log.Error("stopping", "err", err)
+	}
+
+	// 1. Stop intake between batches, commit what is queued: the outbox
+	// reports it durable and the reader acknowledges it...
+	d.intakeMu.Lock()
+	d.stopIntake = true
+	d.intakeMu.Unlock()
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 10*time.Second)
+	if ferr := d.ob.Flush(flushCtx); ferr != nil && err == nil && !errors.Is(ferr, outbox.ErrClosed) {
+		err = fmt.Errorf("outbox: %w", ferr)
+	}
+	cancelFlush()
+	// 2. ...then the stream stops, sending that acknowledgement last.
+	stopReader()
+	<-readerDone
+	// 3. Deliveries in flight get shutdown_timeout to finish.
+	stopSender()
+	<-senderDone
+	stopAux()
+	if d.admin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = d.admin.Shutdown(sctx)
+		cancel()
+	}
+	auxWG.Wait()
+	if cerr := d.closeAll(); cerr != nil && err == nil {
+		err = cerr
+	}
+	d.log.Info("stopped", "position", d.ob.Position().String())
+	return err
+}
+
+func (d *Daemon) closeAll() error {
+	var errs []error
+	if d.sd != nil {
+		errs = append(errs, d.sd.Close())
+	}
+	if d.ob != nil {
+		errs = append(errs, d.ob.Close())
+	}
+	if d.lk != nil {
+		d.lk.Close()
+	}
+	if d.adminLn != nil && d.admin == nil {
+		errs = append(errs, d.adminLn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// stream runs the reader, restarting it with backoff after any error: a
+// database that goes away, a dropped slot or publication (unready until
+// someone fixes it) or a failing lookup. Only ctx ending stops it.
+func (d *Daemon) stream(ctx context.Context) error {
+	backoff := time.Second
+	for {
+		if d.cfg.Source.AutoSetup {
+			if done, err := cdc.Setup(ctx, d.cfg.Source); err != nil {
+				d.health.setStreamErr(fmt.Errorf("setup: %w", err))
+				d.log.Error("setup failed", "err", err)
+			} else if len(done) > 0 {
+				d.log.Info("setup", "done", done)
+			}
+		}
+		started := time.Now()
+		err := d.rd.Run(ctx, cdc.HandlerFunc(d.handle))
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("replication stream ended")
+		}
+		d.health.setStreamErr(err)
+		d.metrics.streamRestarts.Inc()
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		d.log.Error("replication stream stopped; restarting", "err", err, "retry_in", backoff)
+		// A Map that failed half-way may have applied part of its batch:
+		// start again from a clean state.
+		d.mp.Reset()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxStreamBackoff)
+	}
+}
+
+// handle maps one batch and appends its events to the outbox.
+func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
+	d.intakeMu.Lock()
+	if d.stopIntake {
+		d.intakeMu.Unlock()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	defer d.intakeMu.Unlock()
+	d.health.setStreamErr(nil)
+
+	if d.seen(b) {
+		// Already appended in this process: the outbox acknowledges it
+		// once committed (it may already have). Mapping it again would only
+		// risk different bodies under the same ids.
+		return nil
+	}
+	events, err := d.mp.Map(ctx, b)
+	if err != nil {
+		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
+	}
+	if err := d.ob.Append(ctx, b.Pos, b.Last, events); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	d.last.pos, d.last.seq, d.last.done = b.Pos, b.Seq, b.Last
+	return nil
+}
+
+// seen reports whether b was appended before in this process.
+func (d *Daemon) seen(b *change.Batch) bool {
+	l := d.last
+	switch {
+	case b.Pos < l.pos:
+		return true
+	case b.Pos > l.pos:
+		return false
+	}
+	return l.done || b.Seq <= l.seq
+}
+
+// maxStreamBackoff bounds the wait between restarts of the replication
+// stream after an error it cannot heal by itself (a dropped slot): once an
+// operator fixes it, the daemon is back within this long.
+const maxStreamBackoff = 10 * time.Second

@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deskhook/deskhook/cdc"
+)
+
+// Slot polling: every slotPollEvery, or slotPollFailing while the last
+// poll failed, so readiness comes back soon after the database does.
+const (
+	slotPollEvery   = 10 * time.Second
+	slotPollFailing = 2 * time.Second
+)
+
+// pollSlot reads the slot's state for /readyz, status and metrics.
+func (d *Daemon) pollSlot(ctx context.Context) {
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		s, err := cdc.SlotInfo(qctx, d.cfg.Source)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		d.health.setSlot(s, err)
+		next := slotPollEvery
+		if err == nil {
+			d.metrics.retainedWAL.Set(float64(s.RetainedBytes))
+		} else {
+			next = slotPollFailing
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		}
+	}
+}
+
+// health is what /readyz and status report.
+type health struct {
+	mu        sync.Mutex
+	streamErr error
+	slot      cdc.Slot
+	slotErr   error
+	slotAt    time.Time
+}
+
+func (h *health) setStreamErr(err error) {
+	h.mu.Lock()
+	h.streamErr = err
+	h.mu.Unlock()
+}
+
+func (h *health) setSlot(s cdc.Slot, err error) {
+	h.mu.Lock()
+	h.slot, h.slotErr, h.slotAt = s, err, time.Now()
+	h.mu.Unlock()
+}
+
+func (h *health) snapshot() (streamErr error, slot cdc.Slot, slotErr error, slotAt time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.streamErr, h.slot, h.slotErr, h.slotAt
+}
+
+type daemonMetrics struct {
+	retainedWAL    prometheus.Gauge
+	streamRestarts prometheus.Counter
+	ready          prometheus.Gauge
+}
+
+func newDaemonMetrics(reg prometheus.Registerer) *daemonMetrics {
+	m := &daemonMetrics{
+		retainedWAL: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "deskhook_slot_retained_wal_bytes",
+			Help: "WAL the replication slot keeps on the server (current LSN - restart_lsn), polled every 10s.",
+		}),
+		streamRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "deskhook_stream_restarts_total",
+			Help: "Times the pipeline restarted the replication stream after an error.",
+		}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "deskhook_ready",
+			Help: "1 when /readyz answers ready, else 0 (as of its last evaluation).",
+		}),
+	}
+	reg.MustRegister(m.retainedWAL, m.streamRestarts, m.ready)
+	return m
+}
+
+// stallAfter: an acknowledged position that has not moved for this long
+// while transactions wait means delivery into the outbox has stalled.
+const stallAfter = time.Minute
