@@ -37,11 +37,13 @@ type Config struct {
 	MaxBatchChanges int `yaml:"max_batch_changes"`
 	// MaxBatchBytes bounds the estimated memory of one batch.
 	MaxBatchBytes int `yaml:"max_batch_bytes"`
-	// QueueBytes bounds the estimated memory of batches decoded but not yet
-	// handed over. When it is full the reader stops reading from the server
-	// (and keeps answering it). The reader's memory for row data is about
-	// QueueBytes plus three batches (one being decoded, one waiting for
-	// room, one in the Handler).
+	// QueueBytes bounds the estimated memory of batches decoded and not yet
+	// handled: queued, or in the Handler's hands. When it is full the
+	// reader stops reading from the server (and keeps answering it). The
+	// reader's memory for row data is about QueueBytes plus two batches
+	// (one being decoded, one waiting for room: an empty queue always takes
+	// one). The estimate counts Go's own overhead (values, rows, slices),
+	// not only the bytes the server sent.
 	QueueBytes int `yaml:"queue_bytes"`
 	// ReconnectMin and ReconnectMax bound the exponential backoff between
 	// reconnect attempts.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/deskhook/deskhook/change"
 )
@@ -14,8 +15,27 @@ import (
 // error, never a panic), and tuple values are sliced out of one string per
 // message instead of being copied byte by byte.
 
-// valueSize is the estimated memory of one change.Value beyond its text.
-const valueSize = 64
+// The memory a decoded batch holds, as the Go allocator hands it out: the
+// message text its values are substrings of, each row's struct and value
+// array, the batch's change array and the batch itself. queue_bytes bounds
+// the sum, so it must count all of it (a small transaction's overhead is
+// larger than its text).
+var (
+	sizeofValue  = int(unsafe.Sizeof(change.Value{}))
+	sizeofRow    = allocSize(int(unsafe.Sizeof(change.Row{})))
+	sizeofChange = int(unsafe.Sizeof(change.Change{}))
+	// batchOverhead: the Batch, its slot in the queue and the reader's
+	// record of the pending transaction.
+	batchOverhead = allocSize(int(unsafe.Sizeof(change.Batch{}))) + 16 + 64
+)
+
+// rowBytes is the memory of a decoded row of n values.
+func rowBytes(n int) int { return sizeofRow + allocSize(n*sizeofValue) }
+
+// firstChanges is the initial capacity of a batch's change array: most
+// transactions are small; a large one grows it (amortized) to its chunk
+// bound.
+const firstChanges = 8
 
 // beginPlan says what to do with a transaction that is starting.
 type beginPlan struct {
@@ -254,7 +274,7 @@ func (d *decoder) commit(r *msgReader) (decoded, bool, error) {
 
 func (d *decoder) emit(last bool) decoded {
 	b := &change.Batch{Pos: d.pos, Xid: d.xid, CommitTime: d.commitTime, Seq: d.seq, Last: last, Changes: d.cur}
-	out := decoded{batch: b, bytes: d.curBytes + 128}
+	out := decoded{batch: b, bytes: d.curBytes + allocSize(cap(d.cur)*sizeofChange) + batchOverhead}
 	d.seq++
 	d.cur, d.curBytes, d.full = nil, 0, false
 	return out
@@ -298,25 +318,36 @@ func (d *decoder) change(typ byte, r *msgReader, size int) (out decoded, ok bool
 	}
 	c := change.Change{Table: rel.table}
 	tag := r.u8()
+	n := len(rel.oids)
 	switch typ {
 	case 'I':
 		c.Op = change.Insert
 		if tag != 'N' {
 			return out, false, fmt.Errorf("%s: tuple tag %q, want 'N'", rel.table.Name, tag)
 		}
-		c.New, err = d.tuple(r, rel, false)
+		c.New = &change.Row{Table: rel.table, Values: make([]change.Value, n)}
+		err = d.tuple(r, rel, false, c.New.Values)
 	case 'U':
 		c.Op = change.Update
 		if tag == 'K' || tag == 'O' {
-			if c.Old, err = d.tuple(r, rel, tag == 'K'); err != nil {
+			// Both rows in one allocation each for the structs and the
+			// values: they live and die together.
+			rows := new([2]change.Row)
+			vals := make([]change.Value, 2*n)
+			c.Old, c.New = &rows[0], &rows[1]
+			*c.Old = change.Row{Table: rel.table, Values: vals[:n:n]}
+			*c.New = change.Row{Table: rel.table, Values: vals[n:]}
+			if err = d.tuple(r, rel, tag == 'K', c.Old.Values); err != nil {
 				return out, false, err
 			}
 			tag = r.u8()
+		} else {
+			c.New = &change.Row{Table: rel.table, Values: make([]change.Value, n)}
 		}
 		if tag != 'N' {
 			return out, false, fmt.Errorf("%s: tuple tag %q, want 'N'", rel.table.Name, tag)
 		}
-		if c.New, err = d.tuple(r, rel, false); err == nil && c.Old != nil {
+		if err = d.tuple(r, rel, false, c.New.Values); err == nil && c.Old != nil {
 			fillUnchanged(c.New, c.Old)
 		}
 	case 'D':
@@ -324,12 +355,21 @@ func (d *decoder) change(typ byte, r *msgReader, size int) (out decoded, ok bool
 		if tag != 'K' && tag != 'O' {
 			return out, false, fmt.Errorf("%s: tuple tag %q, want 'K' or 'O'", rel.table.Name, tag)
 		}
-		c.Old, err = d.tuple(r, rel, tag == 'K')
+		c.Old = &change.Row{Table: rel.table, Values: make([]change.Value, n)}
+		err = d.tuple(r, rel, tag == 'K', c.Old.Values)
 	}
 	if err != nil {
 		return out, false, err
 	}
-	return d.add(size+valueSize*len(rel.oids)*2, c)
+	// The message's text (its values are substrings of it) and the rows.
+	bytes := allocSize(size - 1)
+	switch {
+	case c.Old != nil && c.New != nil:
+		bytes += allocSize(2*int(unsafe.Sizeof(change.Row{}))) + allocSize(2*n*sizeofValue)
+	case c.Old != nil || c.New != nil:
+		bytes += rowBytes(n)
+	}
+	return d.add(bytes, c)
 }
 
 // fillUnchanged takes unchanged TOASTed values of an update from the old row.
@@ -363,26 +403,25 @@ func (d *decoder) truncate(r *msgReader, size int) (out decoded, ok bool, err er
 	if len(cs) == 0 {
 		return out, false, nil
 	}
-	out, ok, err = d.add(size, cs[0])
+	out, ok, err = d.add(allocSize(size-1), cs[0])
 	for _, c := range cs[1:] {
 		d.appendChange(0, c)
 	}
 	return out, ok, err
 }
 
-// tuple decodes a TupleData. In a key tuple ('K': the default replica
-// identity) pgoutput sends NULL for the columns outside the key; those are
-// KindUnchanged, not NULL.
-func (d *decoder) tuple(r *msgReader, rel *relation, keyOnly bool) (*change.Row, error) {
+// tuple decodes a TupleData into vals (one per column of rel). In a key
+// tuple ('K': the default replica identity) pgoutput sends NULL for the
+// columns outside the key; those are KindUnchanged, not NULL.
+func (d *decoder) tuple(r *msgReader, rel *relation, keyOnly bool, vals []change.Value) error {
 	n := int(r.u16())
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
 	if n != len(rel.oids) {
-		return nil, fmt.Errorf("%s.%s: tuple has %d columns, relation has %d",
+		return fmt.Errorf("%s.%s: tuple has %d columns, relation has %d",
 			rel.table.Schema, rel.table.Name, n, len(rel.oids))
 	}
-	vals := make([]change.Value, n)
 	for i := range vals {
 		switch kind := r.u8(); kind {
 		case 'n':
@@ -397,19 +436,16 @@ func (d *decoder) tuple(r *msgReader, rel *relation, keyOnly bool) (*change.Row,
 			text := r.str(int(r.u32()))
 			vals[i] = decodeValue(rel.oids[i], text)
 		case 'b':
-			return nil, fmt.Errorf("%s: binary value in column %s (binary mode was not requested)",
+			return fmt.Errorf("%s: binary value in column %s (binary mode was not requested)",
 				rel.table.Name, rel.table.Columns[i].Name)
 		default:
 			if r.err != nil {
-				return nil, r.err
+				return r.err
 			}
-			return nil, fmt.Errorf("%s: unknown value kind %q in column %s", rel.table.Name, kind, rel.table.Columns[i].Name)
+			return fmt.Errorf("%s: unknown value kind %q in column %s", rel.table.Name, kind, rel.table.Columns[i].Name)
 		}
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	return &change.Row{Table: rel.table, Values: vals}, nil
+	return r.err
 }
 
 // add appends a change to the transaction, handing over the chunk before it
@@ -439,7 +475,7 @@ func (d *decoder) appendChange(size int, c change.Change) {
 		return
 	}
 	if d.cur == nil {
-		d.cur = make([]change.Change, 0, min(d.maxChanges, 64))
+		d.cur = make([]change.Change, 0, min(d.maxChanges, firstChanges))
 	}
 	d.cur = append(d.cur, c)
 	d.curBytes += size

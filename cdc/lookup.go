@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/deskhook/deskhook/change"
@@ -24,6 +26,8 @@ type Lookup struct {
 	cfg     Config
 	opts    LookupOptions
 	typeMap *pgtype.Map
+
+	factsQuery string // TicketFacts' statement
 
 	mu     sync.Mutex
 	tables map[string]*change.Table // last shape seen per table, shared by its rows
@@ -70,7 +74,9 @@ func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, er
 	if err != nil {
 		return nil, fmt.Errorf("cdc: lookup pool: %w", err)
 	}
-	return &Lookup{pool: pool, cfg: cfg, opts: opts, typeMap: pgtype.NewMap(), tables: map[string]*change.Table{}}, nil
+	l := &Lookup{pool: pool, cfg: cfg, opts: opts, typeMap: pgtype.NewMap(), tables: map[string]*change.Table{}}
+	l.factsQuery = l.factsSQL()
+	return l, nil
 }
 
 // Close closes the pool.
@@ -104,18 +110,36 @@ func (l *Lookup) collect(rows pgx.Rows, table string) ([]*change.Row, error) {
 		if t == nil {
 			t, oids = l.tableFor(table, rows.FieldDescriptions())
 		}
-		raw := rows.RawValues()
-		vals := make([]change.Value, len(raw))
-		for i, b := range raw {
-			if b == nil {
-				vals[i] = change.Value{Kind: change.KindNull}
-				continue
-			}
-			vals[i] = decodeValue(oids[i], string(b))
-		}
-		out = append(out, &change.Row{Table: t, Values: vals})
+		out = append(out, decodeRow(t, oids, rows.RawValues()))
 	}
 	return out, rows.Err()
+}
+
+// decodeRow decodes one text-format result row. The values' text shares
+// one string per row (one allocation rather than one per column), as the
+// stream's share one per message.
+func decodeRow(t *change.Table, oids []uint32, raw [][]byte) *change.Row {
+	n := 0
+	for _, b := range raw {
+		n += len(b)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, b := range raw {
+		sb.Write(b)
+	}
+	all := sb.String()
+	vals := make([]change.Value, len(raw))
+	off := 0
+	for i, b := range raw {
+		if b == nil {
+			vals[i] = change.Value{Kind: change.KindNull}
+			continue
+		}
+		vals[i] = decodeValue(oids[i], all[off:off+len(b)])
+		off += len(b)
+	}
+	return &change.Row{Table: t, Values: vals}
 }
 
 // tableFor returns the change.Table for a result's columns, reusing the
@@ -143,102 +167,113 @@ func (l *Lookup) tableFor(table string, fields []pgconn.FieldDescription) (*chan
 	return t, oids
 }
 
-// TicketFacts reads, in one consistent snapshot, each ticket's first
-// non-internal thread, its non-internal thread count, the poster of its last
-// non-internal thread, its highest thread id, and its collaborator and
-// attachment counts; with maxThreadID > 0, of the threads up to that id
-// only (collaborators, which have no such order, are all counted). As in
+// TicketFacts reads each ticket's first non-internal thread, its
+// non-internal thread count, the poster of its last non-internal thread,
+// its highest thread id, and its collaborator and attachment counts; of
+// the threads up to the query's MaxThreadID only, when it is > 0
+// (collaborators, which have no such order, are all counted). As in
 // Faveo's Tickets model, collaborators count only when their user has an
 // email, and attachments of internal threads count too.
-func (l *Lookup) TicketFacts(ctx context.Context, ticketIDs []int64, maxThreadID int64) (map[int64]mapping.TicketFacts, error) {
-	out := make(map[int64]mapping.TicketFacts, len(ticketIDs))
-	if len(ticketIDs) == 0 {
+//
+// It is one statement, so one round trip and one snapshot (a statement
+// sees one snapshot without an explicit transaction).
+func (l *Lookup) TicketFacts(ctx context.Context, qs []mapping.FactsQuery) (map[int64]mapping.TicketFacts, error) {
+	out := make(map[int64]mapping.TicketFacts, len(qs))
+	if len(qs) == 0 {
 		return out, nil
 	}
-	threads := l.cfg.qualified(l.cfg.Tables.Threads)
-	const public = "COALESCE(is_internal::int, 0) = 0"
-	const upTo = "($2::bigint = 0 OR id <= $2::bigint)"
-	err := pgx.BeginTxFunc(ctx, l.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
-		func(tx pgx.Tx) error {
-			rows, err := tx.Query(ctx, `SELECT ticket_id, count(*) FILTER (WHERE `+public+`), COALESCE(max(id), 0),
-					COALESCE((array_agg(poster ORDER BY id DESC) FILTER (WHERE `+public+`))[1], '')
-				FROM `+threads+` WHERE ticket_id = ANY($1) AND `+upTo+` GROUP BY ticket_id`, ticketIDs, maxThreadID)
-			if err != nil {
-				return err
-			}
-			var id int64
-			var f mapping.TicketFacts
-			_, err = pgx.ForEachRow(rows, []any{&id, &f.ThreadCount, &f.MaxThreadID, &f.LastPoster}, func() error {
-				out[id] = f
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-
-			rows, err = tx.Query(ctx, `SELECT DISTINCT ON (ticket_id) * FROM `+threads+`
-				WHERE ticket_id = ANY($1) AND `+public+` AND `+upTo+` ORDER BY ticket_id, id`,
-				pgx.QueryResultFormats{pgx.TextFormatCode}, ticketIDs, maxThreadID)
-			if err != nil {
-				return err
-			}
-			firsts, err := l.collect(rows, l.cfg.Tables.Threads)
-			if err != nil {
-				return err
-			}
-			for _, r := range firsts {
-				tid, ok := r.Int("ticket_id")
-				if !ok {
-					continue
-				}
-				f := out[tid]
-				f.FirstThread = r
-				out[tid] = f
-			}
-
-			count := func(q string, set func(*mapping.TicketFacts, int64), args ...any) error {
-				rows, err := tx.Query(ctx, q, append([]any{ticketIDs}, args...)...)
-				if err != nil {
-					return err
-				}
-				var id, n int64
-				_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error {
-					f := out[id]
-					set(&f, n)
-					out[id] = f
-					return nil
-				})
-				return err
-			}
-			if l.opts.Collaborators != "-" {
-				// As Faveo's collaborator_count: collaborators whose user has
-				// an email.
-				err := count(`SELECT c.ticket_id, count(*) FROM `+l.cfg.qualified(l.opts.Collaborators)+` c
-					JOIN `+l.cfg.qualified(l.cfg.Tables.Users)+` u ON u.id = c.user_id
-					WHERE c.ticket_id = ANY($1) AND u.email <> '' GROUP BY c.ticket_id`,
-					func(f *mapping.TicketFacts, n int64) { f.CollaboratorCount = n })
-				if err != nil {
-					return fmt.Errorf("counting collaborators in %s: %w", l.cfg.displayName(l.opts.Collaborators), err)
-				}
-			}
-			if l.opts.Attachments != "-" {
-				err := count(`SELECT t.ticket_id, count(*) FROM `+l.cfg.qualified(l.opts.Attachments)+` a
-					JOIN `+threads+` t ON t.id = a.thread_id
-					WHERE t.ticket_id = ANY($1) AND ($2::bigint = 0 OR t.id <= $2::bigint) GROUP BY t.ticket_id`,
-					func(f *mapping.TicketFacts, n int64) { f.AttachmentCount = n }, maxThreadID)
-				if err != nil {
-					return fmt.Errorf("counting attachments in %s: %w", l.cfg.displayName(l.opts.Attachments), err)
-				}
-			}
-			return nil
-		})
-	if err != nil {
-		return nil, fmt.Errorf("cdc: ticket facts from %s: %w", l.cfg.displayName(l.cfg.Tables.Threads), err)
-	}
-	for _, id := range ticketIDs {
-		if _, ok := out[id]; !ok {
-			out[id] = mapping.TicketFacts{}
+	ids, marks := make([]int64, 0, len(qs)), make([]int64, 0, len(qs))
+	for _, q := range qs {
+		if _, dup := out[q.TicketID]; dup {
+			continue // asked twice: the first query counts (duplicates would count twice)
 		}
+		out[q.TicketID] = mapping.TicketFacts{}
+		ids, marks = append(ids, q.TicketID), append(marks, q.MaxThreadID)
+	}
+	rows, err := l.pool.Query(ctx, l.factsQuery, pgx.QueryResultFormats{pgx.TextFormatCode}, ids, marks)
+	if err != nil {
+		return nil, l.factsErr(err)
+	}
+	defer rows.Close()
+	const fixed = 6 // ticket_id, count, max id, poster, collaborators, attachments
+	var t *change.Table
+	var oids []uint32
+	for rows.Next() {
+		raw := rows.RawValues()
+		if len(raw) < fixed+1 {
+			return nil, l.factsErr(fmt.Errorf("%d columns in the answer", len(raw)))
+		}
+		num := func(i int) int64 {
+			n, perr := strconv.ParseInt(string(raw[i]), 10, 64)
+			if perr != nil && err == nil {
+				err = fmt.Errorf("column %d: %q is not an integer", i+1, raw[i])
+			}
+			return n
+		}
+		id := num(0)
+		f := mapping.TicketFacts{ThreadCount: num(1), MaxThreadID: num(2), LastPoster: string(raw[3]),
+			CollaboratorCount: num(4), AttachmentCount: num(5)}
+		if raw[fixed] != nil { // the first thread's id: NULL when it has none
+			if t == nil {
+				t, oids = l.tableFor(l.cfg.Tables.Threads, rows.FieldDescriptions()[fixed:])
+			}
+			f.FirstThread = decodeRow(t, oids, raw[fixed:])
+		}
+		out[id] = f
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	if err != nil {
+		return nil, l.factsErr(err)
 	}
 	return out, nil
+}
+
+func (l *Lookup) factsErr(err error) error {
+	names := l.cfg.displayName(l.cfg.Tables.Threads)
+	if l.opts.Collaborators != "-" {
+		names += ", " + l.cfg.displayName(l.opts.Collaborators)
+	}
+	if l.opts.Attachments != "-" {
+		names += ", " + l.cfg.displayName(l.opts.Attachments)
+	}
+	return fmt.Errorf("cdc: ticket facts from %s: %w", names, err)
+}
+
+// factsSQL is TicketFacts' statement: $1 the ticket ids, $2 each one's
+// bound on thread ids (0: none). The thread aggregates find the first and
+// last public threads' ids, read back by primary key; every column comes
+// in text format, the first thread's as the stream would send them.
+func (l *Lookup) factsSQL() string {
+	threads := l.cfg.qualified(l.cfg.Tables.Threads)
+	const public = "COALESCE(t.is_internal::int, 0) = 0"
+	upTo := `JOIN ` + threads + ` t ON t.ticket_id = q.ticket_id AND (q.mark = 0 OR t.id <= q.mark)`
+	sql := `WITH q AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS q(ticket_id, mark)),
+	th AS (SELECT q.ticket_id, count(*) FILTER (WHERE ` + public + `) AS n, max(t.id) AS max_id,
+			min(t.id) FILTER (WHERE ` + public + `) AS first_id, max(t.id) FILTER (WHERE ` + public + `) AS last_id
+		FROM q ` + upTo + ` GROUP BY q.ticket_id)`
+	collab, attach, joins := "0", "0", ""
+	if l.opts.Collaborators != "-" {
+		// As Faveo's collaborator_count: collaborators whose user has an
+		// email.
+		sql += `,
+	co AS (SELECT c.ticket_id, count(*) AS n FROM ` + l.cfg.qualified(l.opts.Collaborators) + ` c
+		JOIN ` + l.cfg.qualified(l.cfg.Tables.Users) + ` u ON u.id = c.user_id
+		WHERE c.ticket_id = ANY($1) AND u.email <> '' GROUP BY c.ticket_id)`
+		collab, joins = "COALESCE(co.n, 0)", joins+`
+		LEFT JOIN co ON co.ticket_id = q.ticket_id`
+	}
+	if l.opts.Attachments != "-" {
+		sql += `,
+	ac AS (SELECT q.ticket_id, count(*) AS n FROM q ` + upTo + `
+		JOIN ` + l.cfg.qualified(l.opts.Attachments) + ` a ON a.thread_id = t.id GROUP BY q.ticket_id)`
+		attach, joins = "COALESCE(ac.n, 0)", joins+`
+		LEFT JOIN ac ON ac.ticket_id = q.ticket_id`
+	}
+	return sql + `
+	SELECT q.ticket_id, COALESCE(th.n, 0), COALESCE(th.max_id, 0), COALESCE(lp.poster, ''), ` + collab + `, ` + attach + `, f.*
+	FROM q LEFT JOIN th ON th.ticket_id = q.ticket_id
+		LEFT JOIN ` + threads + ` lp ON lp.id = th.last_id
+		LEFT JOIN ` + threads + ` f ON f.id = th.first_id` + joins
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/testenv"
 )
 
@@ -203,7 +204,7 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	facts, err := l.TicketFacts(ctx, []int64{a.TicketID, b.TicketID, 999}, 0)
+	facts, err := l.TicketFacts(ctx, factsQueries(0, a.TicketID, b.TicketID, 999))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Errorf("missing ticket: %+v, %v", f, ok)
 	}
 	// Bounded to the threads the stream has delivered: up to the reply.
-	facts, err = l.TicketFacts(ctx, []int64{a.TicketID, b.TicketID}, reply.ThreadID)
+	facts, err = l.TicketFacts(ctx, factsQueries(reply.ThreadID, a.TicketID, b.TicketID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,13 +231,33 @@ func TestLookupTicketFacts(t *testing.T) {
 	if fb := facts[b.TicketID]; fb.ThreadCount != 0 || fb.FirstThread != nil {
 		t.Errorf("ticket b's thread is after the bound: %+v", fb)
 	}
+	// Each ticket with its own bound, in one statement; a ticket asked
+	// twice counts once, for its first query.
+	facts, err = l.TicketFacts(ctx, []mapping.FactsQuery{{TicketID: a.TicketID, MaxThreadID: reply.ThreadID},
+		{TicketID: b.TicketID}, {TicketID: a.TicketID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fa, fb := facts[a.TicketID], facts[b.TicketID]; fa.ThreadCount != 2 || fa.AttachmentCount != 2 ||
+		fb.ThreadCount != 1 || fb.FirstThread == nil || len(facts) != 2 {
+		t.Errorf("per-ticket bounds: a %+v, b %+v (%d tickets)", fa, fb, len(facts))
+	}
+	// The first thread decodes as the stream would send it (cf.
+	// TestLookupRowsDecodeLikeTheStream): as Rows reads it.
+	rows, err := l.Rows(ctx, cfg.Tables.Threads, []int64{a.ThreadID})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("Rows: %v", err)
+	}
+	if got, want := lookupShow(facts[a.TicketID].FirstThread), lookupShow(rows[0]); got != want {
+		t.Errorf("first thread from the facts:\n%s\nfrom Rows:\n%s", got, want)
+	}
 	// Without the collaborator and attachment tables.
 	l2, err := NewLookup(ctx, cfg, LookupOptions{Collaborators: "-", Attachments: "-"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l2.Close()
-	if f, err := l2.TicketFacts(ctx, []int64{a.TicketID}, 0); err != nil || f[a.TicketID].CollaboratorCount != 0 ||
+	if f, err := l2.TicketFacts(ctx, factsQueries(0, a.TicketID)); err != nil || f[a.TicketID].CollaboratorCount != 0 ||
 		f[a.TicketID].AttachmentCount != 0 || f[a.TicketID].ThreadCount != 3 {
 		t.Errorf("without counts: %+v, %v", f[a.TicketID], err)
 	}
@@ -245,9 +266,17 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l3.Close()
-	if _, err := l3.TicketFacts(ctx, []int64{a.TicketID}, 0); err == nil || !strings.Contains(err.Error(), "no_such_table") {
+	if _, err := l3.TicketFacts(ctx, factsQueries(0, a.TicketID)); err == nil || !strings.Contains(err.Error(), "no_such_table") {
 		t.Errorf("missing collaborator table: %v", err)
 	}
+}
+
+func factsQueries(mark int64, ids ...int64) []mapping.FactsQuery {
+	qs := make([]mapping.FactsQuery, len(ids))
+	for i, id := range ids {
+		qs[i] = mapping.FactsQuery{TicketID: id, MaxThreadID: mark}
+	}
+	return qs
 }
 
 func TestNewLookupBadDSN(t *testing.T) {

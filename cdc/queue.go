@@ -10,16 +10,18 @@ import (
 // queue holds decoded batches between the goroutine that owns the
 // replication connection and the one that calls the Handler. It is bounded
 // by the batches' estimated memory, so a consumer that blocks makes the
-// reader stop reading from the server rather than grow without limit. An
-// empty queue always takes one batch, however large.
+// reader stop reading from the server rather than grow without limit. The
+// batches the Handler holds count until it is done with them (release), so
+// that taking many at once does not let the reader decode as much again.
+// An empty queue always takes one batch, however large.
 type queue struct {
 	mu      sync.Mutex
 	items   []queued
 	head    int
-	bytes   int
+	bytes   int // queued and in the Handler's hands
 	limit   int
 	ready   chan struct{} // signalled when an item is added
-	hasRoom chan struct{} // signalled when an item is taken
+	hasRoom chan struct{} // signalled when room is made
 }
 
 type queued struct {
@@ -51,34 +53,47 @@ func (q *queue) tryPush(b *change.Batch, bytes int) bool {
 	return true
 }
 
-// pop waits for a batch.
-func (q *queue) pop(ctx context.Context) (*change.Batch, error) {
+// pop waits for a batch, then takes it and up to most-1 more that are
+// queued, appending them to dst. Their bytes stay counted until release.
+func (q *queue) pop(ctx context.Context, dst []*change.Batch, most int) ([]*change.Batch, int, error) {
 	for {
 		q.mu.Lock()
 		if len(q.items) > q.head {
-			it := q.items[q.head]
-			q.items[q.head] = queued{}
-			q.head++
+			bytes := 0
+			for n := 0; n < most && len(q.items) > q.head; n++ {
+				it := q.items[q.head]
+				q.items[q.head] = queued{}
+				q.head++
+				dst = append(dst, it.batch)
+				bytes += it.bytes
+			}
 			if q.head == len(q.items) {
 				q.items, q.head = q.items[:0], 0
 			} else if q.head > 1024 && q.head*2 > len(q.items) {
 				q.items, q.head = append(q.items[:0], q.items[q.head:]...), 0
 			}
-			q.bytes -= it.bytes
 			q.mu.Unlock()
-			signal(q.hasRoom)
-			return it.batch, nil
+			return dst, bytes, nil
 		}
 		q.mu.Unlock()
 		select {
 		case <-q.ready:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return dst, 0, ctx.Err()
 		}
 	}
 }
 
-// size returns the number of batches and their estimated bytes.
+// release says the Handler is done with batches of this many bytes.
+func (q *queue) release(bytes int) {
+	q.mu.Lock()
+	q.bytes -= bytes
+	q.mu.Unlock()
+	signal(q.hasRoom)
+}
+
+// size returns the number of batches queued and the estimated bytes of
+// those and of the ones in the Handler's hands.
 func (q *queue) size() (n, bytes int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -21,6 +21,24 @@ type Handler interface {
 	Handle(ctx context.Context, b *change.Batch) error
 }
 
+// BatchHandler is a Handler that can take several transactions at once:
+// when it implements this, the reader calls HandleBatches with every batch
+// queued, up to MaxHandleBatches, in commit order, instead of Handle with
+// one. A consumer that reads the source for what it lacks can then do it
+// for all of them in one round, and store them together. The same rules
+// hold as for Handle; the slice itself is the reader's, reused after
+// HandleBatches returns (the batches are not).
+type BatchHandler interface {
+	Handler
+	HandleBatches(ctx context.Context, bs []*change.Batch) error
+}
+
+// MaxHandleBatches bounds the batches of one HandleBatches call. Their
+// memory is bounded anyway (queue_bytes); this bounds what one call reads
+// ahead from the source (a few hundred transactions already make a read
+// round cheap per transaction).
+const MaxHandleBatches = 512
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, b *change.Batch) error
 
@@ -131,12 +149,27 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	var handlerErr error
 	go func() {
 		defer close(handlerDone)
+		bh, many := h.(BatchHandler)
+		most := 1
+		if many {
+			most = MaxHandleBatches
+		}
+		var bs []*change.Batch
 		for {
-			b, err := q.pop(runCtx)
+			var bytes int
+			var err error
+			bs, bytes, err = q.pop(runCtx, bs[:0], most)
 			if err != nil {
 				return
 			}
-			if err := h.Handle(runCtx, b); err != nil {
+			if many {
+				err = bh.HandleBatches(runCtx, bs)
+			} else {
+				err = h.Handle(runCtx, bs[0])
+			}
+			clear(bs) // the handler owns them now
+			q.release(bytes)
+			if err != nil {
 				if runCtx.Err() == nil {
 					handlerErr = err
 					cancel(err)

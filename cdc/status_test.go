@@ -108,15 +108,25 @@ func TestQueueBoundsMemory(t *testing.T) {
 		t.Fatal("full queue took another batch")
 	}
 	ctx := context.Background()
-	if got, _ := q.pop(ctx); got.Seq != 0 {
-		t.Fatalf("popped seq %d", got.Seq)
+	got, n, err := q.pop(ctx, nil, 10)
+	if err != nil || len(got) != 1 || got[0].Seq != 0 || n != 500 {
+		t.Fatalf("popped %v (%d bytes), %v", got, n, err)
 	}
+	// Popped bytes count until the handler releases them; the empty queue
+	// still takes one batch meanwhile.
+	if _, bytes := q.size(); bytes != 500 {
+		t.Fatalf("bytes after pop = %d, want 500 (in the handler's hands)", bytes)
+	}
+	if !q.tryPush(b(1), 25) || q.tryPush(b(2), 25) {
+		t.Fatal("while the handler holds a batch: want one batch taken, then none")
+	}
+	q.release(n)
 	select {
 	case <-q.hasRoom:
 	default:
-		t.Fatal("pop did not signal room")
+		t.Fatal("release did not signal room")
 	}
-	for i := 1; i <= 4; i++ {
+	for i := 2; i <= 4; i++ {
 		if !q.tryPush(b(i), 25) {
 			t.Fatalf("push %d refused", i)
 		}
@@ -124,14 +134,23 @@ func TestQueueBoundsMemory(t *testing.T) {
 	if q.tryPush(b(5), 1) {
 		t.Fatal("queue took more than its limit")
 	}
-	for i := 1; i <= 4; i++ {
-		if got, _ := q.pop(ctx); got.Seq != i {
-			t.Fatalf("popped seq %d, want %d (FIFO)", got.Seq, i)
-		}
+	// pop takes up to max of what is queued, FIFO.
+	got, n, _ = q.pop(ctx, got[:0], 3)
+	if len(got) != 3 || n != 75 || got[0].Seq != 1 || got[2].Seq != 3 {
+		t.Fatalf("popped %d batches (%d bytes), first seq %d", len(got), n, got[0].Seq)
+	}
+	q.release(n)
+	got, n, _ = q.pop(ctx, got[:0], 3)
+	if len(got) != 1 || got[0].Seq != 4 || n != 25 {
+		t.Fatalf("popped %d batches, want the last one", len(got))
+	}
+	q.release(n)
+	if k, bytes := q.size(); k != 0 || bytes != 0 {
+		t.Fatalf("drained queue: %d batches, %d bytes", k, bytes)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := q.pop(cctx); err == nil {
+	if _, _, err := q.pop(cctx, nil, 1); err == nil {
 		t.Fatal("pop on an empty queue ignored its context")
 	}
 }

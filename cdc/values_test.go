@@ -101,3 +101,26 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseISO: the fast path gives exactly what time.Parse gives, and
+// takes nothing time.Parse refuses.
+func FuzzParseISO(f *testing.F) {
+	for _, s := range []string{"2022-06-16", "2022-06-16 07:52:32", "2022-06-16 07:52:32.123456", "2024-02-29",
+		"2023-02-29", "2022-06-16 24:00:00", "2022-06-16 07:52:60", "0000-01-01 00:00:00.1", "2022-06-16 07:52:32.",
+		"2022-6-16", "12022-06-16", "2022-06-16 07:52:32.1234567891", "2022-04-31", "2022-06-16T07:52:32"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, clock := range []bool{false, true} {
+			layout := time.DateOnly
+			if clock {
+				layout = "2006-01-02 15:04:05.999999999"
+			}
+			got, ok := parseISO(s, clock)
+			want, err := time.Parse(layout, s)
+			if ok && (err != nil || !got.Equal(want) || got.Location() != want.Location()) {
+				t.Errorf("parseISO(%q, %v) = %v; time.Parse: %v, %v", s, clock, got, want, err)
+			}
+		}
+	})
+}

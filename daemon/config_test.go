@@ -46,7 +46,7 @@ func TestParseConfigDefaults(t *testing.T) {
 			ReconnectMin: 250 * time.Millisecond, ReconnectMax: 30 * time.Second,
 		},
 		Store: StoreConfig{Path: "deskhook.db"},
-		Faveo: mapping.Config{StateSize: 10000, Tables: mapping.Tables{Tickets: "tickets", Threads: "ticket_thread",
+		Faveo: mapping.Config{StateSize: mapping.DefaultStateSize, Tables: mapping.Tables{Tickets: "tickets", Threads: "ticket_thread",
 			Users: "users", Statuses: "ticket_status", StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams"}},
 		Sender: sender.Config{
 			RetryAfterCap: time.Hour,

@@ -64,8 +64,9 @@ type Daemon struct {
 		since time.Time
 	}
 
-	// Intake: the handler holds intakeMu while it maps and appends a batch;
-	// shutdown takes it to stop intake between batches.
+	// Intake: the handler holds intakeMu while it maps and appends a batch
+	// (handed several at once, it takes it for each in turn); shutdown
+	// takes it to stop intake between batches.
 	intakeMu   sync.Mutex
 	stopIntake bool
 	// last is the last batch appended in this process: after the stream
@@ -257,7 +258,7 @@ func (d *Daemon) stream(ctx context.Context) error {
 			}
 		}
 		started := time.Now()
-		err := d.rd.Run(ctx, cdc.HandlerFunc(d.handle))
+		err := d.rd.Run(ctx, intake{d})
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -280,6 +281,41 @@ func (d *Daemon) stream(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, maxStreamBackoff)
 	}
+}
+
+// intake is the daemon as the reader's handler. Given several queued
+// transactions at once it reads what their mapping lacks from the source in
+// one round, then maps and appends them one by one, in order, as it would
+// one at a time.
+type intake struct{ d *Daemon }
+
+func (h intake) Handle(ctx context.Context, b *change.Batch) error {
+	return h.d.handle(ctx, b)
+}
+
+func (h intake) HandleBatches(ctx context.Context, bs []*change.Batch) error {
+	d := h.d
+	// Those appended before in this process (they come first: batches
+	// arrive in order) are skipped below; prefetch for the others.
+	d.intakeMu.Lock()
+	i := 0
+	for i < len(bs) && d.seen(bs[i]) {
+		i++
+	}
+	d.intakeMu.Unlock()
+	if fresh := bs[i:]; len(fresh) > 1 {
+		// Only this goroutine uses the mapper; shutdown need not wait for
+		// the source, so intakeMu is not held.
+		if err := d.mp.Prefetch(ctx, fresh); err != nil {
+			return fmt.Errorf("mapping transactions %s to %s: %w", fresh[0].Pos, fresh[len(fresh)-1].Pos, err)
+		}
+	}
+	for _, b := range bs {
+		if err := d.handle(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // handle maps one batch and appends its events to the outbox.

@@ -4,6 +4,7 @@ package mapping
 // (faveo-contract.md, "Events": trigger in the database).
 
 import (
+	"bytes"
 	"context"
 	"strings"
 
@@ -69,9 +70,9 @@ func (m *Mapper) applyTicket(c *change.Change) error {
 		if hasUnchanged(c.New) {
 			// The source could not send some values and we cannot fill them
 			// in: read the row again if an event needs it.
-			st.rowKnown, st.members = false, nil
+			st.forgetRow()
 		} else {
-			m.scratch = st.setRow(c.New, m.scratch, false)
+			m.setRow(st, c.New, false)
 		}
 		st.deleted = false
 		m.keepTicket(st)
@@ -93,22 +94,23 @@ func (m *Mapper) applyTicket(c *change.Change) error {
 // in the contract's order. The old side of each column comes from the
 // change's old row (REPLICA IDENTITY FULL) or else from the state.
 func (m *Mapper) ticketUpdateTriggers(st *ticketState, c *change.Change) {
-	var changed [nTracked]bool
-	var newVal [nTracked]shown
+	var changed, newSet [nTracked]bool
 	unknown := []string(nil)
 	for i, col := range trackedColumns {
 		nv, typ, ok := rowValue(c.New, col)
 		if !ok || nv.Kind == change.KindUnchanged {
 			continue // not in the row, or not sent: not changed by this update
 		}
-		s, set := scalarText(nv, typ)
-		newVal[i] = shown{s, set}
+		newSet[i] = !nv.IsNull()
 		if ov, _, ok := rowValue(c.Old, col); ok && ov.Kind != change.KindUnchanged {
 			changed[i] = !equalScalar(ov, nv, typ)
 			continue
 		}
 		if st.rowKnown && !st.fromSource {
-			changed[i] = st.tracked[i] != newVal[i]
+			// The old value as the state rendered it, against the new one
+			// rendered alike.
+			m.scratch = appendScalar(m.scratch[:0], nv, typ)
+			changed[i] = !bytes.Equal(st.tracked(i), m.scratch)
 			continue
 		}
 		unknown = append(unknown, col)
@@ -126,9 +128,9 @@ func (m *Mapper) ticketUpdateTriggers(st *ticketState, c *change.Change) {
 		add(TicketDepartmentUpdated)
 	}
 	switch {
-	case changed[colAssignedTo] && newVal[colAssignedTo].ok:
+	case changed[colAssignedTo] && newSet[colAssignedTo]:
 		add(TicketAssigned)
-	case m.cfg.TeamAssignment && changed[colTeam] && newVal[colTeam].ok:
+	case m.cfg.TeamAssignment && changed[colTeam] && newSet[colTeam]:
 		add(TicketAssigned)
 	}
 	if changed[colUser] {
@@ -204,11 +206,10 @@ func (m *Mapper) threadUpdate(c *change.Change) {
 	first, last := st.firstThreadID == id, st.lastPublicID == id
 	if (first || last) && !isInternal(c.New) && !hasUnchanged(c.New) {
 		if first {
-			m.scratch = appendThreadObject(m.scratch[:0], c.New)
-			st.firstThread = cloneBytes(m.scratch)
+			m.setFirstThread(st, c.New)
 		}
 		if last {
-			st.lastPoster = rowText(c.New, "poster")
+			st.lastPoster = m.intern(rowText(c.New, "poster"))
 		}
 		return
 	}
@@ -253,13 +254,12 @@ func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
 	if id > st.maxThreadID {
 		st.maxThreadID = id
 		st.threadCount++
-		st.lastPoster = poster
+		st.lastPoster = m.intern(poster)
 		st.lastPublicID = id
 		if st.firstThreadID == 0 {
 			first = true
 			st.firstThreadID = id
-			m.scratch = appendThreadObject(m.scratch[:0], row)
-			st.firstThread = cloneBytes(m.scratch)
+			m.setFirstThread(st, row)
 		}
 	}
 	if first {
@@ -283,8 +283,7 @@ func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
 		return nil
 	}
 	userID, _ := rowInt(row, "user_id")
-	m.scratch = appendMembers(m.scratch[:0], row, nil)
-	m.triggers = append(m.triggers, trigger{event: event, st: st, thread: cloneBytes(m.scratch), userID: userID})
+	m.triggers = append(m.triggers, trigger{event: event, st: st, thread: row, userID: userID})
 	return nil
 }
 
@@ -308,8 +307,7 @@ func (m *Mapper) applyRelated(kind tableKind, c *change.Change) error {
 			m.users.remove(id)
 			return nil
 		}
-		full, short := renderUser(c.New)
-		m.users.put(id, &userEntry{full: full, short: short})
+		m.users.put(id, newUserEntry(c.New))
 	case tableStatuses:
 		delete(m.chunkStatus, id)
 		if drop {

@@ -5,8 +5,11 @@
 //   - the Mapper: triggers, the eight events and their payload trees, and the
 //     state of related rows (users, statuses, status types, departments,
 //     teams, tickets, first threads, thread counts) that the change stream
-//     keeps current, bounded by an LRU; rows it never saw are read once from
-//     a Source (declared here, implemented for PostgreSQL by cdc.Lookup);
+//     keeps current, kept compact (rows as pre-rendered values) and bounded
+//     by an LRU in entries and in honestly counted bytes; rows it never saw
+//     are read once from a Source (declared here, implemented for
+//     PostgreSQL by cdc.Lookup), for several transactions at once when the
+//     caller prefetches (Mapper.Prefetch);
 //   - the payloads' canonical JSON (keys in Faveo's order, scalars strings as
 //     MySQL hands them to Laravel, nulls kept);
 //   - the renderers that turn canonical JSON into wire bodies (faveo-form,

@@ -42,14 +42,14 @@ func (c *countingSource) Rows(ctx context.Context, table string, ids []int64) ([
 	return c.Source.Rows(ctx, table, ids)
 }
 
-func (c *countingSource) TicketFacts(ctx context.Context, ids []int64, maxThreadID int64) (map[int64]mapping.TicketFacts, error) {
+func (c *countingSource) TicketFacts(ctx context.Context, qs []mapping.FactsQuery) (map[int64]mapping.TicketFacts, error) {
 	c.mu.Lock()
 	c.factsN++
-	for _, id := range ids {
-		c.facts[id]++
+	for _, q := range qs {
+		c.facts[q.TicketID]++
 	}
 	c.mu.Unlock()
-	return c.Source.TicketFacts(ctx, ids, maxThreadID)
+	return c.Source.TicketFacts(ctx, qs)
 }
 
 func (p *pipeline) lookup() *cdc.Lookup {

@@ -71,6 +71,9 @@ type Mapper struct {
 	triggers    []trigger
 	scratch     []byte
 	buf         jsonBuf
+
+	shapes  shapes            // of packed rows
+	posters map[string]string // interned thread posters
 }
 
 type tableKind uint8
@@ -91,8 +94,8 @@ const (
 type trigger struct {
 	event  string
 	st     *ticketState
-	thread []byte // reply/commented: the thread row's members
-	userID int64  // reply/commented: thread.user_id
+	thread *change.Row // reply/commented: the thread row (of the batch being mapped)
+	userID int64       // reply/commented: thread.user_id
 }
 
 // New builds a Mapper. cfg gets its defaults and is validated.
@@ -128,6 +131,8 @@ func New(cfg Config, src Source, opts Options) (*Mapper, error) {
 		chunkUsers:  map[int64]*userEntry{},
 		chunkStatus: map[int64]*statusEntry{},
 		chunkTypes:  map[int64][]byte{},
+		shapes:      shapes{},
+		posters:     map[string]string{},
 	}
 	if cfg.AppKey != "" {
 		if m.enc, err = newIDEncrypter(cfg.AppKey); err != nil {
@@ -149,6 +154,7 @@ func (m *Mapper) Reset() {
 	m.types = newLRU[[]byte](size)
 	m.pos, m.seq, m.index, m.chunkStart, m.threadMark = 0, 0, 0, 0, 0
 	m.metrics.tickets.Set(0)
+	m.metrics.bytes.Set(0)
 }
 
 // badRowError marks a change the mapper cannot use: it is logged, counted
@@ -188,19 +194,7 @@ func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
 		m.chunkStart = m.index
 	}
 	m.pos, m.seq = b.Pos, b.Seq
-	defer func() {
-		// Release what the chunk pinned: the next batch may be a while.
-		clear(m.triggers)
-		m.triggers = m.triggers[:0]
-		for id := range m.local {
-			m.tickets.resize(id) // its row and facts may have grown
-		}
-		clear(m.local)
-		clear(m.chunkUsers)
-		clear(m.chunkStatus)
-		clear(m.chunkTypes)
-		m.metrics.tickets.Set(float64(m.tickets.len()))
-	}()
+	defer m.release()
 
 	if err := m.prefetchTickets(ctx, b); err != nil {
 		return nil, err
@@ -235,6 +229,21 @@ func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
 		m.metrics.mapped[tr.event].Inc()
 	}
 	return events, nil
+}
+
+// release lets go of what the chunk pinned: the next batch may be a while.
+func (m *Mapper) release() {
+	clear(m.triggers)
+	m.triggers = m.triggers[:0]
+	for id := range m.local {
+		m.tickets.resize(id) // its row and facts may have grown
+	}
+	clear(m.local)
+	clear(m.chunkUsers)
+	clear(m.chunkStatus)
+	clear(m.chunkTypes)
+	m.metrics.tickets.Set(float64(m.tickets.len()))
+	m.metrics.bytes.Set(float64(m.tickets.bytes + m.users.bytes))
 }
 
 func (m *Mapper) badRow(b *change.Batch, c *change.Change, err error) {
@@ -318,30 +327,54 @@ func (m *Mapper) complete(st *ticketState) bool {
 }
 
 // fetchTickets reads from the source what the states of tickets ids lack:
-// the tickets row and/or the thread facts.
+// the tickets row and/or the thread facts (bounded by the current thread
+// mark).
 func (m *Mapper) fetchTickets(ctx context.Context, ids []int64) error {
-	var rowIDs, factIDs []int64
-	for _, id := range ids {
-		st := m.ticket(id)
-		if st == nil || !(st.rowKnown || st.notFound) {
-			rowIDs = append(rowIDs, id)
+	needs := make([]ticketNeed, len(ids))
+	for i, id := range ids {
+		needs[i] = ticketNeed{id: id, mark: m.threadMark, row: true}
+	}
+	return m.fetchNeeds(ctx, needs)
+}
+
+// ticketNeed is a ticket whose state may lack what a payload needs.
+type ticketNeed struct {
+	id int64
+	// mark bounds the threads its facts count: the thread mark as of the
+	// transaction that needs them.
+	mark int64
+	// row: its tickets row may be needed too (false when the change that
+	// needs it brings the row).
+	row bool
+}
+
+// fetchNeeds reads, in one round, what the states of the tickets in needs
+// lack: rows and thread facts. A ticket listed twice is read once, for its
+// first need.
+func (m *Mapper) fetchNeeds(ctx context.Context, needs []ticketNeed) error {
+	var rowIDs []int64
+	var queries []FactsQuery
+	seenRow, seenFacts := map[int64]bool{}, map[int64]bool{}
+	for _, n := range needs {
+		st := m.ticket(n.id)
+		if n.row && !seenRow[n.id] && (st == nil || !(st.rowKnown || st.notFound)) {
+			seenRow[n.id] = true
+			rowIDs = append(rowIDs, n.id)
 		}
-		if st == nil || !m.factsKnown(st) {
-			factIDs = append(factIDs, id)
+		if !seenFacts[n.id] && (st == nil || !m.factsKnown(st)) {
+			seenFacts[n.id] = true
+			queries = append(queries, FactsQuery{TicketID: n.id, MaxThreadID: n.mark})
 		}
 	}
 	slices.Sort(rowIDs)
-	rowIDs = slices.Compact(rowIDs)
-	slices.Sort(factIDs)
-	factIDs = slices.Compact(factIDs)
 	var facts map[int64]TicketFacts
-	if len(factIDs) > 0 {
+	if len(queries) > 0 {
 		var err error
-		facts, err = m.src.TicketFacts(ctx, factIDs, m.threadMark)
+		facts, err = m.src.TicketFacts(ctx, queries)
 		if err != nil {
-			return fmt.Errorf("mapping: reading thread facts of %d ticket(s) from the source: %w", len(factIDs), err)
+			return fmt.Errorf("mapping: reading thread facts of %d ticket(s) from the source: %w", len(queries), err)
 		}
-		m.metrics.lookups.WithLabelValues(m.cfg.Tables.Threads).Add(float64(len(factIDs)))
+		m.metrics.lookups.WithLabelValues(m.cfg.Tables.Threads).Add(float64(len(queries)))
 	}
 	var rows map[int64]*change.Row
 	if len(rowIDs) > 0 {
@@ -361,14 +394,14 @@ func (m *Mapper) fetchTickets(ctx context.Context, ids []int64) error {
 	for _, id := range rowIDs {
 		update(id, func(st *ticketState) {
 			if row, ok := rows[id]; ok {
-				m.scratch = st.setRow(row, m.scratch, true)
+				m.setRow(st, row, true)
 			} else {
 				st.notFound = true
 			}
 		})
 	}
-	for _, id := range factIDs {
-		update(id, func(st *ticketState) { m.scratch = st.setFacts(facts[id], m.scratch, m.factsGen) })
+	for _, q := range queries {
+		update(q.TicketID, func(st *ticketState) { m.setFacts(st, facts[q.TicketID]) })
 	}
 	return nil
 }

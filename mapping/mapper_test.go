@@ -142,14 +142,17 @@ func (s *memSource) Rows(_ context.Context, table string, ids []int64) ([]*chang
 	return out, nil
 }
 
-func (s *memSource) TicketFacts(_ context.Context, ids []int64, _ int64) (map[int64]TicketFacts, error) {
+func (s *memSource) TicketFacts(_ context.Context, qs []FactsQuery) (map[int64]TicketFacts, error) {
 	if s.fail != nil {
 		return nil, s.fail
 	}
 	s.factCalls++
 	out := map[int64]TicketFacts{}
-	for _, id := range ids {
-		out[id] = s.facts[id]
+	for _, q := range qs {
+		if _, dup := out[q.TicketID]; dup {
+			return nil, fmt.Errorf("ticket %d asked twice", q.TicketID)
+		}
+		out[q.TicketID] = s.facts[q.TicketID]
 	}
 	return out, nil
 }

@@ -12,6 +12,7 @@ type metrics struct {
 	badRows  *prometheus.CounterVec        // by table
 	lookups  *prometheus.CounterVec        // rows read from the source, by table
 	tickets  prometheus.Gauge              // tickets held in the state
+	bytes    prometheus.Gauge              // the state's counted memory
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,6 +33,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "deskhook_mapping_state_tickets",
 			Help: "Tickets held in the mapper's state.",
 		}),
+		bytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "deskhook_mapping_state_bytes",
+			Help: "Memory held by the mapper's state of tickets and users (bounded by three quarters and a quarter of the state's byte budget).",
+		}),
 		mapped: map[string]prometheus.Counter{},
 	}
 	for _, ev := range AllEvents {
@@ -41,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.mappedVe, m.badRows, m.lookups, m.tickets} {
+	for _, c := range []prometheus.Collector{m.mappedVe, m.badRows, m.lookups, m.tickets, m.bytes} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

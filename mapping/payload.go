@@ -35,10 +35,7 @@ func (m *Mapper) resolve(ctx context.Context) error {
 			statuses = append(statuses, tr.st.statusID)
 		}
 	}
-	if err := pin(ctx, m, users, m.users, m.chunkUsers, m.cfg.Tables.Users, func(r *change.Row) *userEntry {
-		full, short := renderUser(r)
-		return &userEntry{full: full, short: short}
-	}); err != nil {
+	if err := pin(ctx, m, users, m.users, m.chunkUsers, m.cfg.Tables.Users, newUserEntry); err != nil {
 		return err
 	}
 	if err := pin(ctx, m, statuses, m.statuses, m.chunkStatus, m.cfg.Tables.Statuses, m.newStatusEntry); err != nil {
@@ -115,7 +112,8 @@ func (m *Mapper) build(tr *trigger) []byte {
 		m.userObject(j, tr.userID, false)
 		j.key("thread")
 		j.openObject()
-		appendRawMembers(j, tr.thread)
+		j.b = appendMembers(j.b, tr.thread, nil)
+		j.comma = len(j.b) > 0 && j.b[len(j.b)-1] != '{'
 		j.key("ticket")
 		m.ticketObject(j, st, false, true)
 		j.key("user")
@@ -151,7 +149,7 @@ func (m *Mapper) build(tr *trigger) []byte {
 // is there, with the same value.
 func (m *Mapper) ticketObject(j *jsonBuf, st *ticketState, statuses, firstThread bool) {
 	j.openObject()
-	appendRawMembers(j, st.members)
+	st.row.appendTo(j)
 	count := strconv.FormatInt(st.threadCount, 10)
 	j.field("thread_count", count)
 	j.key("collaborator_count")
@@ -163,10 +161,9 @@ func (m *Mapper) ticketObject(j *jsonBuf, st *ticketState, statuses, firstThread
 	j.field("attachment_count", strconv.FormatInt(st.attachments, 10))
 	j.field("poster", st.lastPoster)
 	if m.enc != nil {
-		if st.encryptedID == "" {
-			st.encryptedID = m.enc.encryptString(strconv.FormatInt(st.id, 10))
-		}
-		j.field("encrypted_id", st.encryptedID)
+		j.key("encrypted_id")
+		j.b = m.enc.appendEncryptedID(j.b, st.id)
+		j.comma = true
 	}
 	j.field("strictly_thread_count", count)
 	if statuses {
@@ -189,9 +186,8 @@ func (m *Mapper) ticketObject(j *jsonBuf, st *ticketState, statuses, firstThread
 	}
 	if firstThread {
 		j.key("first_thread")
-		if st.firstThread != nil {
-			j.b = append(j.b, st.firstThread...)
-			j.comma = true
+		if st.firstThread.known() {
+			st.firstThread.appendObject(j)
 		} else {
 			j.null()
 		}

@@ -276,6 +276,22 @@ func appendRawMembers(j *jsonBuf, members []byte) {
 
 // equalScalar reports whether two values show the same in a payload.
 func equalScalar(a, b change.Value, colType string) bool {
+	if a.Kind == b.Kind {
+		// Without rendering (and allocating) when the kind tells.
+		switch a.Kind {
+		case change.KindNull, change.KindUnchanged:
+			return true
+		case change.KindInt:
+			return a.Int == b.Int
+		case change.KindBool:
+			return (a.Int != 0) == (b.Int != 0)
+		case change.KindText, change.KindFloat, change.KindBytes:
+			return a.Text == b.Text
+		case change.KindTime:
+			var ab, bb [24]byte
+			return string(appendScalar(ab[:0], a, colType)) == string(appendScalar(bb[:0], b, colType))
+		}
+	}
 	as, aok := scalarText(a, colType)
 	bs, bok := scalarText(b, colType)
 	return aok == bok && as == bs

@@ -19,14 +19,24 @@ type Source interface {
 	// ids with no row are left out.
 	Rows(ctx context.Context, table string, ids []int64) ([]*change.Row, error)
 	// TicketFacts returns what the ticket appends and first_thread need
-	// about each ticket's threads and related rows, for every id asked
-	// (zero facts for a ticket without threads). When maxThreadID > 0, only
-	// threads with an id up to it count: the mapper passes the highest
-	// thread id the stream has delivered, so that facts read late (a ticket
-	// first met long after its threads were written, or state rebuilt after
-	// a restart) leave out threads the stream has yet to deliver, and match
-	// the commit being mapped as closely as the source allows.
-	TicketFacts(ctx context.Context, ticketIDs []int64, maxThreadID int64) (map[int64]TicketFacts, error)
+	// about each ticket's threads and related rows, for every ticket asked
+	// (zero facts for a ticket without threads), read in one snapshot. Each
+	// query bounds the threads that count for its ticket: the mapper passes
+	// the highest thread id the stream had delivered by the transaction
+	// that needs the facts, so that facts read late (a ticket first met long
+	// after its threads were written, state rebuilt after a restart, or
+	// facts read ahead for several transactions at once) leave out threads
+	// the stream has yet to deliver, and match the commit being mapped as
+	// closely as the source allows. Ticket ids are distinct.
+	TicketFacts(ctx context.Context, qs []FactsQuery) (map[int64]TicketFacts, error)
+}
+
+// FactsQuery asks for one ticket's facts.
+type FactsQuery struct {
+	TicketID int64
+	// MaxThreadID > 0 counts only the threads with an id up to it
+	// (collaborators, which have no such order, are all counted).
+	MaxThreadID int64
 }
 
 // TicketFacts is what a ticket's payload needs beyond its own row.

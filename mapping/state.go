@@ -1,6 +1,9 @@
 package mapping
 
 import (
+	"strings"
+	"unsafe"
+
 	"github.com/deskhook/deskhook/change"
 )
 
@@ -29,35 +32,24 @@ const (
 
 var trackedColumns = [nTracked]string{"status", "dept_id", "assigned_to", "team_id", "user_id", "duedate"}
 
-// shown is a value as a payload shows it; ok is false for NULL.
-type shown struct {
-	s  string
-	ok bool
-}
-
-// ticketState is what the mapper knows about one ticket.
+// ticketState is what the mapper knows about one ticket. It is kept small:
+// tens of thousands of them make the state, and the backlog of a busy
+// helpdesk touches that many tickets before it touches one twice.
 type ticketState struct {
 	id int64
 
-	// members is the tickets row rendered (nil until the row is known).
-	members []byte
-	// rowKnown: members and the fields below describe the current row.
-	rowKnown bool
-	// notFound: the source has no such ticket (deleted since); its events
-	// are dropped.
-	notFound bool
-	// fromSource: the row was read from the source, so it is as of that
-	// read and cannot serve as the "old" side of an update.
-	fromSource bool
-	tracked    [nTracked]shown
-	userID     int64 // 0: none
-	statusID   int64
-	deptID     int64
-	sourceID   int64
-	teamID     int64
-	// deleted: a DELETE of the row was seen; events still pending for it in
-	// the same chunk are dropped.
-	deleted bool
+	// row is the tickets row as payloads show it (unset until known).
+	// The tracked columns' old values, when an update lacks its old row,
+	// are read back from it.
+	row packedRow
+	// firstThread is the first thread's row as first_thread shows it
+	// (unset: none).
+	firstThread packedRow
+
+	userID   int64 // 0: none
+	statusID int64
+	deptID   int64
+	sourceID int64
 
 	// factsGen: the thread facts below are current when it equals the
 	// Mapper's factsGen (0: unknown). A ticket inserted in the stream starts
@@ -67,9 +59,11 @@ type ticketState struct {
 	// ticket at once by moving the Mapper's factsGen on.
 	factsGen      uint64
 	firstThreadID int64
-	firstThread   []byte // rendered object of the first thread
 	threadCount   int64
-	lastPoster    string
+	// lastPoster is interned (Mapper.intern): a thread's poster is a
+	// substring of the whole replication message it came in, which it
+	// would otherwise keep alive.
+	lastPoster string
 	// lastPublicID is the id of the public thread lastPoster comes from,
 	// when the stream showed it (0: unknown, e.g. facts read from the
 	// source).
@@ -81,76 +75,118 @@ type ticketState struct {
 	collaborators int64
 	attachments   int64
 
-	encryptedID string // computed once
+	// rowKnown: row and the ids above describe the current row.
+	rowKnown bool
+	// notFound: the source has no such ticket (deleted since); its events
+	// are dropped.
+	notFound bool
+	// fromSource: the row was read from the source, so it is as of that
+	// read and cannot serve as the "old" side of an update.
+	fromSource bool
+	// deleted: a DELETE of the row was seen; events still pending for it in
+	// the same chunk are dropped.
+	deleted bool
 }
 
 // setRow replaces the ticket's row; scratch is a reusable buffer.
-func (st *ticketState) setRow(row *change.Row, scratch []byte, fromSource bool) []byte {
-	scratch = appendMembers(scratch[:0], row, nil)
-	st.members = cloneBytes(scratch)
+func (m *Mapper) setRow(st *ticketState, row *change.Row, fromSource bool) {
+	st.row, m.scratch = m.shapes.pack(row, m.scratch)
 	st.rowKnown, st.notFound, st.fromSource = true, false, fromSource
-	for i, col := range trackedColumns {
-		v, typ, ok := rowValue(row, col)
-		if !ok {
-			st.tracked[i] = shown{}
-			continue
-		}
-		s, isSet := scalarText(v, typ)
-		st.tracked[i] = shown{s, isSet}
-	}
 	st.userID, _ = rowInt(row, "user_id")
 	st.statusID, _ = rowInt(row, "status")
 	st.deptID, _ = rowInt(row, "dept_id")
 	st.sourceID, _ = rowInt(row, "source")
-	st.teamID, _ = rowInt(row, "team_id")
-	return scratch
 }
 
-// setFacts replaces the thread facts with what the source says; gen is the
-// Mapper's factsGen.
-func (st *ticketState) setFacts(f TicketFacts, scratch []byte, gen uint64) []byte {
-	st.factsGen = gen
-	st.firstThreadID, st.firstThread = 0, nil
+// forgetRow makes the ticket's row unknown (to be read again if needed).
+func (st *ticketState) forgetRow() {
+	st.rowKnown, st.row = false, packedRow{}
+}
+
+// tracked is the value of tracked column i in the ticket's known row.
+func (st *ticketState) tracked(i int) []byte {
+	v := st.row.value(trackedColumns[i])
+	if v == nil {
+		return []byte("null") // not a column of the row: shown as NULL
+	}
+	return v
+}
+
+// setFirstThread keeps row as the ticket's first thread.
+func (m *Mapper) setFirstThread(st *ticketState, row *change.Row) {
+	st.firstThread, m.scratch = m.shapes.pack(row, m.scratch)
+}
+
+// setFacts replaces the thread facts with what the source says.
+func (m *Mapper) setFacts(st *ticketState, f TicketFacts) {
+	st.factsGen = m.factsGen
+	st.firstThreadID, st.firstThread = 0, packedRow{}
 	if f.FirstThread != nil {
 		st.firstThreadID, _ = rowInt(f.FirstThread, "id")
-		scratch = appendThreadObject(scratch[:0], f.FirstThread)
-		st.firstThread = cloneBytes(scratch)
+		m.setFirstThread(st, f.FirstThread)
 	}
 	st.threadCount = f.ThreadCount
-	st.lastPoster = f.LastPoster
+	st.lastPoster = m.intern(f.LastPoster)
 	st.lastPublicID = 0
 	st.maxThreadID = max(f.MaxThreadID, st.firstThreadID)
 	st.collaborators = f.CollaboratorCount
 	st.attachments = f.AttachmentCount
-	return scratch
 }
 
-// appendThreadObject renders a ticket_thread row as an object.
-func appendThreadObject(dst []byte, row *change.Row) []byte {
-	dst = append(dst, '{')
-	dst = appendMembers(dst, row, nil)
-	return append(dst, '}')
+// intern returns s from a small table of posters seen ("client",
+// "support", agents' roles), or a copy of it once the table is full.
+func (m *Mapper) intern(s string) string {
+	if p, ok := m.posters[s]; ok {
+		return p
+	}
+	s = strings.Clone(s)
+	if len(m.posters) < maxPosters {
+		m.posters[s] = s
+	}
+	return s
 }
 
-// newTicketLRU and newUserLRU make the state's LRUs, bounded as cfg says.
+const maxPosters = 64
+
+// newTicketLRU and newUserLRU make the state's LRUs, bounded as cfg says:
+// the tickets take three quarters of StateBytes, the users a quarter.
 func newTicketLRU(cfg Config) *lru[*ticketState] {
-	return newSizedLRU(cfg.StateSize, cfg.stateBytes(), (*ticketState).size)
+	return newSizedLRU(cfg.StateSize, cfg.stateBytes()-cfg.stateBytes()/4, (*ticketState).size)
 }
 
 func newUserLRU(cfg Config) *lru[*userEntry] {
-	return newSizedLRU(cfg.StateSize, cfg.stateBytes()/4, func(u *userEntry) int {
-		return len(u.full) + len(u.short) + 96
-	})
+	return newSizedLRU(cfg.StateSize, cfg.stateBytes()/4, (*userEntry).size)
 }
 
-// size estimates the memory a ticket's state holds.
+// ticketStateSize is the heap of a ticketState, its LRU entry and its
+// slot in the LRU's map (8-byte key and pointer, swiss-table control byte,
+// at a load between 7/16 and 7/8).
+var ticketStateSize = allocSize(int(unsafe.Sizeof(ticketState{}))) +
+	allocSize(int(unsafe.Sizeof(lruEntry[*ticketState]{}))) + 32
+
+// size is the memory a ticket's state holds: what the allocator really
+// hands out for it, so that StateBytes bounds the heap.
 func (st *ticketState) size() int {
-	return len(st.members) + len(st.firstThread) + len(st.lastPoster) + len(st.encryptedID) + 320
+	return ticketStateSize + st.row.size() + st.firstThread.size()
 }
 
 // userEntry is a users row rendered in its two payload forms.
 type userEntry struct {
 	full, short []byte
+}
+
+// newUserEntry renders a users row for the state.
+func newUserEntry(row *change.Row) *userEntry {
+	full, short := renderUser(row)
+	return &userEntry{full: cloneBytes(full), short: cloneBytes(short)}
+}
+
+// userEntrySize is the heap of a userEntry, its LRU entry and map slot.
+var userEntrySize = allocSize(int(unsafe.Sizeof(userEntry{}))) +
+	allocSize(int(unsafe.Sizeof(lruEntry[*userEntry]{}))) + 32
+
+func (u *userEntry) size() int {
+	return userEntrySize + allocSize(cap(u.full)) + allocSize(cap(u.short))
 }
 
 // statusEntry is a ticket_status row rendered, and its status type's id.

@@ -28,31 +28,36 @@ type committerState struct {
 	maxKey  Key             // the highest event key in the file
 	openTxn change.Position // a transaction with chunks stored but not its last one
 	lastLog time.Time       // of a write failure after intake stopped
+	// states caches the endpoints' persisted states (the committer is
+	// their only writer), so recording results does not decode them again
+	// for every commit.
+	states map[string]EndpointState
 }
 
 // run is the committer goroutine: it takes everything queued, writes it in
-// one transaction, commits (one fsync) and then reports.
+// one transaction, commits (two fdatasyncs in bbolt: pages, then meta) and
+// then reports.
+//
+// Nothing waits for a commit on the way to the receivers (the early notice
+// comes from Append), so a commit may wait for company: appends up to
+// CommitDelay, results alone up to ResultDelay. Fewer, larger commits cost
+// less CPU and disk per event; the price is a later acknowledgement of the
+// source and, after a crash, a few more redeliveries.
 func (o *Outbox) run() {
 	defer close(o.done)
 	batch := make([]request, 0, o.opts.QueueLen)
-	delay := time.NewTimer(time.Hour)
-	delay.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		batch = batch[:0]
 		select {
 		case r := <-o.in:
 			batch = append(batch, r)
-		case <-o.resSignal:
-			// Results alone can wait a little for more company; an append
-			// cuts the wait short.
-			delay.Reset(o.opts.ResultDelay)
-			select {
-			case r := <-o.in:
-				batch = append(batch, r)
-			case <-delay.C:
-			case <-o.quit:
+			if r.isAppend() {
+				batch = o.linger(batch, time.Now().Add(o.opts.CommitDelay), timer)
 			}
-			delay.Stop()
+		case <-o.resSignal:
+			batch = o.linger(batch, time.Now().Add(o.opts.ResultDelay), timer)
 		case <-o.quit:
 			o.drain(batch)
 			return
@@ -63,15 +68,57 @@ func (o *Outbox) run() {
 	}
 }
 
-// gather adds what else is queued, up to MaxGroupEvents events or half the
-// intake budget's bytes, so one commit's dirty pages stay bounded.
-func (o *Outbox) gather(batch []request) []request {
-	n, size := 0, int64(0)
+// linger collects appends until deadline, an append's CommitDelay after it
+// arrived if that is sooner, a full group, an operator request (which runs
+// at once, with what was collected before it) or Close.
+func (o *Outbox) linger(batch []request, deadline time.Time, timer *time.Timer) []request {
+	n, size := groupSize(batch)
+	for !o.full(n, size) {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return batch
+		}
+		timer.Reset(wait)
+		select {
+		case r := <-o.in:
+			timer.Stop()
+			batch = append(batch, r)
+			if !r.isAppend() {
+				return batch
+			}
+			n, size = n+len(r.events), size+r.bytes
+			if d := time.Now().Add(o.opts.CommitDelay); d.Before(deadline) {
+				deadline = d
+			}
+		case <-timer.C:
+			return batch
+		case <-o.quit:
+			timer.Stop()
+			return batch
+		}
+	}
+	return batch
+}
+
+func groupSize(batch []request) (n int, size int64) {
 	for i := range batch {
 		n += len(batch[i].events)
 		size += batch[i].bytes
 	}
-	for n < o.opts.MaxGroupEvents && size < o.opts.MaxQueuedBytes/2 {
+	return n, size
+}
+
+// full says a group of n events and size bytes is as large as one commit
+// may be: MaxGroupEvents events or half the intake budget's bytes, so one
+// commit's dirty pages stay bounded.
+func (o *Outbox) full(n int, size int64) bool {
+	return n >= o.opts.MaxGroupEvents || size >= o.opts.MaxQueuedBytes/2
+}
+
+// gather adds what else is queued, up to a full group.
+func (o *Outbox) gather(batch []request) []request {
+	n, size := groupSize(batch)
+	for !o.full(n, size) {
 		select {
 		case r := <-o.in:
 			batch = append(batch, r)
@@ -138,6 +185,19 @@ func (o *Outbox) takeResults() []Result {
 	return rs
 }
 
+// requeue puts deferred results back, ahead of those recorded since. The
+// events they wait for are queued (their early notices come after), so a
+// later group writes them; after a write error stopped intake they never
+// will, and the results are dropped.
+func (o *Outbox) requeue(rs []Result) {
+	if len(rs) == 0 || o.Err() != nil {
+		return
+	}
+	o.resMu.Lock()
+	o.results = append(rs, o.results...)
+	o.resMu.Unlock()
+}
+
 func (o *Outbox) giveBack(rs []Result) {
 	if cap(rs) == 0 || cap(rs) > 1<<16 {
 		return
@@ -187,13 +247,13 @@ func (o *Outbox) commitGroup(appends []request, results []Result) {
 		o.writeFailed(err, true)
 		return
 	}
-	o.notifyEarly(g)
 	if err := tx.Commit(); err != nil {
 		o.writeFailed(err, true)
 		return
 	}
 	took := time.Since(start)
-	o.m.committed(took, g.appended, len(results))
+	o.requeue(g.deferred)
+	o.m.committed(took, g.appended, len(results)-len(g.deferred))
 	if took > slowCommit {
 		o.log.Warn("outbox commit was slow: is the disk overloaded?", "took", took, "events", g.appended, "results", len(results))
 	}
@@ -246,19 +306,6 @@ func (o *Outbox) writeFailed(err error, stop bool) {
 	}
 }
 
-// notifyEarly hands the group's new deliveries to the endpoints before the
-// commit's fsync (see Notice).
-func (o *Outbox) notifyEarly(g *group) {
-	if g.stored <= g.startStored || g.partial {
-		return
-	}
-	for i, s := range g.subs {
-		if s.Notify != nil {
-			s.Notify(Notice{From: g.startStored, To: g.stored, Events: g.fan[i]})
-		}
-	}
-}
-
 // apply makes a committed group's effects visible: position, counters,
 // subscriptions, then notices and OnDurable.
 func (o *Outbox) apply(g *group) {
@@ -281,6 +328,15 @@ func (o *Outbox) apply(g *group) {
 	if g.newSubs != nil {
 		o.c.subs = *g.newSubs
 		o.subsSet.Store(true)
+	}
+	if o.c.states == nil {
+		o.c.states = map[string]EndpointState{}
+	}
+	for _, name := range g.dropped {
+		delete(o.c.states, name)
+	}
+	for name, st := range g.newStates {
+		o.c.states[name] = st
 	}
 
 	advanced := g.stored > g.startStored

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -18,29 +19,36 @@ type Subscription struct {
 	// committer for every stored event, so it must be quick. nil: the
 	// endpoint gets no new events but keeps its queue (a paused endpoint).
 	Wants func(*mapping.Event) bool
-	// Notify, when set, is called by the committer for each group that
-	// gives the endpoint new deliveries or changes its state: once with the
-	// new events as soon as they are written, before the fsync (Committed
-	// false), and once the commit is done (Committed true). It must not
-	// block (hand the notice to a goroutine's inbox).
+	// Notify, when set, gets the endpoint's notices: an early one from
+	// Append for each transaction appended in one piece, with its events,
+	// as soon as it is queued (Committed false), and a committed one from
+	// the committer after each group commit that stores transactions or
+	// changes the endpoint's state (Committed true). Early notices come in
+	// queue order, committed ones too, but the two kinds come from
+	// different goroutines, possibly at once, and a committed notice may
+	// come before the early notice of a transaction it includes. It must
+	// not block (hand the notice to a goroutine's inbox) and must not call
+	// the Outbox.
 	Notify func(Notice)
 }
 
-// Notice tells an endpoint's reader what a group commit changes for it.
+// Notice tells an endpoint's reader of new deliveries or a change of its
+// state.
 //
 // Delivering from an early notice, before the commit is durable, is safe:
 // if the commit fails or the process dies first, the source was not
 // acknowledged and sends the transaction again, and the event goes out
-// again with the same id and body. It keeps fsync out of the path from
-// commit to receiver.
+// again with the same id and body. It keeps the committer and its fsyncs
+// out of the path from the source to the receivers.
 type Notice struct {
-	// From and To are the stored position before and after the commit:
+	// From and To are the stored position before and after the commit (for
+	// an early notice: the transaction queued before and this one):
 	// deliveries of events with From < Pos ≤ To become available.
 	From, To change.Position
 	// Committed: the commit is durable, and Pending reads what it stored.
-	// Otherwise this is the early notice, sent only when Events holds every
-	// new delivery of the endpoint in (From, To], in key order (the events
-	// are shared and must not be changed).
+	// Otherwise this is the early notice of one transaction (To), sent only
+	// when Events holds every new delivery of the endpoint in (From, To],
+	// in key order (the events are shared and must not be changed).
 	Committed bool
 	Events    []*mapping.Event
 	// Reset (committed notices only) says pending entries appeared behind
@@ -150,7 +158,7 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 		if root == nil {
 			return fmt.Errorf("endpoint %q: %w", endpoint, ErrNotFound)
 		}
-		events := tx.Bucket(bucketEvents)
+		events := eventReader{c: tx.Bucket(bucketEvents).Cursor()}
 		c := root.Bucket(bucketPending).Cursor()
 		page.Last = q.After
 		k, v := c.Seek(q.After.bytes())
@@ -175,7 +183,7 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 			if q.Filter != nil && !q.Filter(key, rec.ticket) {
 				continue
 			}
-			raw := events.Get(k)
+			raw := events.get(k)
 			if raw == nil {
 				return fmt.Errorf("endpoint %q: pending %s: event missing: %w", endpoint, key, errCorrupt)
 			}
@@ -195,6 +203,39 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 		return PendingPage{}, fmt.Errorf("outbox: %w", err)
 	}
 	return page, nil
+}
+
+// eventReader looks events up in key order with one cursor: a queue's
+// pending keys mostly follow each other in the events bucket (other
+// endpoints' entries and delivered events are pruned), so stepping forward
+// a little is cheaper than a search from the root for each, and a cursor
+// reused allocates nothing.
+type eventReader struct {
+	c   *bolt.Cursor
+	k   []byte // the cursor's key; nil before the first lookup or at the end
+	v   []byte
+	set bool
+}
+
+// get returns the event stored at k, or nil.
+func (r *eventReader) get(k []byte) []byte {
+	if r.set {
+		for step := 0; r.k != nil && step < 4; step++ {
+			switch cmp := bytes.Compare(r.k, k); {
+			case cmp == 0:
+				return r.v
+			case cmp > 0:
+				return nil
+			}
+			r.k, r.v = r.c.Next()
+		}
+	}
+	r.k, r.v = r.c.Seek(k)
+	r.set = true
+	if r.k == nil || !bytes.Equal(r.k, k) {
+		return nil
+	}
+	return r.v
 }
 
 func storedIn(tx *bolt.Tx) change.Position {

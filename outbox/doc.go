@@ -4,11 +4,12 @@
 // or disabled), and the source position up to which everything is stored.
 //
 // Writes go through one committer goroutine that groups many source
-// transactions and delivery results into one bbolt transaction and one
-// fsync (group commit). Only after that commit does it report the position
-// through Options.OnDurable, so the source may acknowledge it (design rule
-// 1). Positions already stored are skipped, so a source that resends after
-// a restart does not duplicate anything.
+// transactions and delivery results into one bbolt transaction and its
+// fsyncs (group commit), waiting a few milliseconds for company
+// (Options.CommitDelay, ResultDelay). Only after that commit does it report
+// the position through Options.OnDurable, so the source may acknowledge it
+// (design rule 1). Positions already stored are skipped, so a source that
+// resends after a restart does not duplicate anything.
 //
 // Fan-out happens when an event is stored: it gets a pending entry for every
 // registered endpoint whose Subscription wants it. An event's body is
@@ -16,9 +17,10 @@
 // dropped), so the file stays bounded while endpoints keep up.
 //
 // The package does no HTTP: package sender reads pending deliveries
-// (Pending), is handed new ones as they are written, before the fsync, and
-// told when they are committed (Subscription.Notify), and records outcomes
-// (Record), which ride along in the next group commit. The operator
+// (Pending), is handed new ones by Append as they are queued, before they
+// are written, and told when they are committed (Subscription.Notify), and
+// records outcomes (Record), which ride along in the next group commit (an
+// outcome recorded before its event is written waits for it). The operator
 // functions (dead letters, replay, queue depth, enable/disable) are for the
 // CLI and the admin API.
 //

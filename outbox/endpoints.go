@@ -60,7 +60,12 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		keep[s.Name] = true
 	}
 	subs = append([]Subscription(nil), subs...)
-	return o.do(ctx, func(g *group) error {
+	// Appends wait while the change is queued and committed: those queued
+	// after it are planned (early notices) with the new subscriptions, as
+	// the committer will write them.
+	o.planMu.Lock()
+	defer o.planMu.Unlock()
+	err := o.doQueued(ctx, func(g *group) error {
 		now := time.Now().UTC()
 		for _, s := range subs {
 			if g.endpoint(s.Name) != nil {
@@ -88,6 +93,10 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		g.newSubs = &subs
 		return nil
 	})
+	if err == nil {
+		o.plan.subs = subs
+	}
+	return err
 }
 
 func (g *group) addEndpoint(name string, now time.Time) error {
@@ -102,7 +111,7 @@ func (g *group) addEndpoint(name string, now time.Time) error {
 	if eb.dead, err = root.CreateBucket(bucketDead); err != nil {
 		return err
 	}
-	if err := writeState(root, EndpointState{Name: name, AddedAt: now, AddedPos: g.stored}); err != nil {
+	if err := g.writeState(root, EndpointState{Name: name, AddedAt: now, AddedPos: g.stored}); err != nil {
 		return err
 	}
 	g.eb[name] = eb

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -24,23 +25,74 @@ type group struct {
 	durable             change.Position // highest position completed or skipped
 	maxKey              Key
 	openTxn             change.Position
-	spanning            bool // openTxn began in an earlier group
-	partial             bool // a transaction completed here began in an earlier group
 
 	subs     []Subscription
-	targets  []int              // scratch: indexes of subs wanting an event
-	txnFan   [][]*mapping.Event // per sub: events of the open transaction
-	fan      [][]*mapping.Event // per sub: events of transactions completed here
-	appended int                // events written
+	targets  []int // scratch: indexes of subs wanting an event
+	appended int   // events written
+	kbuf     [keyLen]byte
+	eventsC  *bolt.Cursor
+	refsC    *bolt.Cursor
 	deltas   map[string]*countDelta
 	flags    map[string]noticeFlags
 	status   map[string]*statusDelta
 	newSubs  *[]Subscription
 	dropped  []string
+	// newStates are the endpoint states this group writes, for the
+	// committer's cache once it is committed.
+	newStates map[string]EndpointState
+	deferred  []Result // results for events not written yet
+	// arena holds the group's small new values (delivery records,
+	// reference counts): bbolt keeps values (not copies) until the
+	// commit, so they share a few allocations.
+	arena []byte
+}
+
+// alloc returns n bytes of the group's arena.
+func (g *group) alloc(n int) []byte {
+	if cap(g.arena)-len(g.arena) < n {
+		g.arena = make([]byte, 0, max(n, 4096))
+	}
+	m := len(g.arena)
+	g.arena = append(g.arena, make([]byte, n)...)
+	return g.arena[m:len(g.arena):len(g.arena)]
+}
+
+// newDeliveryRecord returns a new pending entry's record (no attempts
+// yet), in the group's arena.
+func (g *group) newDeliveryRecord(ticket int64) []byte {
+	b := g.alloc(deliveryHeaderLen)
+	putDeliveryHeader(b, ticket)
+	return b
+}
+
+// refCount encodes a reference count in the group's arena.
+func (g *group) refCount(n int) []byte {
+	b := g.alloc(2)
+	binary.BigEndian.PutUint16(b, uint16(n))
+	return b
 }
 
 type endpointBuckets struct {
 	root, pending, dead *bolt.Bucket
+	pendingC            *bolt.Cursor // for results: one cursor per group, not one per lookup
+}
+
+func (eb *endpointBuckets) pendingCursor() *bolt.Cursor {
+	if eb.pendingC == nil {
+		eb.pendingC = eb.pending.Cursor()
+	}
+	return eb.pendingC
+}
+
+// seekExact positions c at k and returns its value, or nil when k is not
+// there. A cursor reused this way allocates nothing, where each Get or
+// Delete of a bucket makes a cursor of its own.
+func seekExact(c *bolt.Cursor, k []byte) []byte {
+	ck, v := c.Seek(k)
+	if ck == nil || !bytes.Equal(ck, k) {
+		return nil
+	}
+	return v
 }
 
 type countDelta struct{ depth, dead int64 }
@@ -68,7 +120,6 @@ func (o *Outbox) newGroup(tx *bolt.Tx) *group {
 		stored:      stored,
 		maxKey:      o.c.maxKey,
 		openTxn:     o.c.openTxn,
-		spanning:    o.c.openTxn != 0,
 		subs:        o.c.subs,
 		deltas:      map[string]*countDelta{},
 		flags:       map[string]noticeFlags{},
@@ -77,8 +128,6 @@ func (o *Outbox) newGroup(tx *bolt.Tx) *group {
 	// Keys mostly arrive in increasing order: pack pages full instead of
 	// splitting them in half.
 	g.events.FillPercent, g.refs.FillPercent = 0.95, 0.95
-	g.txnFan = make([][]*mapping.Event, len(g.subs))
-	g.fan = make([][]*mapping.Event, len(g.subs))
 	return g
 }
 
@@ -134,10 +183,7 @@ func (g *group) append(a *request) error {
 			g.o.log.Warn("outbox: a transaction was never completed; its stored events stay deliverable",
 				"position", g.openTxn.String(), "next", a.pos.String())
 		}
-		g.openTxn, g.spanning = a.pos, false
-		for i := range g.txnFan {
-			g.txnFan[i] = g.txnFan[i][:0]
-		}
+		g.openTxn = a.pos
 	}
 	for i := range a.events {
 		if err := g.appendEvent(&a.events[i]); err != nil {
@@ -146,20 +192,13 @@ func (g *group) append(a *request) error {
 	}
 	if a.last {
 		g.stored, g.durable, g.openTxn = a.pos, a.pos, 0
-		if g.spanning {
-			g.partial = true
-		}
-		for i := range g.txnFan {
-			g.fan[i] = append(g.fan[i], g.txnFan[i]...)
-			g.txnFan[i] = g.txnFan[i][:0]
-		}
 	}
 	return nil
 }
 
 func (g *group) appendEvent(e *mapping.Event) error {
 	k := KeyOf(e)
-	kb := k.bytes()
+	kb := k.put(g.kbuf[:]) // bbolt copies keys it keeps
 	g.targets = g.targets[:0]
 	for i := range g.subs {
 		if w := g.subs[i].Wants; w != nil && w(e) {
@@ -187,14 +226,13 @@ func (g *group) appendEvent(e *mapping.Event) error {
 		if eb == nil {
 			return fmt.Errorf("endpoint %q is subscribed but not registered", name)
 		}
-		if err := eb.pending.Put(kb, newDeliveryRecord(e.TicketID)); err != nil {
+		if err := eb.pending.Put(kb, g.newDeliveryRecord(e.TicketID)); err != nil {
 			return err
 		}
 		g.delta(name).depth++
-		g.txnFan[t] = append(g.txnFan[t], e)
 	}
 	if len(g.targets) >= 2 {
-		return g.refs.Put(kb, binary.BigEndian.AppendUint16(nil, uint16(len(g.targets))))
+		return g.refs.Put(kb, g.refCount(len(g.targets)))
 	}
 	return nil
 }
@@ -229,16 +267,13 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 		}
 		pending := eb.pending.Get(kb) != nil
 		if wanted && !pending && eb.dead.Get(kb) == nil {
-			if err := eb.pending.Put(kb, newDeliveryRecord(e.TicketID)); err != nil {
+			if err := eb.pending.Put(kb, g.newDeliveryRecord(e.TicketID)); err != nil {
 				return err
 			}
 			g.delta(name).depth++
 			pending = true
 		}
-		if pending {
-			g.txnFan[i] = append(g.txnFan[i], e)
-			holders++
-		} else if eb.dead.Get(kb) != nil {
+		if pending || eb.dead.Get(kb) != nil {
 			holders++
 		}
 	}
@@ -248,40 +283,53 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	case holders == 1:
 		return g.refs.Delete(kb)
 	default:
-		return g.refs.Put(kb, binary.BigEndian.AppendUint16(nil, uint16(holders)))
+		return g.refs.Put(kb, g.refCount(holders))
 	}
 }
 
 // release drops one endpoint's claim on an event, deleting it with the last.
 func (g *group) release(kb []byte) error {
-	v := g.refs.Get(kb)
+	if g.refsC == nil {
+		g.refsC, g.eventsC = g.refs.Cursor(), g.events.Cursor()
+	}
+	v := seekExact(g.refsC, kb)
 	if v == nil {
-		return g.events.Delete(kb)
+		if seekExact(g.eventsC, kb) == nil {
+			return nil
+		}
+		return g.eventsC.Delete()
 	}
 	n := binary.BigEndian.Uint16(v)
 	if n <= 2 {
-		return g.refs.Delete(kb)
+		return g.refsC.Delete()
 	}
-	return g.refs.Put(kb, binary.BigEndian.AppendUint16(nil, n-1))
+	return g.refs.Put(kb, g.refCount(int(n)-1))
 }
 
 // record applies one delivery result. Results for entries that are gone
-// (a removed endpoint, a result recorded twice) are ignored.
+// (a removed endpoint, a result recorded twice) are ignored; results for
+// events not written yet are deferred.
 func (g *group) record(r *Result) {
 	eb := g.endpoint(r.Endpoint)
 	if eb == nil {
 		return
 	}
-	kb := r.Key.bytes()
-	v := eb.pending.Get(kb)
+	kb := r.Key.put(g.kbuf[:])
+	pc := eb.pendingCursor()
+	v := seekExact(pc, kb)
 	if v == nil {
+		if g.maxKey.Less(r.Key) {
+			// Delivered from an early notice before the committer wrote the
+			// event: the result waits for the group that writes it.
+			g.deferred = append(g.deferred, *r)
+		}
 		return
 	}
 	st := g.statusOf(r.Endpoint)
 	var err error
 	switch r.Outcome {
 	case Delivered:
-		if err = eb.pending.Delete(kb); err == nil {
+		if err = pc.Delete(); err == nil {
 			err = g.release(kb)
 		}
 		g.delta(r.Endpoint).depth--
@@ -335,9 +383,15 @@ func (g *group) finish() error {
 		if eb == nil {
 			continue
 		}
-		st, err := readState(eb.root, name)
-		if err != nil {
-			return err
+		st, ok := g.newStates[name]
+		if !ok {
+			st, ok = g.o.c.states[name]
+		}
+		if !ok {
+			var err error
+			if st, err = readState(eb.root, name); err != nil {
+				return err
+			}
 		}
 		if d.success.After(st.LastSuccess) {
 			st.LastSuccess = d.success.UTC()
@@ -348,10 +402,22 @@ func (g *group) finish() error {
 		if d.stateChange != nil {
 			d.stateChange(&st)
 		}
-		if err := writeState(eb.root, st); err != nil {
+		if err := g.writeState(eb.root, st); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// writeState writes an endpoint's state, keeping it for the cache.
+func (g *group) writeState(root *bolt.Bucket, st EndpointState) error {
+	if err := writeState(root, st); err != nil {
+		return err
+	}
+	if g.newStates == nil {
+		g.newStates = map[string]EndpointState{}
+	}
+	g.newStates[st.Name] = st
 	return nil
 }
 

@@ -31,9 +31,14 @@ const keyLen = 12
 
 func (k Key) bytes() []byte {
 	var b [keyLen]byte
+	return k.put(b[:])
+}
+
+// put writes k into b (keyLen bytes) and returns them.
+func (k Key) put(b []byte) []byte {
 	binary.BigEndian.PutUint64(b[:8], uint64(k.Pos))
-	binary.BigEndian.PutUint32(b[8:], k.Index)
-	return b[:]
+	binary.BigEndian.PutUint32(b[8:keyLen], k.Index)
+	return b[:keyLen]
 }
 
 func keyFrom(b []byte) Key {
@@ -84,7 +89,7 @@ func decodeEvent(k Key, b []byte) (*mapping.Event, error) {
 	if len(rest) < 1+n+1 {
 		return nil, fmt.Errorf("event %s: %w", k, errCorrupt)
 	}
-	e.Type = string(rest[1 : 1+n])
+	e.Type = eventType(rest[1 : 1+n])
 	rest = rest[1+n:]
 	n = int(rest[0])
 	if len(rest) < 1+n {
@@ -93,6 +98,17 @@ func decodeEvent(k Key, b []byte) (*mapping.Event, error) {
 	e.ID = string(rest[1 : 1+n])
 	e.Payload = append([]byte(nil), rest[1+n:]...)
 	return e, nil
+}
+
+// eventType returns the known event type named b without allocating, or a
+// copy of b.
+func eventType(b []byte) string {
+	for _, t := range mapping.AllEvents {
+		if string(b) == t {
+			return t
+		}
+	}
+	return string(b)
 }
 
 // eventHeader reads what listings need without copying the payload.
@@ -143,11 +159,11 @@ type deliveryRecord struct {
 	tail     []byte // the encoded attempts
 }
 
-func newDeliveryRecord(ticket int64) []byte {
-	b := make([]byte, deliveryHeaderLen)
+// putDeliveryHeader writes the header of a new record (no attempts) to b.
+func putDeliveryHeader(b []byte, ticket int64) {
 	b[0] = recordVersion
 	binary.BigEndian.PutUint64(b[1:], uint64(ticket))
-	return b
+	clear(b[9:deliveryHeaderLen])
 }
 
 func parseDelivery(b []byte) (deliveryRecord, error) {

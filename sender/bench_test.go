@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
@@ -46,7 +49,8 @@ func BenchmarkCatchUp(b *testing.B) {
 			r.SetDecode(false)
 			r.SetKeep(false)
 			path := filepath.Join(b.TempDir(), "outbox.db")
-			ob, err := outbox.Open(path, outbox.Options{NoSync: benchNoSync})
+			reg := prometheus.NewRegistry()
+			ob, err := outbox.Open(path, outbox.Options{NoSync: benchNoSync, ResultDelay: benchResultDelay, CommitDelay: benchCommitDelay, Registerer: reg})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -74,7 +78,8 @@ func BenchmarkCatchUp(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
-			start, cpu0 := time.Now(), cpuTime()
+			stopProfile := profilePhase(b, "catchup-"+string(format))
+			start, cpu0, commits0 := time.Now(), cpuTime(), commits(b, reg)
 			runCtx, cancel := context.WithCancel(ctx)
 			done := make(chan error, 1)
 			go func() { done <- s.Run(runCtx) }()
@@ -84,11 +89,14 @@ func BenchmarkCatchUp(b *testing.B) {
 				b.Fatal(err)
 			}
 			elapsed, cpu := time.Since(start), cpuTime()-cpu0
+			stopProfile()
 			b.StopTimer()
 			cancel()
 			<-done
+			_ = ob.Flush(ctx)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu_µs/event")
+			b.ReportMetric((commits(b, reg)-commits0)/float64(b.N), "commits/event")
 		})
 	}
 }
@@ -109,7 +117,9 @@ func BenchmarkLiveLatency(b *testing.B) {
 				lat = append(lat, req.Arrived.Sub(sent[req.Header.Get("webhook-id")]))
 				mu.Unlock()
 			})
-			ob, err := outbox.Open(filepath.Join(b.TempDir(), "outbox.db"), outbox.Options{})
+			reg := prometheus.NewRegistry()
+			ob, err := outbox.Open(filepath.Join(b.TempDir(), "outbox.db"),
+				outbox.Options{Registerer: reg, ResultDelay: benchResultDelay, CommitDelay: benchCommitDelay})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -124,9 +134,16 @@ func BenchmarkLiveLatency(b *testing.B) {
 			done := make(chan error, 1)
 			go func() { done <- s.Run(ctx) }()
 			b.ResetTimer()
-			tick := time.NewTicker(time.Second / time.Duration(rate))
+			stopProfile := profilePhase(b, fmt.Sprintf("live%d", rate))
+			cpu0, commits0 := cpuTime(), commits(b, reg)
+			// Paced by the clock, not a ticker: a ticker drops the ticks its
+			// reader was late for (and the reader shares the cores with the
+			// pipeline), which lowered the rate actually offered.
+			start, interval := time.Now(), time.Second/time.Duration(rate)
 			for i := 0; i < b.N; i++ {
-				<-tick.C
+				if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+					time.Sleep(d)
+				}
 				pos := change.Position(i + 1)
 				evs := benchEvents(pos, int64(i%1000))
 				mu.Lock()
@@ -136,15 +153,20 @@ func BenchmarkLiveLatency(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			tick.Stop()
+			offered := float64(b.N) / time.Since(start).Seconds()
 			waitCtx, cancelWait := context.WithTimeout(context.Background(), time.Minute)
 			defer cancelWait()
 			if err := r.Wait(waitCtx, b.N); err != nil {
 				b.Fatal(err)
 			}
+			stopProfile()
 			b.StopTimer()
+			cpu, ncommits := cpuTime()-cpu0, commits(b, reg)-commits0
 			cancel()
 			<-done
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu_µs/event")
+			b.ReportMetric(ncommits/float64(b.N), "commits/event")
+			b.ReportMetric(offered, "offered/s")
 			mu.Lock()
 			slices.Sort(lat)
 			q := func(p float64) float64 { return float64(lat[int(float64(len(lat)-1)*p)]) / 1e6 }
@@ -157,6 +179,50 @@ func BenchmarkLiveLatency(b *testing.B) {
 }
 
 var benchNoSync = os.Getenv("BENCH_NOSYNC") != ""
+
+// profilePhase writes a CPU profile of a benchmark's measured phase alone
+// (without its setup, which -cpuprofile would include) to
+// $BENCH_PROFILE_DIR/cpu-<name>.pprof when that variable is set.
+func profilePhase(b *testing.B, name string) (stop func()) {
+	dir := os.Getenv("BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "cpu-"+name+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
+// commits reads the outbox's commit counter.
+func commits(b *testing.B, g prometheus.Gatherer) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "deskhook_outbox_commits_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	b.Fatal("no deskhook_outbox_commits_total")
+	return 0
+}
+
+// benchResultDelay sets the outbox's ResultDelay (BENCH_RESULT_DELAY=10ms;
+// unset: the default).
+var benchResultDelay, _ = time.ParseDuration(os.Getenv("BENCH_RESULT_DELAY"))
+
+// benchCommitDelay sets the outbox's CommitDelay (BENCH_COMMIT_DELAY=-1ns
+// for none; unset: the default).
+var benchCommitDelay, _ = time.ParseDuration(os.Getenv("BENCH_COMMIT_DELAY"))
 
 // cpuTime is the CPU time the process used so far (user and system). The
 // benchmark shares the machine with its receiver, so CPU per event says more

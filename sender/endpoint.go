@@ -2,6 +2,7 @@ package sender
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -26,9 +27,12 @@ type endpoint struct {
 	transport *http.Transport
 	secrets   [][]byte
 	headers   http.Header
-	userAgent string
-	window    int
-	m         endpointMetrics
+	template  *http.Request // see requestTemplate
+	// contentType and userAgent are header values shared by every request.
+	contentType []string
+	userAgent   []string
+	window      int
+	m           endpointMetrics
 
 	inMu        sync.Mutex
 	inbox       []outbox.Notice
@@ -57,9 +61,16 @@ type dispatchState struct {
 	rescan     map[int64]*ticketQ
 	lastRescan time.Time
 	retryRead  time.Time // after a failed read of the store
-	reading    bool      // a read is with the loader
-	gen        int       // bumped by reset: pages read before are stale
-	inFlight   map[outbox.Key]bool
+	// lastStallCheck is when the safety net last ran (see stall.go).
+	lastStallCheck time.Time
+	free           freeLists
+	inboxSpare     []outbox.Notice
+	// early holds early notices the window cannot take yet (see holdEarly).
+	early       []outbox.Notice
+	earlyEvents int
+	reading     bool // a read is with the loader
+	gen         int  // bumped by reset: pages read before are stale
+	inFlight    map[outbox.Key]bool
 	// stale holds the keys in flight at the last reset: they stay in memory
 	// (as heads, or done), so rereading them from the store, where their
 	// outcome may not be committed yet, must not load them again.
@@ -94,19 +105,30 @@ func newEndpoint(s *Sender, cfg Endpoint) (*endpoint, error) {
 	for k, v := range cfg.Headers {
 		headers.Set(k, v)
 	}
+	template, err := requestTemplate(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: url: %w", cfg.Name, err)
+	}
+	// The content type depends on the format alone: the empty document's.
+	_, contentType, err := mapping.Render(cfg.Format, []byte("{}"))
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: format: %w", cfg.Name, err)
+	}
 	ep := &endpoint{
-		s:         s,
-		cfg:       cfg,
-		name:      cfg.Name,
-		log:       s.log.With("endpoint", cfg.Name),
-		client:    client,
-		transport: tr,
-		secrets:   secrets,
-		headers:   headers,
-		userAgent: "deskhook/" + s.opts.Version,
-		window:    s.opts.Window,
-		m:         s.m.forEndpoint(cfg.Name),
-		wake:      make(chan struct{}, 1),
+		s:           s,
+		cfg:         cfg,
+		name:        cfg.Name,
+		log:         s.log.With("endpoint", cfg.Name),
+		client:      client,
+		transport:   tr,
+		secrets:     secrets,
+		headers:     headers,
+		template:    template,
+		contentType: []string{contentType},
+		userAgent:   []string{"deskhook/" + s.opts.Version},
+		window:      s.opts.Window,
+		m:           s.m.forEndpoint(cfg.Name),
+		wake:        make(chan struct{}, 1),
 	}
 	return ep, nil
 }
@@ -167,6 +189,8 @@ func (ep *endpoint) run(ctx context.Context) {
 		rescan:   map[int64]*ticketQ{},
 		inFlight: map[outbox.Key]bool{},
 		needScan: true,
+		// The first check comes an interval after the start.
+		lastStallCheck: time.Now(),
 	}
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
@@ -182,8 +206,9 @@ func (ep *endpoint) run(ctx context.Context) {
 	var workers sync.WaitGroup
 	for range ep.cfg.MaxInFlight {
 		workers.Go(func() {
+			w := &worker{}
 			for j := range work {
-				done <- jobDone{job: j, res: ep.send(reqCtx, j.e.ev)}
+				done <- jobDone{job: j, res: ep.send(reqCtx, w, j.e.ev)}
 			}
 		})
 	}
@@ -201,6 +226,7 @@ func (ep *endpoint) run(ctx context.Context) {
 		ep.fill()
 		ep.dispatch(work)
 		ep.flushResults()
+		ep.checkStall(time.Now())
 		timer.Reset(ep.nextWake())
 		select {
 		case <-ctx.Done():
@@ -259,6 +285,7 @@ func (ep *endpoint) nextWake() time.Duration {
 	if d.needScan {
 		consider(d.retryRead)
 	}
+	consider(d.lastStallCheck.Add(ep.stallCheckInterval()))
 	if next.IsZero() {
 		return time.Hour
 	}

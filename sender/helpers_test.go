@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +31,9 @@ type harness struct {
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
+	// expectStall: the test provokes a stall on purpose.
+	expectStall bool
+	hooks       testHooks
 
 	mu      sync.Mutex
 	pos     change.Position
@@ -67,7 +72,13 @@ func endpointTo(name string, r *testenv.Receiver, path string) Endpoint {
 
 func newHarness(t *testing.T, cfg Config, opts Options) *harness {
 	t.Helper()
-	h := &harness{t: t, path: filepath.Join(t.TempDir(), "outbox.db"), evs: map[string]mapping.Event{}}
+	return newHarnessWith(t, cfg, opts, testHooks{})
+}
+
+// newHarnessWith installs test hooks before the sender runs.
+func newHarnessWith(t *testing.T, cfg Config, opts Options, hooks testHooks) *harness {
+	t.Helper()
+	h := &harness{t: t, path: filepath.Join(t.TempDir(), "outbox.db"), evs: map[string]mapping.Event{}, hooks: hooks}
 	h.open(cfg, opts)
 	return h
 }
@@ -94,6 +105,10 @@ func (h *harness) open(cfg Config, opts Options) {
 		t.Fatal(err)
 	}
 	h.ob, h.s = ob, s
+	// The safety net against stalls runs often in tests, and finding
+	// anything fails the test (see stop): it is a bug.
+	s.hooks = h.hooks
+	s.hooks.stallCheckEvery = 100 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- s.Run(ctx) }()
@@ -105,6 +120,15 @@ func (h *harness) stop() {
 	if h.cancel == nil {
 		return
 	}
+	if h.t.Failed() { // what the sender's goroutines are doing, before they stop
+		var b strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+		for _, g := range strings.Split(b.String(), "\n\n") {
+			if strings.Contains(g, "deskhook/sender") || strings.Contains(g, "deskhook/outbox") {
+				h.t.Logf("goroutine %s", g)
+			}
+		}
+	}
 	h.cancel()
 	if err := <-h.done; err != nil {
 		h.t.Errorf("Run: %v", err)
@@ -114,6 +138,9 @@ func (h *harness) stop() {
 		h.t.Errorf("closing the outbox: %v", err)
 	}
 	h.cancel = nil
+	if strings.Contains(h.logs.String(), stallMessage) && !h.expectStall {
+		h.t.Errorf("the safety net found a stall")
+	}
 	if h.t.Failed() {
 		h.t.Logf("logs:\n%s", h.logs)
 	}

@@ -82,29 +82,69 @@ type attemptResult struct {
 	retryAfter time.Duration // from a 429/503 answer; 0: none
 }
 
+// requestTemplate is an endpoint's request without what changes per event:
+// its URL is parsed once, and each request is a shallow copy with its own
+// context, headers and body.
+func requestTemplate(rawURL string) (*http.Request, error) {
+	return http.NewRequestWithContext(context.Background(), http.MethodPost, rawURL, nil)
+}
+
+// worker is one request goroutine's scratch, reused from request to
+// request.
+type worker struct {
+	drain  [4 << 10]byte // for reading answers
+	tsUnix int64         // webhook-timestamp as of tsUnix
+	ts     string
+}
+
+func (w *worker) timestamp(now time.Time) string {
+	if s := now.Unix(); s != w.tsUnix || w.ts == "" {
+		w.tsUnix, w.ts = s, strconv.FormatInt(s, 10)
+	}
+	return w.ts
+}
+
+// discard reads up to n bytes of r, so that the connection can be reused.
+func (w *worker) discard(r io.Reader, n int) {
+	for n > 0 {
+		k, err := r.Read(w.drain[:min(n, len(w.drain))])
+		n -= k
+		if err != nil {
+			return
+		}
+	}
+}
+
 // send makes one attempt to deliver ev.
-func (ep *endpoint) send(ctx context.Context, ev *mapping.Event) attemptResult {
-	body, contentType, err := mapping.Render(ep.cfg.Format, ev.Payload)
+func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) attemptResult {
+	body, _, err := mapping.Render(ep.cfg.Format, ev.Payload)
 	if err != nil {
 		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: time.Now(), Error: "rendering the payload: " + err.Error()}}
 	}
 	now := time.Now()
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, ep.cfg.URL, body)
-	if err != nil {
-		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: now, Error: "building the request: " + err.Error()}}
-	}
-	h := req.Header
+	ts := w.timestamp(now)
+	// The configured and fixed values are shared by every request (the
+	// client copies the header before sending); the per-event values share
+	// one array. Lower-case names as the Standard Webhooks spec writes them.
+	h := make(http.Header, len(ep.headers)+5)
 	for k, v := range ep.headers {
 		h[k] = v
 	}
-	ts := strconv.FormatInt(now.Unix(), 10)
-	h["Content-Type"] = []string{contentType}
-	h["User-Agent"] = []string{ep.userAgent}
-	// Lower-case names as the Standard Webhooks spec writes them.
-	h["webhook-id"] = []string{ev.ID}
-	h["webhook-timestamp"] = []string{ts}
+	h["Content-Type"] = ep.contentType
+	h["User-Agent"] = ep.userAgent
+	vals := make([]string, 3)
+	vals[0], vals[1] = ev.ID, ts
+	h["webhook-id"] = vals[0:1:1]
+	h["webhook-timestamp"] = vals[1:2:2]
 	if len(ep.secrets) > 0 {
-		h["webhook-signature"] = []string{sign(ep.secrets, ev.ID, ts, body)}
+		vals[2] = sign(ep.secrets, ev.ID, ts, body)
+		h["webhook-signature"] = vals[2:3:3]
+	}
+	hreq := ep.template.WithContext(ctx)
+	hreq.Header = h
+	req := &retryablehttp.Request{Request: hreq}
+	if err := req.SetBody(body); err != nil {
+		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: now, Error: "building the request: " + err.Error()}}
 	}
 
 	resp, err := ep.client.Do(req)
@@ -120,12 +160,12 @@ func (ep *endpoint) send(ctx context.Context, ev *mapping.Event) attemptResult {
 	defer resp.Body.Close()
 	res.attempt.Status = resp.StatusCode
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+		w.discard(resp.Body, 64<<10) // lets the connection be reused
 		res.attempt.Latency = time.Since(now)
 		return res
 	}
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, outbox.MaxResponseSnippet))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	w.discard(resp.Body, 64<<10)
 	res.attempt.Latency = time.Since(now)
 	res.attempt.Response = string(snippet)
 	res.verdict = verdictFail

@@ -14,12 +14,17 @@ type metrics struct {
 	collectors []prometheus.Collector
 	deliveries *prometheus.CounterVec
 	attempts   *prometheus.HistogramVec
+	stalls     *prometheus.CounterVec
 }
 
 type endpointMetrics struct {
 	m       *metrics
 	name    string
 	latency prometheus.Observer
+	// outcomes caches the deliveries counters by event and outcome (used
+	// by the endpoint's dispatcher goroutine alone): a label lookup per
+	// delivery costs more than the increment.
+	outcomes map[[2]string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Sender) *metrics {
@@ -36,7 +41,11 @@ func newMetrics(reg prometheus.Registerer, s *Sender) *metrics {
 		Help:    "Duration of delivery attempts (request sent to response read).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"endpoint"})
-	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, &queueCollector{s: s}} {
+	m.stalls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskhook_sender_stalls_total",
+		Help: "Times the safety net found events in the outbox that the endpoint's reader had passed over (a bug; logged as an error).",
+	}, []string{"endpoint"})
+	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.stalls, &queueCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			s.log.Warn("sender: metric not registered", "err", err)
 			continue
@@ -47,7 +56,7 @@ func newMetrics(reg prometheus.Registerer, s *Sender) *metrics {
 }
 
 func (m *metrics) forEndpoint(name string) endpointMetrics {
-	em := endpointMetrics{m: m, name: name}
+	em := endpointMetrics{m: m, name: name, outcomes: map[[2]string]prometheus.Counter{}}
 	if m.reg != nil {
 		em.latency = m.attempts.WithLabelValues(name)
 	}
@@ -60,6 +69,7 @@ func (m *metrics) forget(name string) {
 	}
 	m.deliveries.DeletePartialMatch(prometheus.Labels{"endpoint": name})
 	m.attempts.DeleteLabelValues(name)
+	m.stalls.DeleteLabelValues(name)
 }
 
 func (m *metrics) unregister() {
@@ -75,10 +85,22 @@ func (em endpointMetrics) attempt(_ string, res attemptResult) {
 	}
 }
 
-func (em endpointMetrics) outcome(event, outcome string) {
+func (em endpointMetrics) stalled() {
 	if em.m.reg != nil {
-		em.m.deliveries.WithLabelValues(em.name, event, outcome).Inc()
+		em.m.stalls.WithLabelValues(em.name).Inc()
 	}
+}
+
+func (em endpointMetrics) outcome(event, outcome string) {
+	if em.m.reg == nil {
+		return
+	}
+	c := em.outcomes[[2]string{event, outcome}]
+	if c == nil {
+		c = em.m.deliveries.WithLabelValues(em.name, event, outcome)
+		em.outcomes[[2]string{event, outcome}] = c
+	}
+	c.Inc()
 }
 
 var (

@@ -17,10 +17,11 @@ func (ep *endpoint) add(dl outbox.Delivery) {
 	id := dl.Event.TicketID
 	t := d.tickets[id]
 	if t == nil {
-		t = &ticketQ{id: id, timer: -1}
+		t = d.free.ticket(id)
 		d.tickets[id] = t
 	}
-	e := &entry{key: dl.Key, ev: dl.Event, attempts: dl.Attempts, next: dl.Next}
+	e := d.free.entry()
+	*e = entry{key: dl.Key, ev: dl.Event, attempts: dl.Attempts, next: dl.Next}
 	if e.attempts == 0 && e.next.IsZero() && ep.cfg.Retry.Schedule[0] > 0 {
 		e.next = time.Now().Add(jitter(ep.cfg.Retry.Schedule[0]))
 	}
@@ -44,6 +45,7 @@ func (ep *endpoint) schedule(t *ticketQ) {
 // pop removes a ticket's head after its final outcome.
 func (ep *endpoint) pop(t *ticketQ) {
 	d := &ep.d
+	d.free.putEntry(t.q[0])
 	t.q[0] = nil
 	t.q = t.q[1:]
 	d.loaded--
@@ -54,6 +56,7 @@ func (ep *endpoint) pop(t *ticketQ) {
 		d.rescan[t.id] = t
 	default:
 		delete(d.tickets, t.id)
+		d.free.putTicket(t)
 	}
 }
 

@@ -31,6 +31,50 @@ type ticketQ struct {
 	gapAfter outbox.Key
 }
 
+// freeLists keep the entries and ticket queues the window is done with,
+// for the next ones: a delivery then allocates neither. Only what is
+// referenced nowhere else goes back (a popped head, a ticket gone from
+// the map, the ready queue and the timer heap).
+type freeLists struct {
+	entries []*entry
+	tickets []*ticketQ
+}
+
+const maxFree = 1024
+
+func (f *freeLists) entry() *entry {
+	if n := len(f.entries); n > 0 {
+		e := f.entries[n-1]
+		f.entries = f.entries[:n-1]
+		return e
+	}
+	return &entry{}
+}
+
+func (f *freeLists) putEntry(e *entry) {
+	if len(f.entries) < maxFree {
+		*e = entry{}
+		f.entries = append(f.entries, e)
+	}
+}
+
+func (f *freeLists) ticket(id int64) *ticketQ {
+	if n := len(f.tickets); n > 0 {
+		t := f.tickets[n-1]
+		f.tickets = f.tickets[:n-1]
+		*t = ticketQ{id: id, q: t.q[:0], timer: -1}
+		return t
+	}
+	return &ticketQ{id: id, timer: -1}
+}
+
+func (f *freeLists) putTicket(t *ticketQ) {
+	if len(f.tickets) < maxFree && len(t.q) == 0 {
+		clear(t.q[:cap(t.q)])
+		f.tickets = append(f.tickets, t)
+	}
+}
+
 // readyQueue is a FIFO of tickets whose head is due.
 type readyQueue struct {
 	items []*ticketQ

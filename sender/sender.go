@@ -41,6 +41,21 @@ type Sender struct {
 	runCancel context.CancelFunc
 	runDone   chan struct{}
 	closed    bool
+
+	hooks testHooks // set by tests before Run
+}
+
+// testHooks let tests force the interleavings that matter; all nil in
+// production.
+type testHooks struct {
+	// afterRead runs in an endpoint's loader after it read a page of the
+	// queue and before the dispatcher gets it.
+	afterRead func(endpoint string)
+	// dropNotice, when it returns true, loses a notice on its way to an
+	// endpoint (to check the safety net against stalls).
+	dropNotice func(endpoint string, n outbox.Notice) bool
+	// stallCheckEvery replaces stallCheckEvery.
+	stallCheckEvery time.Duration
 }
 
 // New validates cfg, builds the endpoints' clients and subscribes them to

@@ -33,6 +33,9 @@ type readResp struct {
 func (ep *endpoint) load() {
 	for req := range ep.reads {
 		page, err := ep.s.ob.Pending(ep.name, req.q)
+		if h := ep.s.hooks.afterRead; h != nil {
+			h(ep.name)
+		}
 		ep.pages <- readResp{gen: req.gen, page: page, err: err}
 	}
 }
@@ -75,6 +78,9 @@ func (ep *endpoint) applyPage(p readResp) {
 		return
 	}
 	for _, dl := range p.page.Deliveries {
+		if !d.cursor.Less(dl.Key) {
+			continue // taken from an early notice while the page was read
+		}
 		if d.inFlight[dl.Key] || d.stale[dl.Key] {
 			continue
 		}
@@ -83,7 +89,14 @@ func (ep *endpoint) applyPage(p readResp) {
 		}
 		ep.add(dl)
 	}
-	d.cursor, d.needScan = p.page.Last, !p.page.End
+	if d.cursor.Less(p.page.Last) {
+		d.cursor = p.page.Last
+	}
+	// The page shows the store as of its read. A committed notice taken
+	// while it was out may lie beyond it: the page's end does not end the
+	// scan then.
+	d.needScan = !p.page.End || d.cursor.Less(endKey(d.committed))
+	ep.applyEarly()
 }
 
 // rescanGaps reads the left-behind entries of tickets whose in-memory
@@ -127,6 +140,7 @@ func (ep *endpoint) rescanGaps(now time.Time) {
 			delete(d.rescan, id)
 			if len(t.q) == 0 && !t.busy {
 				delete(d.tickets, id)
+				d.free.putTicket(t)
 			}
 		case len(t.q) > 0:
 			t.gapAfter = page.Last
