@@ -49,6 +49,10 @@ type Options struct {
 	StateSize int
 	// DaemonLog receives the daemon's warnings and errors (nil: none).
 	DaemonLog io.Writer
+	// LiveRates adds a live scenario per rate (events/s), named liveN and
+	// run after the others, like live2000 with writers in proportion
+	// (6 per 1000 events/s, at least 4): latency against offered load.
+	LiveRates []float64
 }
 
 // Run sets up the environment, runs the scenarios and returns the report.
@@ -61,6 +65,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	want, err := selectScenarios(opts.Scenarios)
 	if err != nil {
 		return nil, err
+	}
+	if len(opts.LiveRates) > 0 && len(opts.Scenarios) == 0 {
+		want = nil // only the rates asked for
+	}
+	rated := map[string]float64{}
+	for _, r := range opts.LiveRates {
+		if r <= 0 {
+			return nil, fmt.Errorf("bench: live rate %g: must be positive", r)
+		}
+		name := fmt.Sprintf("live%g", r)
+		if _, dup := rated[name]; !dup && !slices.Contains(want, name) {
+			want = append(want, name)
+		}
+		rated[name] = r
 	}
 	if opts.ProfileDir != "" {
 		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
@@ -117,6 +135,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	runners := map[string]func(context.Context, *Report) (*Result, error){
 		"backlog": e.backlog, "bounds": e.bounds, "live500": e.live500, "live2000": e.live2000,
 		"failures": e.failures, "slow": e.slow, "outbox": e.outboxSize, "largetxn": e.largeTxn,
+	}
+	for name, rate := range rated {
+		runners[name] = func(ctx context.Context, _ *Report) (*Result, error) {
+			return e.live(ctx, liveSpec{name: name, rate: rate, duration: 30 * time.Second,
+				writers: max(4, int(rate*6/1000+0.5)), calib: true})
+		}
 	}
 	for _, name := range want {
 		if ctx.Err() != nil {

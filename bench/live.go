@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"runtime"
 	"sync"
 	"time"
 
@@ -33,7 +34,7 @@ func (e *env) live500(ctx context.Context, _ *Report) (*Result, error) {
 }
 
 func (e *env) live2000(ctx context.Context, _ *Report) (*Result, error) {
-	return e.live(ctx, liveSpec{name: "live2000", rate: 2000, duration: 30 * time.Second, writers: 12})
+	return e.live(ctx, liveSpec{name: "live2000", rate: 2000, duration: 30 * time.Second, writers: 12, calib: true})
 }
 
 // failures: 1% of first attempts answered 500 (chosen by a hash of the
@@ -141,7 +142,15 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	warm := min(3*time.Second, dur/5)
 	e.say("%s: %.0f events/s for %s (%d tickets × 5 actions, %d writers; the first %s is warm-up)...",
 		s.name, s.rate, dur, tickets, s.writers, warm)
+	var walsender *schedSampler
+	if slot, err := cdc.SlotInfo(ctx, sourceConfig(db)); err == nil && slot.ActivePID > 0 {
+		walsender = sampleSched(slot.ActivePID, 20*time.Millisecond)
+	}
+	if walsender != nil {
+		defer walsender.close()
+	}
 	m := e.measure(s.name, false)
+	busy0 := machineBusy()
 	load, err := testenv.Load(ctx, pool, testenv.LoadConfig{Tickets: tickets, Replies: 2, Updates: 2,
 		Writers: s.writers, Rate: s.rate, Seed: 11, OnAction: onAction})
 	if err != nil {
@@ -149,6 +158,7 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 		return nil, err
 	}
 	loadEnd := time.Now()
+	busy := machineBusy() - busy0
 	expected := load.TotalEvents()
 	res := &Result{Name: s.name, Expected: expected, OfferedPerSec: float64(expected) / load.Elapsed.Seconds()}
 	werr := waitCount(ctx, t, "/fast", expected, 2*time.Minute)
@@ -162,6 +172,18 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	res.Seconds = last.Sub(m.start).Seconds()
 	res.EventsPerSec = float64(res.Events) / res.Seconds
 	res.extra("drain_after_load_s", last.Sub(loadEnd).Seconds())
+	res.extra("machine_busy_cores_during_load", busy.Seconds()/loadEnd.Sub(m.start).Seconds())
+	if walsender != nil {
+		if w, ok := walsender.finish(m.start.Add(warm), 100*time.Millisecond); ok {
+			res.extra("walsender_cpu_cores", w.CPU.Seconds()/w.Elapsed.Seconds())
+			res.extra("walsender_runq_wait_share", w.Wait.Seconds()/w.Elapsed.Seconds())
+			res.extra("walsender_worst_runq_wait_per_100ms_ms", float64(w.WorstWait)/1e6)
+			res.note("machine %.2f of %d cores busy during the load; the walsender got %.2f cores and waited for a CPU "+
+				"%.1f%% of the time, at worst %.0f ms in 100 ms (from %s)", busy.Seconds()/loadEnd.Sub(m.start).Seconds(),
+				runtime.NumCPU(), w.CPU.Seconds()/w.Elapsed.Seconds(), 100*w.Wait.Seconds()/w.Elapsed.Seconds(),
+				float64(w.WorstWait)/1e6, w.WorstAt.Format("15:04:05.000"))
+		}
+	}
 
 	var skip map[int64]bool
 	if s.skip != nil {
@@ -186,6 +208,19 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 		res.extra("slow_delivered", float64(n))
 		res.note("slow endpoint: %d events delivered (%.0f/s) while the fast one got all %d", n,
 			float64(n)/last.Sub(m.start).Seconds(), res.Events)
+	}
+	if len(t.replies) > 0 {
+		if l, err := serverCommitLatency(ctx, pool, t.replies); err != nil {
+			res.note("latency from the server's commit timestamp: %v", err)
+		} else {
+			res.extra("server_commit_latency_samples", float64(l.Samples))
+			res.extra("server_commit_latency_p50_ms", l.P50)
+			res.extra("server_commit_latency_p90_ms", l.P90)
+			res.extra("server_commit_latency_p99_ms", l.P99)
+			res.extra("server_commit_latency_max_ms", l.Max)
+			res.note("latency of the %d reply events from the server's commit timestamp: p50 %.2f p90 %.2f p99 %.2f max %.2f ms",
+				l.Samples, l.P50, l.P90, l.P99, l.Max)
+		}
 	}
 	if s.calib && len(calib) > 0 {
 		if off, err := commitClock(ctx, pool, calib); err != nil {
@@ -220,6 +255,55 @@ func commitClock(ctx context.Context, pool *pgxpool.Pool, samples []calibSample)
 	for i, s := range samples {
 		ids[i] = s.thread
 	}
+	ts, err := commitTimestamps(ctx, pool, ids)
+	if err != nil {
+		return nil, err
+	}
+	var d []time.Duration
+	for _, s := range samples {
+		if at, ok := ts[s.thread]; ok {
+			d = append(d, s.at.Sub(at))
+		}
+	}
+	l := summarize(d)
+	if l == nil {
+		return nil, fmt.Errorf("no commit timestamps (track_commit_timestamp off?)")
+	}
+	return l, nil
+}
+
+// serverCommitLatency is the latency of reply events measured from the
+// server's commit timestamp of the transaction that inserted their thread
+// row rather than from the simulator's clock after COMMIT returned. Under
+// load the simulator's writer learns of its commit late (the backend's
+// answer and the goroutine both wait for a CPU), so its clock starts late
+// and makes the latency look shorter; the server's timestamp is taken
+// before the commit's WAL flush, so this errs the other way, by the fsync.
+func serverCommitLatency(ctx context.Context, pool *pgxpool.Pool, replies []replyArrival) (*Latency, error) {
+	ids := make([]int64, len(replies))
+	for i, r := range replies {
+		ids[i] = r.thread
+	}
+	ts, err := commitTimestamps(ctx, pool, ids)
+	if err != nil {
+		return nil, err
+	}
+	var d []time.Duration
+	for _, r := range replies {
+		if at, ok := ts[r.thread]; ok {
+			d = append(d, r.arrived.Sub(at))
+		}
+	}
+	l := summarize(d)
+	if l == nil {
+		return nil, fmt.Errorf("no commit timestamps (track_commit_timestamp off?)")
+	}
+	return l, nil
+}
+
+// commitTimestamps reads the server's commit timestamp of the thread rows
+// ids.
+func commitTimestamps(ctx context.Context, pool *pgxpool.Pool, ids []int64) (map[int64]time.Time, error) {
 	rows, err := pool.Query(ctx, "SELECT id, pg_xact_commit_timestamp(xmin) FROM ticket_thread WHERE id = ANY($1)", ids)
 	if err != nil {
 		return nil, err
@@ -238,15 +322,5 @@ func commitClock(ctx context.Context, pool *pgxpool.Pool, samples []calibSample)
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	var d []time.Duration
-	for _, s := range samples {
-		if at, ok := ts[s.thread]; ok {
-			d = append(d, s.at.Sub(at))
-		}
-	}
-	l := summarize(d)
-	if l == nil {
-		return nil, fmt.Errorf("no commit timestamps (track_commit_timestamp off?)")
-	}
-	return l, nil
+	return ts, nil
 }

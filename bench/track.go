@@ -39,6 +39,10 @@ type tracker struct {
 	first    []byte                   // the first accepted body on keepPath
 	last     time.Time                // the last accepted arrival
 	badBody  int                      // kept arrivals whose ticket could not be read
+	// commitThreads[i] is the thread row that commits[i] inserted (replies
+	// only, else 0); replies pairs those rows with their event's arrival.
+	commitThreads []int64
+	replies       []replyArrival
 }
 
 func newTracker(keepPath string, stamps bool, paths ...string) *tracker {
@@ -55,9 +59,14 @@ func (t *tracker) committed(a testenv.Action) {
 	if len(a.Events) == 0 {
 		return
 	}
+	var thread int64
+	if a.Kind == testenv.ActAgentReply || a.Kind == testenv.ActClientReply {
+		thread = a.ThreadID // a row no later action changes: its xmin dates the commit
+	}
 	t.mu.Lock()
 	for _, ev := range a.Events {
 		t.commits = append(t.commits, stamp{key: eventKey{a.TicketID, ev}, at: a.CommittedAt})
+		t.commitThreads = append(t.commitThreads, thread)
 	}
 	t.mu.Unlock()
 }
@@ -118,7 +127,8 @@ func (t *tracker) latencies(from time.Time, skip map[int64]bool) (d []time.Durat
 	for _, a := range t.arrivals {
 		queue[a.key] = append(queue[a.key], a.at)
 	}
-	for _, c := range t.commits {
+	t.replies = t.replies[:0]
+	for i, c := range t.commits {
 		q := queue[c.key]
 		if len(q) == 0 {
 			unmatched++
@@ -129,8 +139,18 @@ func (t *tracker) latencies(from time.Time, skip map[int64]bool) (d []time.Durat
 			continue
 		}
 		d = append(d, q[0].Sub(c.at))
+		if i < len(t.commitThreads) && t.commitThreads[i] != 0 {
+			t.replies = append(t.replies, replyArrival{thread: t.commitThreads[i], arrived: q[0]})
+		}
 	}
 	return d, unmatched
+}
+
+// replyArrival is the arrival of the event of a reply whose thread row is
+// known (see serverCommitLatency).
+type replyArrival struct {
+	thread  int64
+	arrived time.Time
 }
 
 // formTicket reads the event name and the ticket id from a faveo-form

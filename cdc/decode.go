@@ -22,15 +22,15 @@ import (
 // larger than its text).
 var (
 	sizeofValue  = int(unsafe.Sizeof(change.Value{}))
-	sizeofRow    = allocSize(int(unsafe.Sizeof(change.Row{})))
+	sizeofRow    = change.HeapBytes(int(unsafe.Sizeof(change.Row{})))
 	sizeofChange = int(unsafe.Sizeof(change.Change{}))
 	// batchOverhead: the Batch, its slot in the queue and the reader's
 	// record of the pending transaction.
-	batchOverhead = allocSize(int(unsafe.Sizeof(change.Batch{}))) + 16 + 64
+	batchOverhead = change.HeapBytes(int(unsafe.Sizeof(change.Batch{}))) + 16 + 64
 )
 
 // rowBytes is the memory of a decoded row of n values.
-func rowBytes(n int) int { return sizeofRow + allocSize(n*sizeofValue) }
+func rowBytes(n int) int { return sizeofRow + change.HeapBytes(n*sizeofValue) }
 
 // firstChanges is the initial capacity of a batch's change array: most
 // transactions are small; a large one grows it (amortized) to its chunk
@@ -274,7 +274,7 @@ func (d *decoder) commit(r *msgReader) (decoded, bool, error) {
 
 func (d *decoder) emit(last bool) decoded {
 	b := &change.Batch{Pos: d.pos, Xid: d.xid, CommitTime: d.commitTime, Seq: d.seq, Last: last, Changes: d.cur}
-	out := decoded{batch: b, bytes: d.curBytes + allocSize(cap(d.cur)*sizeofChange) + batchOverhead}
+	out := decoded{batch: b, bytes: d.curBytes + change.HeapBytes(cap(d.cur)*sizeofChange) + batchOverhead}
 	d.seq++
 	d.cur, d.curBytes, d.full = nil, 0, false
 	return out
@@ -362,10 +362,10 @@ func (d *decoder) change(typ byte, r *msgReader, size int) (out decoded, ok bool
 		return out, false, err
 	}
 	// The message's text (its values are substrings of it) and the rows.
-	bytes := allocSize(size - 1)
+	bytes := change.HeapBytes(size - 1)
 	switch {
 	case c.Old != nil && c.New != nil:
-		bytes += allocSize(2*int(unsafe.Sizeof(change.Row{}))) + allocSize(2*n*sizeofValue)
+		bytes += change.HeapBytes(2*int(unsafe.Sizeof(change.Row{}))) + change.HeapBytes(2*n*sizeofValue)
 	case c.Old != nil || c.New != nil:
 		bytes += rowBytes(n)
 	}
@@ -403,7 +403,7 @@ func (d *decoder) truncate(r *msgReader, size int) (out decoded, ok bool, err er
 	if len(cs) == 0 {
 		return out, false, nil
 	}
-	out, ok, err = d.add(allocSize(size-1), cs[0])
+	out, ok, err = d.add(change.HeapBytes(size-1), cs[0])
 	for _, c := range cs[1:] {
 		d.appendChange(0, c)
 	}

@@ -169,7 +169,8 @@ func badRow(format string, args ...any) error {
 }
 
 // Map returns the events of one batch, in commit order, numbered within the
-// batch's transaction (chunk Seq 0 starts at index 0; later chunks go on).
+// batch's transaction (chunk Seq 0 starts at index 0; later chunks go on;
+// a trigger that fires nothing, its ticket being gone, leaves a gap).
 // Calling it again with the same batch after an error maps it again with
 // the same indexes. A row it cannot use is logged, counted in
 // deskhook_mapping_bad_rows_total and skipped; an error means the source
@@ -216,16 +217,22 @@ func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
 	for i := range m.triggers {
 		tr := &m.triggers[i]
 		st := tr.st
+		// A skipped trigger still takes its index: the triggers follow from
+		// the rows alone, but whether a ticket is found can change between
+		// a first mapping and a replay after a crash (it may be deleted in
+		// between), and the events after it must keep their ids, which a
+		// receiver may have seen already (early delivery).
+		index := m.index
+		m.index++
 		if st.deleted || st.notFound || !st.rowKnown {
 			continue // the ticket is gone as of the commit: deleted tickets fire nothing
 		}
 		payload := m.build(tr)
 		events = append(events, Event{
-			ID: EventID(b.Pos, m.index), Type: tr.event, Pos: b.Pos, Index: m.index,
+			ID: EventID(b.Pos, index), Type: tr.event, Pos: b.Pos, Index: index,
 			CommitTime: b.CommitTime, TicketID: st.id, DeptID: st.deptID, SourceID: st.sourceID,
 			Payload: payload,
 		})
-		m.index++
 		m.metrics.mapped[tr.event].Inc()
 	}
 	return events, nil

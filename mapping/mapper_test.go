@@ -389,6 +389,35 @@ func TestMapNeverSeenTicketFetchedOnce(t *testing.T) {
 	}
 }
 
+// TestMapIDsSurviveATicketGoneOnReplay: after a crash a transaction is
+// mapped again by a fresh mapper, from the source as it is then. A ticket
+// deleted in between fires nothing any more, and the events after its
+// trigger must keep the ids they had (a receiver may have them already).
+func TestMapIDsSurviveATicketGoneOnReplay(t *testing.T) {
+	src := newMemSource()
+	src.put(ticketRow(40, 5, 2, 1, nil))
+	src.put(ticketRow(41, 5, 2, 1, nil))
+	src.facts[40] = TicketFacts{FirstThread: threadRow(400, 40, 5, "client", 0), ThreadCount: 1, MaxThreadID: 400}
+	src.facts[41] = TicketFacts{FirstThread: threadRow(410, 41, 5, "client", 0), ThreadCount: 1, MaxThreadID: 410}
+	b := txn(9, ins(threadRow(401, 40, 1, "support", 0)), ins(threadRow(411, 41, 1, "support", 0)))
+	first, _ := newTestMapper(t, src, nil)
+	before := mustMap(t, first, b)
+	if len(before) != 2 || before[1].TicketID != 41 {
+		t.Fatalf("first mapping: %v", eventTypes(before))
+	}
+	delete(src.rows["tickets"], 40)
+	delete(src.facts, 40)
+	replay, _ := newTestMapper(t, src, nil)
+	after := mustMap(t, replay, b)
+	if len(after) != 1 || after[0].TicketID != 41 {
+		t.Fatalf("replay: %d events %v, want ticket 41's reply alone", len(after), eventTypes(after))
+	}
+	if after[0].ID != before[1].ID || after[0].Index != before[1].Index {
+		t.Errorf("ticket 41's reply was %s (index %d), is %s (index %d) on replay",
+			before[1].ID, before[1].Index, after[0].ID, after[0].Index)
+	}
+}
+
 func TestMapDeletedTicketsFireNothing(t *testing.T) {
 	m, _ := newTestMapper(t, newMemSource(), nil)
 	evs := mustMap(t, m, txn(1, ins(ticketRow(1, 5, 1, 1, nil)), ins(threadRow(1, 1, 5, "client", 0)),

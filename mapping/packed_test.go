@@ -64,12 +64,3 @@ func TestPackedRowRendersLikeMembers(t *testing.T) {
 		t.Errorf("unset row: %q", j.b)
 	}
 }
-
-func TestAllocSize(t *testing.T) {
-	for _, tc := range []struct{ n, want int }{{0, 0}, {1, 8}, {8, 8}, {9, 16}, {33, 48}, {1025, 1152},
-		{32768, 32768}, {32769, 40960}} {
-		if got := allocSize(tc.n); got != tc.want {
-			t.Errorf("allocSize(%d) = %d, want %d", tc.n, got, tc.want)
-		}
-	}
-}

@@ -161,8 +161,8 @@ func newUserLRU(cfg Config) *lru[*userEntry] {
 // ticketStateSize is the heap of a ticketState, its LRU entry and its
 // slot in the LRU's map (8-byte key and pointer, swiss-table control byte,
 // at a load between 7/16 and 7/8).
-var ticketStateSize = allocSize(int(unsafe.Sizeof(ticketState{}))) +
-	allocSize(int(unsafe.Sizeof(lruEntry[*ticketState]{}))) + 32
+var ticketStateSize = change.HeapBytes(int(unsafe.Sizeof(ticketState{}))) +
+	change.HeapBytes(int(unsafe.Sizeof(lruEntry[*ticketState]{}))) + 32
 
 // size is the memory a ticket's state holds: what the allocator really
 // hands out for it, so that StateBytes bounds the heap.
@@ -182,11 +182,11 @@ func newUserEntry(row *change.Row) *userEntry {
 }
 
 // userEntrySize is the heap of a userEntry, its LRU entry and map slot.
-var userEntrySize = allocSize(int(unsafe.Sizeof(userEntry{}))) +
-	allocSize(int(unsafe.Sizeof(lruEntry[*userEntry]{}))) + 32
+var userEntrySize = change.HeapBytes(int(unsafe.Sizeof(userEntry{}))) +
+	change.HeapBytes(int(unsafe.Sizeof(lruEntry[*userEntry]{}))) + 32
 
 func (u *userEntry) size() int {
-	return userEntrySize + allocSize(cap(u.full)) + allocSize(cap(u.short))
+	return userEntrySize + change.HeapBytes(cap(u.full)) + change.HeapBytes(cap(u.short))
 }
 
 // statusEntry is a ticket_status row rendered, and its status type's id.

@@ -222,12 +222,16 @@ func (ep *endpoint) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		began := time.Now()
+		if h := ep.s.hooks.round; h != nil {
+			h(ep.name)
+		}
 		ep.takeInbox()
 		ep.fill()
 		ep.dispatch(work)
 		ep.flushResults()
 		ep.checkStall(time.Now())
-		timer.Reset(ep.nextWake())
+		timer.Reset(ep.nextWake(began))
 		select {
 		case <-ctx.Done():
 			ep.drain(done, cancelReqs)
@@ -267,11 +271,16 @@ func (ep *endpoint) drain(done chan jobDone, cancelReqs context.CancelFunc) {
 	ep.flushResults()
 }
 
-func (ep *endpoint) nextWake() time.Duration {
+func (ep *endpoint) nextWake(began time.Time) time.Duration {
 	d := &ep.d
 	var next time.Time
 	consider := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		// A time already due when this round began was due for every step
+		// of it: what the round could do about it is done, and what it
+		// could not (a full window, a store read out, a disabled endpoint)
+		// waits for a completion, a page or a notice, which wake the loop.
+		// Waking for it again would spin.
+		if t.After(began) && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}

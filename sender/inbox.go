@@ -107,7 +107,9 @@ func (ep *endpoint) takeInbox() {
 // window again, ahead of the commits.
 func (ep *endpoint) holdEarly(n outbox.Notice) {
 	d := &ep.d
-	if d.disabled || d.earlyEvents+len(n.Events) > ep.window {
+	// Bounded by events and by notices: a filtered endpoint gets many
+	// notices without events for it while its window is full.
+	if d.disabled || d.earlyEvents+len(n.Events) > ep.window || len(d.early) >= ep.window {
 		ep.dropEarly()
 		return
 	}

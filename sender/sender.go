@@ -56,6 +56,9 @@ type testHooks struct {
 	dropNotice func(endpoint string, n outbox.Notice) bool
 	// stallCheckEvery replaces stallCheckEvery.
 	stallCheckEvery time.Duration
+	// round runs at the start of each round of an endpoint's dispatcher
+	// loop (to count its wake-ups).
+	round func(endpoint string)
 }
 
 // New validates cfg, builds the endpoints' clients and subscribes them to

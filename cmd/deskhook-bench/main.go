@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -41,8 +42,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stateSize := fs.Int("state-size", 0, "the daemon's faveo.state_size (0: its default)")
 	from := fs.String("table-from", "", "print the table of a report saved with --json, and run nothing")
 	verbose := fs.Bool("v", false, "show the daemon's warnings and errors")
+	rates := fs.String("live-rates", "", "comma-separated simulator rates (events/s, e.g. 1000,1500,2000): one live\n"+
+		"scenario per rate (liveN, writers in proportion), latency against offered load; with no\n"+
+		"--scenarios, only these run")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: deskhook-bench [--json] [--scenarios %s] [--quick] [--profile DIR]\n\n",
+		fmt.Fprintf(fs.Output(), "Usage: deskhook-bench [--json] [--scenarios %s] [--live-rates R,...] [--quick] [--profile DIR]\n\n",
 			strings.Join(bench.Scenarios, ","))
 		fmt.Fprintln(fs.Output(), "Starts a throwaway PostgreSQL (fsync on), a local receiver and the helpdesk simulator,")
 		fmt.Fprintln(fs.Output(), "runs deskhook in this process through each scenario, and prints events/s, latency,")
@@ -77,9 +81,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		opts.DaemonLog = stderr
 	}
-	for _, s := range strings.Split(*scenarios, ",") {
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "scenarios" })
+	for _, s := range strings.Split(*rates, ",") {
 		if s = strings.TrimSpace(s); s != "" {
-			opts.Scenarios = append(opts.Scenarios, s)
+			r, err := strconv.ParseFloat(s, 64)
+			if err != nil || r <= 0 {
+				return fmt.Errorf("--live-rates: %q is not a positive number", s)
+			}
+			opts.LiveRates = append(opts.LiveRates, r)
+		}
+	}
+	if explicit || len(opts.LiveRates) == 0 {
+		for _, s := range strings.Split(*scenarios, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				opts.Scenarios = append(opts.Scenarios, s)
+			}
 		}
 	}
 	rep, err := bench.Run(ctx, opts)
