@@ -46,7 +46,7 @@ func TestParseConfigDefaults(t *testing.T) {
 			ReconnectMin: 250 * time.Millisecond, ReconnectMax: 30 * time.Second,
 		},
 		Store: StoreConfig{Path: "deskhook.db"},
-		Faveo: mapping.Config{StateSize: mapping.DefaultStateSize, Tables: mapping.Tables{Tickets: "tickets", Threads: "ticket_thread",
+		Faveo: mapping.Config{StateSize: mapping.DefaultStateSize, StateBytes: mapping.DefaultStateBytes, Tables: mapping.Tables{Tickets: "tickets", Threads: "ticket_thread",
 			Users: "users", Statuses: "ticket_status", StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams"}},
 		Sender: sender.Config{
 			RetryAfterCap: time.Hour,
@@ -289,6 +289,7 @@ func TestParseConfigInvalidFields(t *testing.T) {
 		{"store path", `store: {path: "  "}`, true, `store.path: required (got "  ")`},
 		{"app key", `faveo: {app_key: "base64:c2hvcnQ="}`, true, "faveo.app_key: must be 32 bytes for AES-256-CBC, Faveo's cipher (got 5 bytes)"},
 		{"state size", "faveo: {state_size: -5}", true, "faveo.state_size: must be at least 1 (got -5)"},
+		{"state bytes", "faveo: {state_bytes: 1000}", true, "faveo.state_bytes: must be at least 1048576 (got 1000)"},
 		{"retry after cap", "retry_after_cap: -1s", true, "retry_after_cap: must not be negative (got -1s)"},
 		{"admin listen", "admin: {listen: localhost}", true, `admin.listen: must be host:port (port 0-65535) or "off" (got "localhost")`},
 		{"admin port", "admin: {listen: \"127.0.0.1:99999\"}", true, `admin.listen: must be host:port (port 0-65535) or "off" (got "127.0.0.1:99999")`},

@@ -31,11 +31,8 @@ type Config struct {
 	// with Faveo's rows and short first threads: the default keeps some
 	// 30,000 tickets. Statuses and status types, a handful of rows in any
 	// helpdesk, are bounded by StateSize only.
-	// 0 means DefaultStateBytes (left 0 by SetDefaults, so that configs
-	// written before the field existed compare equal). Not yet a key of
-	// deskhook.yaml: it becomes `state_bytes` once config.example.yaml
-	// documents it.
-	StateBytes int `yaml:"-"`
+	// 0 means DefaultStateBytes.
+	StateBytes int `yaml:"state_bytes"`
 }
 
 // Tables names the helpdesk tables the mapper reads changes of.
@@ -93,6 +90,9 @@ func (c *Config) SetDefaults() {
 	set(&c.Tables.Teams, "teams")
 	if c.StateSize == 0 {
 		c.StateSize = DefaultStateSize
+	}
+	if c.StateBytes == 0 {
+		c.StateBytes = DefaultStateBytes
 	}
 }
 

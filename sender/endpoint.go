@@ -224,7 +224,7 @@ func (ep *endpoint) run(ctx context.Context) {
 	for {
 		began := time.Now()
 		if h := ep.s.hooks.round; h != nil {
-			h(ep.name)
+			h(ep)
 		}
 		ep.takeInbox()
 		ep.fill()

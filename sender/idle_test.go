@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/testenv"
 )
 
@@ -20,7 +21,7 @@ func TestDisabledEndpointSleeps(t *testing.T) {
 	ep := endpointTo("hook", r, "/")
 	var rounds atomic.Int64
 	h := newHarnessWith(t, Config{Endpoints: []Endpoint{ep}}, Options{},
-		testHooks{round: func(string) { rounds.Add(1) }})
+		testHooks{round: func(*endpoint) { rounds.Add(1) }})
 	first := h.txn(1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -52,4 +53,41 @@ func TestDisabledEndpointSleeps(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDelivered(t, r, 10*time.Second, ids(first)...)
+}
+
+// TestHeldEarlyNoticesBounded: while an endpoint's window is full its
+// reader does not read the store, and early notices that come after one it
+// had to drop are held until the store is read up to them. An endpoint that
+// wants few of the events (here only ticket_created) gets a notice without
+// events for every other transaction: those must not pile up without bound
+// while the window stays full (a receiver down for a day).
+func TestHeldEarlyNoticesBounded(t *testing.T) {
+	r := testenv.NewReceiver(t)
+	r.Default(testenv.Reply{Status: http.StatusServiceUnavailable})
+	ep := endpointTo("hook", r, "/")
+	ep.Events = []string{mapping.TicketCreated}
+	ep.MaxInFlight = 1
+	const window = 2
+	var held, most atomic.Int64
+	h := newHarnessWith(t, Config{Endpoints: []Endpoint{ep}}, Options{Window: window},
+		testHooks{round: func(ep *endpoint) {
+			n := int64(len(ep.d.early))
+			held.Store(n)
+			if n > most.Load() {
+				most.Store(n)
+			}
+		}})
+	for tk := int64(1); tk <= window+1; tk++ { // the window fills; the last one's notice is dropped
+		h.txnOf(mapping.TicketCreated, tk)
+	}
+	for i := 0; i < 300; i++ { // notices without events for the endpoint, one at a time
+		h.txn(100)
+		time.Sleep(time.Millisecond)
+	}
+	// Every notice is queued; give the dispatcher time to take them all.
+	time.Sleep(time.Second)
+	t.Logf("early notices held at most %d, now %d", most.Load(), held.Load())
+	if m := most.Load(); m > 2*window {
+		t.Errorf("the dispatcher held up to %d early notices with a window of %d events", m, window)
+	}
 }

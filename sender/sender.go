@@ -57,8 +57,8 @@ type testHooks struct {
 	// stallCheckEvery replaces stallCheckEvery.
 	stallCheckEvery time.Duration
 	// round runs at the start of each round of an endpoint's dispatcher
-	// loop (to count its wake-ups).
-	round func(endpoint string)
+	// loop, in its goroutine (to count wake-ups, to look at its state).
+	round func(ep *endpoint)
 }
 
 // New validates cfg, builds the endpoints' clients and subscribes them to
