@@ -60,12 +60,17 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		keep[s.Name] = true
 	}
 	subs = append([]Subscription(nil), subs...)
+	if o.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	// Appends wait while the change is queued and committed: those queued
 	// after it are planned (early notices) with the new subscriptions, as
 	// the committer will write them.
-	o.planMu.Lock()
-	defer o.planMu.Unlock()
-	err := o.doQueued(ctx, func(g *group) error {
+	if err := o.lockPlan(ctx); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	err := o.send(ctx, request{done: done, op: func(g *group) error {
 		now := time.Now().UTC()
 		for _, s := range subs {
 			if g.endpoint(s.Name) != nil {
@@ -92,11 +97,29 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		}
 		g.newSubs = &subs
 		return nil
-	})
-	if err == nil {
-		o.plan.subs = subs
+	}})
+	if err != nil {
+		o.unlockPlan()
+		return err
 	}
-	return err
+	// The committer answers every queued request, also at Close. If ctx
+	// ends first (a disk that hangs), the caller goes on and the plan is
+	// brought up to date, and the appends let through, when the answer
+	// comes.
+	finish := func(err error) {
+		if err == nil {
+			o.plan.subs = subs
+		}
+		o.unlockPlan()
+	}
+	select {
+	case err := <-done:
+		finish(err)
+		return err
+	case <-ctx.Done():
+		go func() { finish(<-done) }()
+		return fmt.Errorf("outbox: changing the subscriptions: %w (the change is queued and may still be applied)", ctx.Err())
+	}
 }
 
 func (g *group) addEndpoint(name string, now time.Time) error {

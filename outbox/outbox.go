@@ -139,8 +139,11 @@ type Outbox struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stored    atomic.Uint64 // the stored position
-	planMu    sync.Mutex    // held by Append from planning to queueing, and by SetSubscriptions
+	stored atomic.Uint64 // the stored position
+	// planLock (a semaphore of one, so that waiting for it can end with
+	// ctx) is held by Append from planning to queueing, and by
+	// SetSubscriptions until its change is committed; it guards plan.
+	planLock  chan struct{}
 	plan      planner
 	intakeErr atomic.Pointer[error]
 	subsSet   atomic.Bool
@@ -188,6 +191,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 		in:        make(chan request, opts.QueueLen),
 		budget:    semaphore.NewWeighted(opts.MaxQueuedBytes),
 		resSignal: make(chan struct{}, 1),
+		planLock:  make(chan struct{}, 1),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 		eps:       map[string]*endpointCounters{},
@@ -321,8 +325,11 @@ func (o *Outbox) Append(ctx context.Context, pos change.Position, last bool, eve
 	if err := o.budget.Acquire(ctx, size); err != nil {
 		return err
 	}
-	o.planMu.Lock()
-	defer o.planMu.Unlock()
+	if err := o.lockPlan(ctx); err != nil {
+		o.budget.Release(size)
+		return err
+	}
+	defer o.unlockPlan()
 	before := o.plan
 	early := o.plan.plan(pos, last, events)
 	if err := o.send(ctx, request{pos: pos, last: last, events: events, bytes: size}); err != nil {
@@ -372,19 +379,17 @@ func (o *Outbox) Close() error {
 	return o.closeErr
 }
 
-// doQueued is do, except that once op is queued it waits for its outcome
-// even if ctx ends (the committer answers every queued request, also at
-// Close), so the caller knows whether it was applied.
-func (o *Outbox) doQueued(ctx context.Context, op func(g *group) error) error {
-	if o.opts.ReadOnly {
-		return ErrReadOnly
+// lockPlan takes planLock, or gives up when ctx ends.
+func (o *Outbox) lockPlan(ctx context.Context) error {
+	select {
+	case o.planLock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	done := make(chan error, 1)
-	if err := o.send(ctx, request{op: op, done: done}); err != nil {
-		return err
-	}
-	return <-done
 }
+
+func (o *Outbox) unlockPlan() { <-o.planLock }
 
 // do runs op in a write transaction of its own, in order with the appends
 // queued before it, and waits for its commit. A nil op is a barrier.

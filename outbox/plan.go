@@ -16,7 +16,7 @@ import (
 // notices.
 
 // planner is Append's view of the queue. Its fields are guarded by
-// Outbox.planMu, which Append holds from planning to queueing, so that the
+// Outbox.planLock, which Append holds from planning to queueing, so that the
 // order of plans is the order of the queue.
 type planner struct {
 	stored  change.Position // the highest complete transaction queued or stored
