@@ -84,7 +84,7 @@ func Check(ctx context.Context, cfg Config) []CheckResult {
 		switch {
 		case !exists:
 			add(name, false, "not found", fmt.Sprintf("create the table, or set source.schema / source.tables.%s "+
-				"to the table's real name", cfg.Tables.keys()[i]))
+				"to the table's real name", cfg.Tables.Keys()[i]))
 		case !canSelect:
 			add(name, false, fmt.Sprintf("role %s cannot SELECT from it", user),
 				fmt.Sprintf("GRANT SELECT ON %s TO %s;", cfg.qualified(t), quoteIdent(user)))
@@ -190,7 +190,7 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, fai
 		add(name+" in use", true, "not in use", "")
 	}
 	wal := name + " WAL"
-	detail := fmt.Sprintf("wal_status %s, retains %s of WAL", s.WALStatus, humanBytes(s.RetainedBytes))
+	detail := fmt.Sprintf("wal_status %s, retains %s of WAL", s.WALStatus, HumanBytes(s.RetainedBytes))
 	switch s.WALStatus {
 	case "lost":
 		add(wal, false, detail+": changes since the slot's position are gone",
@@ -203,7 +203,9 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, fai
 	}
 }
 
-func humanBytes(n int64) string {
+// HumanBytes writes a byte count as people read it ("1.5 GiB"), as the
+// checks and the CLI's status show retained WAL.
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/deskhook/deskhook/change"
 )
 
 // Config says where the helpdesk database is and what deskhook reads from
@@ -52,25 +54,7 @@ type Config struct {
 }
 
 // Tables names the helpdesk tables deskhook reads, all in Config.Schema.
-type Tables struct {
-	Tickets     string `yaml:"tickets"`
-	Threads     string `yaml:"threads"`
-	Users       string `yaml:"users"`
-	Statuses    string `yaml:"statuses"`
-	StatusTypes string `yaml:"status_types"`
-	Departments string `yaml:"departments"`
-	Teams       string `yaml:"teams"`
-}
-
-// List returns the table names in a fixed order (tickets first).
-func (t Tables) List() []string {
-	return []string{t.Tickets, t.Threads, t.Users, t.Statuses, t.StatusTypes, t.Departments, t.Teams}
-}
-
-// keys returns the YAML keys of List, in the same order.
-func (Tables) keys() []string {
-	return []string{"tickets", "threads", "users", "statuses", "status_types", "departments", "teams"}
-}
+type Tables = change.Tables
 
 // Defaults for the tuning knobs.
 const (
@@ -100,13 +84,7 @@ func (c *Config) SetDefaults() {
 	setStr(&c.Slot, "deskhook")
 	setStr(&c.Publication, "deskhook")
 	setStr(&c.Schema, "public")
-	setStr(&c.Tables.Tickets, "tickets")
-	setStr(&c.Tables.Threads, "ticket_thread")
-	setStr(&c.Tables.Users, "users")
-	setStr(&c.Tables.Statuses, "ticket_status")
-	setStr(&c.Tables.StatusTypes, "ticket_status_type")
-	setStr(&c.Tables.Departments, "department")
-	setStr(&c.Tables.Teams, "teams")
+	c.Tables.SetDefaults()
 	if c.StatusInterval == 0 {
 		c.StatusInterval = DefaultStatusInterval
 	}
@@ -166,7 +144,7 @@ func (c Config) Validate(path string) error {
 	checkIdent("schema", c.Schema)
 	seen := map[string]string{}
 	for i, name := range c.Tables.List() {
-		key := "tables." + c.Tables.keys()[i]
+		key := "tables." + c.Tables.Keys()[i]
 		checkIdent(key, name)
 		if other, dup := seen[name]; dup && name != "" {
 			bad(key, "same table as %s (got %q)", at(other), name)

@@ -1,7 +1,6 @@
 package cdc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/testenv"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,24 +112,6 @@ func holdSlot(t *testing.T, f *fixture) (pid uint32, release func()) {
 	return conn.PID(), release
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestSlotInUseIsRetried: a slot that another process streams from is
 // reported (naming the slot and the process) and retried, since the other
 // process may be a previous connection of ours still exiting; once it is
@@ -138,7 +120,7 @@ func TestSlotInUseIsRetried(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, true)
 	pid, release := holdSlot(t, f)
-	var logs syncBuffer
+	var logs testenv.Output
 	rec := newRecorder(true)
 	run := startReader(t, f.cfg, rec, ReaderOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	waitFor(t, 30*time.Second, "two failed attempts", func() bool { return run.reader.Stats().Reconnects >= 2 })

@@ -82,7 +82,7 @@ func (c *Config) SetDefaults() {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	// The mapper reads the tables the source names.
-	c.Faveo.Tables = mapping.Tables(c.Source.Tables)
+	c.Faveo.Tables = c.Source.Tables
 }
 
 // Validate reports every problem at once, each naming its YAML path.

@@ -3,6 +3,8 @@ package mapping
 import (
 	"errors"
 	"fmt"
+
+	"github.com/deskhook/deskhook/change"
 )
 
 // Config is the mapper's part of deskhook.yaml (the `faveo` section).
@@ -36,16 +38,7 @@ type Config struct {
 }
 
 // Tables names the helpdesk tables the mapper reads changes of.
-// Departments and teams are recognised but no payload shows their rows.
-type Tables struct {
-	Tickets     string `yaml:"tickets"`
-	Threads     string `yaml:"threads"`
-	Users       string `yaml:"users"`
-	Statuses    string `yaml:"statuses"`
-	StatusTypes string `yaml:"status_types"`
-	Departments string `yaml:"departments"`
-	Teams       string `yaml:"teams"`
-}
+type Tables = change.Tables
 
 // Defaults of StateSize and StateBytes. The state's memory budget is
 // DefaultStateBytes; the count is set high enough that the bytes bind
@@ -76,18 +69,7 @@ func Defaults() Config {
 
 // SetDefaults fills every empty field with its default.
 func (c *Config) SetDefaults() {
-	set := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
-	}
-	set(&c.Tables.Tickets, "tickets")
-	set(&c.Tables.Threads, "ticket_thread")
-	set(&c.Tables.Users, "users")
-	set(&c.Tables.Statuses, "ticket_status")
-	set(&c.Tables.StatusTypes, "ticket_status_type")
-	set(&c.Tables.Departments, "department")
-	set(&c.Tables.Teams, "teams")
+	c.Tables.SetDefaults()
 	if c.StateSize == 0 {
 		c.StateSize = DefaultStateSize
 	}

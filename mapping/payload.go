@@ -54,6 +54,7 @@ func (m *Mapper) resolve(ctx context.Context) error {
 
 // pin copies the entries for ids from the LRU into the chunk's map, reading
 // those it lacks from the source (a nil entry: no such row). Id 0 is "none".
+// With a nil chunk it only fills the LRU (a prefetch for later chunks).
 func pin[V any](ctx context.Context, m *Mapper, ids []int64, cache *lru[V], chunk map[int64]V,
 	table string, render func(*change.Row) V) error {
 	var missing []int64
@@ -65,7 +66,9 @@ func pin[V any](ctx context.Context, m *Mapper, ids []int64, cache *lru[V], chun
 			continue
 		}
 		if e, ok := cache.get(id); ok {
-			chunk[id] = e
+			if chunk != nil {
+				chunk[id] = e
+			}
 			continue
 		}
 		missing = append(missing, id)
@@ -81,14 +84,14 @@ func pin[V any](ctx context.Context, m *Mapper, ids []int64, cache *lru[V], chun
 	}
 	var zero V
 	for _, id := range missing {
-		r, ok := rows[id]
-		if !ok {
-			chunk[id] = zero
-			continue
+		e := zero
+		if r, ok := rows[id]; ok {
+			e = render(r)
+			cache.put(id, e)
 		}
-		e := render(r)
-		cache.put(id, e)
-		chunk[id] = e
+		if chunk != nil {
+			chunk[id] = e
+		}
 	}
 	return nil
 }

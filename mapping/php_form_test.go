@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/deskhook/deskhook/mapping"
+	"github.com/deskhook/deskhook/testenv"
 )
 
 // phpParseForm is what a PHP receiver does with a form body ($_POST is
@@ -51,13 +52,13 @@ func TestFormParsedByPHP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if built := string(runPHP(t, phpBuildQuery, jsonBody)); built != string(form) {
+			if built := string(testenv.RunPHP(t, phpBuildQuery, jsonBody)); built != string(form) {
 				t.Errorf("PHP's http_build_query gives\n%s\nwe give\n%s", built, form)
 			}
 			if _, ok := buildOnly[name]; ok {
 				return
 			}
-			fromPHP := parseTree(t, runPHP(t, phpParseForm, form)).String()
+			fromPHP := parseTree(t, testenv.RunPHP(t, phpParseForm, form)).String()
 			want := parseTree(t, jsonBody).formView().String()
 			if fromPHP != want {
 				t.Errorf("PHP parsed the form into\n%s\nwant\n%s\nform: %s", fromPHP, want, form)
@@ -89,7 +90,7 @@ func TestGoldenFormsMatchPHP(t *testing.T) {
 		in.WriteByte('\n')
 		forms = append(forms, string(bytes.TrimSpace(form)))
 	}
-	out := runPHP(t, `while (($l = fgets(STDIN)) !== false) { echo http_build_query(json_decode($l, true)), "\n"; }`, in.Bytes())
+	out := testenv.RunPHP(t, `while (($l = fgets(STDIN)) !== false) { echo http_build_query(json_decode($l, true)), "\n"; }`, in.Bytes())
 	built := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	if len(built) != len(files) {
 		t.Fatalf("PHP built %d bodies for %d payloads", len(built), len(files))

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/deskhook/deskhook/testenv"
 )
 
 // phpLaravelDecrypt is Laravel 10's Encrypter::decryptString for
@@ -37,7 +39,7 @@ func TestEncryptedIDDecryptsInPHP(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []int64{1, 10, 123456789012, 0} {
-		got := string(runPHP(t, strings.Replace(phpLaravelDecrypt, "$argv[1]", "'"+testAppKey+"'", 1),
+		got := string(testenv.RunPHP(t, strings.Replace(phpLaravelDecrypt, "$argv[1]", "'"+testAppKey+"'", 1),
 			[]byte(enc.encryptString(strconv.FormatInt(id, 10)))))
 		if got != strconv.FormatInt(id, 10) {
 			t.Errorf("PHP decrypted %q, want %d", got, id)
@@ -83,7 +85,7 @@ func TestEncryptedIDTamperingRejectedInPHP(t *testing.T) {
 		"mac":       {testAppKey, tampered("mac", flip(p["mac"]))},
 		"other key": {otherKey, good},
 	} {
-		cmd := exec.Command(phpBinary(t), "-d", "display_errors=stderr", "-r",
+		cmd := exec.Command(testenv.PHP(t), "-d", "display_errors=stderr", "-r",
 			strings.Replace(phpLaravelDecrypt, "$argv[1]", "'"+tc.key+"'", 1))
 		cmd.Stdin = strings.NewReader(tc.payload)
 		var stderr bytes.Buffer

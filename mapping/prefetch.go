@@ -2,7 +2,6 @@ package mapping
 
 import (
 	"context"
-	"slices"
 
 	"github.com/deskhook/deskhook/change"
 )
@@ -35,10 +34,10 @@ func (m *Mapper) Prefetch(ctx context.Context, bs []*change.Batch) error {
 	if err := m.fetchNeeds(ctx, p.tickets); err != nil {
 		return err
 	}
-	if err := prefetchRows(ctx, m, p.users, m.users, m.cfg.Tables.Users, newUserEntry); err != nil {
+	if err := pin(ctx, m, p.users, m.users, nil, m.cfg.Tables.Users, newUserEntry); err != nil {
 		return err
 	}
-	return prefetchRows(ctx, m, p.statuses, m.statuses, m.cfg.Tables.Statuses, m.newStatusEntry)
+	return pin(ctx, m, p.statuses, m.statuses, nil, m.cfg.Tables.Statuses, m.newStatusEntry)
 }
 
 // prefetch collects what a run of batches will need.
@@ -166,30 +165,4 @@ func (p *prefetch) user(row *change.Row, col string) {
 	if _, ok := p.m.users.get(id); !ok {
 		p.users = append(p.users, id)
 	}
-}
-
-// prefetchRows reads the rows of ids that cache lacks into it.
-func prefetchRows[V any](ctx context.Context, m *Mapper, ids []int64, cache *lru[V], table string,
-	render func(*change.Row) V) error {
-	var missing []int64
-	for _, id := range ids {
-		if _, ok := cache.get(id); !ok {
-			missing = append(missing, id)
-		}
-	}
-	slices.Sort(missing)
-	missing = slices.Compact(missing)
-	if len(missing) == 0 {
-		return nil
-	}
-	rows, err := m.fetchRows(ctx, table, missing)
-	if err != nil {
-		return err
-	}
-	for _, id := range missing {
-		if r, ok := rows[id]; ok {
-			cache.put(id, render(r))
-		}
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package sender
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,7 +27,7 @@ type harness struct {
 	ob     *outbox.Outbox
 	s      *Sender
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *testenv.Output
 	cancel context.CancelFunc
 	done   chan error
 	// expectStall: the test provokes a stall on purpose.
@@ -39,23 +38,6 @@ type harness struct {
 	pos     change.Position
 	durable change.Position
 	evs     map[string]mapping.Event // by id
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // fast is a retry schedule for tests: ten quick attempts.
@@ -87,7 +69,7 @@ func newHarnessWith(t *testing.T, cfg Config, opts Options, hooks testHooks) *ha
 func (h *harness) open(cfg Config, opts Options) {
 	t := h.t
 	t.Helper()
-	h.logs = &syncBuffer{}
+	h.logs = &testenv.Output{}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ob, err := outbox.Open(h.path, outbox.Options{NoSync: true, Logger: logger, OnDurable: func(p change.Position) {
 		h.mu.Lock()

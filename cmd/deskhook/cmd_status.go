@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/daemon"
 )
 
@@ -70,7 +71,7 @@ func printStatus(e *env, st *daemon.Status) {
 			active = fmt.Sprintf("active (pid %d)", s.ActivePID)
 		}
 		fmt.Fprintf(w, "slot %s\t%s, confirmed %s, retained WAL %s, wal_status %s\n",
-			s.Name, active, s.ConfirmedLSN, bytesHuman(s.RetainedBytes), s.WALStatus)
+			s.Name, active, s.ConfirmedLSN, cdc.HumanBytes(s.RetainedBytes), s.WALStatus)
 	}
 	if r := st.Stream; r != nil {
 		conn := "disconnected"
@@ -123,16 +124,4 @@ func lastError(ep daemon.EndpointStatus) string {
 		msg = msg[:57] + "..."
 	}
 	return timeOrDash(ep.LastErrorAt) + " " + msg
-}
-
-func bytesHuman(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deskhook/deskhook/testenv"
 )
 
 // TestDemo runs `deskhook demo` as a newcomer would, then with --keep:
@@ -34,7 +36,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// --keep
-	var out syncBuffer
+	var out testenv.Output
 	cmd := exec.Command(deskhookBinary(t), "demo", "--tickets", "2", "--rate", "40", "--keep")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -1,45 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deskhook/deskhook/testenv"
 )
-
-// syncBuffer collects a process's output for the test to read while it
-// runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // daemonProc is a running `deskhook run`.
 type daemonProc struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	admin  string
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testenv.Output
+	stderr testenv.Output
 	done   chan struct{}
 	code   int
 }
