@@ -27,7 +27,7 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 		return nil, err
 	}
 	defer closeDB()
-	src := sourceConfig(db)
+	src := e.sourceConfig(db)
 	if _, err := cdc.Setup(ctx, src); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
@@ -48,7 +48,7 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 
 	settle()
 	e.say("bare pgoutput consumer over the backlog...")
-	bound, err := barePgoutput(ctx, db.ReplicationDSN(), bareSlot, src.Publication)
+	bound, err := barePgoutput(ctx, src.DSN, bareSlot, src.Publication)
 	if err != nil {
 		return nil, err
 	}
@@ -71,10 +71,17 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 		m.done(res, 0, time.Time{})
 		return nil, err
 	}
+	var walsender int // its counters start with the daemon's connection
+	if slot, err := cdc.SlotInfo(ctx, src); err == nil {
+		walsender = slot.ActivePID
+	}
 	werr := waitCount(ctx, t, "/fast", expected, 10*time.Minute)
 	last := t.lastArrival()
 	res.Events = t.count("/fast")
 	m.done(res, res.Events, time.Time{})
+	if cpu, _, ok := readSchedstat(walsender); ok && walsender > 0 && res.Events > 0 {
+		res.extra("walsender_cpu_us_per_event", float64(cpu.Microseconds())/float64(res.Events))
+	}
 	time.Sleep(200 * time.Millisecond) // anything beyond the expected would show now
 	p.pipelineMetrics(res, expected)
 	if err := p.stop(); err != nil {

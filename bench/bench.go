@@ -49,6 +49,11 @@ type Options struct {
 	StateSize int
 	// DaemonLog receives the daemon's warnings and errors (nil: none).
 	DaemonLog io.Writer
+	// TCP connects everything to PostgreSQL over TCP on loopback instead of
+	// its Unix-domain socket (the default, as a sidecar on the database's
+	// host would): the daemon's replication stream and lookups, the bare
+	// pgoutput consumer and the simulator.
+	TCP bool
 	// LiveRates adds a live scenario per rate (events/s), named liveN and
 	// run after the others, like live2000 with writers in proportion
 	// (6 per 1000 events/s, at least 4): latency against offered load.
@@ -98,6 +103,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer os.RemoveAll(e.work)
 	rep.Machine.Fsync = measureFsync(e.work, 200)
 	e.say("fdatasync of 4 KiB in %s: p50 %.3f ms, p99 %.3f ms", e.work, rep.Machine.Fsync.P50, rep.Machine.Fsync.P99)
+	rep.Machine.SyscallNs = measureSyscall(200_000)
+	e.say("one system call (getppid): %.0f ns", rep.Machine.SyscallNs)
 
 	e.say("starting PostgreSQL (fsync on)...")
 	e.srv, err = testenv.StartServer(ctx, testenv.WithSettings(map[string]string{
@@ -113,6 +120,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer e.srv.Close()
+	rep.Machine.PGVia = "unix socket"
+	if opts.TCP {
+		rep.Machine.PGVia = "tcp loopback"
+	} else if _, err := e.srv.SocketDSN("postgres"); err != nil {
+		return nil, fmt.Errorf("bench: %w (or run with --tcp)", err)
+	}
 	rep.Machine.PostgreSQL = e.serverVersion(ctx)
 
 	if e.rcv, err = testenv.StartReceiver("127.0.0.1:0"); err != nil {
@@ -219,7 +232,7 @@ func (e *env) serverVersion(ctx context.Context) string {
 		return "?"
 	}
 	defer e.srv.DropDatabase(context.WithoutCancel(ctx), db.Name)
-	pool, err := pgxpool.New(ctx, db.DSN)
+	pool, err := pgxpool.New(ctx, e.dsn(db))
 	if err != nil {
 		return "?"
 	}
@@ -242,7 +255,7 @@ func (e *env) scenarioDB(ctx context.Context, name string, conns int32, fastFill
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	pc, err := pgxpool.ParseConfig(db.DSN)
+	pc, err := pgxpool.ParseConfig(e.dsn(db))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -264,9 +277,20 @@ func (e *env) scenarioDB(ctx context.Context, name string, conns int32, fastFill
 	return db, pool, closeFn, nil
 }
 
+// dsn is how every connection of the bench reaches db: through the
+// server's Unix-domain socket, or over TCP with Options.TCP. Run checked
+// that the socket exists.
+func (e *env) dsn(db *testenv.DB) string {
+	if e.opts.TCP {
+		return db.DSN
+	}
+	dsn, _ := db.SocketDSN()
+	return dsn
+}
+
 // sourceConfig is the daemon's source section for db.
-func sourceConfig(db *testenv.DB) cdc.Config {
-	c := cdc.Config{DSN: db.DSN}
+func (e *env) sourceConfig(db *testenv.DB) cdc.Config {
+	c := cdc.Config{DSN: e.dsn(db)}
 	c.SetDefaults()
 	return c
 }
@@ -294,7 +318,7 @@ const benchAppKey = "base64:ZGVza2hvb2stYmVuY2gta2V5LTMyLWJ5dGVzLWxvbmc="
 func (e *env) startDaemon(ctx context.Context, db *testenv.DB, eps []sender.Endpoint, before func(*daemon.Daemon) error) (*pipeline, error) {
 	store := filepath.Join(e.work, fmt.Sprintf("outbox-%d.db", e.dbs))
 	cfg := &daemon.Config{
-		Source:          cdc.Config{DSN: db.DSN},
+		Source:          cdc.Config{DSN: e.dsn(db)},
 		Store:           daemon.StoreConfig{Path: store},
 		Admin:           daemon.AdminConfig{Listen: "off"},
 		Log:             daemon.LogConfig{Level: "warn"},
@@ -377,6 +401,7 @@ type measured struct {
 	cpu0     time.Duration
 	busy0    time.Duration // the machine's
 	pg0      time.Duration // PostgreSQL's
+	sys0     int64         // this process's read and write system calls (rwSyscalls)
 	mem      *memSampler
 	cpuProf  *os.File
 	peakHeap atomic.Pointer[[]byte]
@@ -407,6 +432,7 @@ func (e *env) measure(name string, keepPeakHeap bool) *measured {
 	}
 	m.mem = sampleMem(100*time.Millisecond, onPeak)
 	m.start, m.cpu0, m.busy0, m.pg0 = time.Now(), cpuTime(), machineBusy(), serverCPU(e.srv.DataDir)
+	m.sys0, _ = rwSyscalls(0)
 	return m
 }
 
@@ -433,6 +459,9 @@ func (m *measured) done(res *Result, events int, steadyFrom time.Time) {
 		res.PgCPUPer1000 = pg.Seconds() * 1000 / float64(events)
 	}
 	res.OtherCores = max(0, (busy-cpu-pg).Seconds()/elapsed.Seconds())
+	if sys, ok := rwSyscalls(0); ok && events > 0 && m.sys0 > 0 {
+		res.extra("process_rw_syscalls_per_event", float64(sys-m.sys0)/float64(events))
+	}
 	if m.e.opts.ProfileDir == "" {
 		return
 	}

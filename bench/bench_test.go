@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +17,22 @@ import (
 // that it completes and that every event arrived, and that the report
 // renders: no timing is asserted.
 func TestSmokeBacklog(t *testing.T) {
+	for _, tcp := range []bool{false, true} {
+		via := map[bool]string{false: "unix socket", true: "tcp loopback"}[tcp]
+		t.Run(strings.ReplaceAll(via, " ", "_"), func(t *testing.T) { smokeBacklog(t, tcp, via) })
+	}
+}
+
+func smokeBacklog(t *testing.T, tcp bool, via string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var progress bytes.Buffer
-	rep, err := Run(ctx, Options{Scenarios: []string{"backlog"}, Scale: 0.005, Progress: &progress})
+	rep, err := Run(ctx, Options{Scenarios: []string{"backlog"}, Scale: 0.005, Progress: &progress, TCP: tcp})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	if rep.Machine.PGVia != via || rep.Machine.SyscallNs <= 0 {
+		t.Errorf("machine: PostgreSQL via %q (want %q), system call %.0f ns (want > 0)", rep.Machine.PGVia, via, rep.Machine.SyscallNs)
 	}
 	if len(rep.Results) != 1 {
 		t.Fatalf("%d results, want 1", len(rep.Results))
@@ -35,6 +46,15 @@ func TestSmokeBacklog(t *testing.T) {
 	}
 	if p := rep.Bounds.Pgoutput; p == nil || p.Transactions < res.Expected {
 		t.Errorf("bare pgoutput bound: %+v, want at least one transaction per event", p)
+	} else if runtime.GOOS == "linux" && p.WalsenderCPUPerTxnUs <= 0 {
+		t.Errorf("bare pgoutput bound: no walsender CPU (%+v)", p)
+	}
+	if runtime.GOOS == "linux" {
+		for _, k := range []string{"process_rw_syscalls_per_event", "walsender_cpu_us_per_event"} {
+			if res.Extra[k] <= 0 {
+				t.Errorf("backlog %s = %v, want > 0 (extras %v)", k, res.Extra[k], res.Extra)
+			}
+		}
 	}
 	var table, js bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil {

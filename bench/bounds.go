@@ -21,6 +21,17 @@ import (
 	"github.com/deskhook/deskhook/mapping"
 )
 
+// measureSyscall returns the mean cost of a trivial system call in ns: every
+// socket read and write pays it before doing any work, and on some virtual
+// machines it is ten times what it is on bare metal.
+func measureSyscall(n int) float64 {
+	start := time.Now()
+	for range n {
+		syscall.Getppid()
+	}
+	return float64(time.Since(start).Nanoseconds()) / float64(n)
+}
+
 // measureFsync overwrites 4 KiB and calls fdatasync n times in dir, as
 // bbolt's commit does, and returns the latencies.
 func measureFsync(dir string, n int) Latency {
@@ -137,10 +148,15 @@ const endMarker = "deskhook-bench-end"
 // parsing every pgoutput message and copying every column's text (decode
 // only: no mapping, no storing). It never confirms, so the slot can be
 // dropped afterwards.
-func barePgoutput(ctx context.Context, replDSN, slot, publication string) (*PgoutputBound, error) {
+func barePgoutput(ctx context.Context, dsn, slot, publication string) (*PgoutputBound, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	conn, err := pgconn.Connect(ctx, replDSN)
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("bare pgoutput: %w", err)
+	}
+	pc.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("bare pgoutput: connect: %w", err)
 	}
@@ -225,6 +241,11 @@ func barePgoutput(ctx context.Context, replDSN, slot, publication string) (*Pgou
 				b.RowsPerSec = float64(b.Rows) / b.Seconds
 				b.TxnsPerSec = float64(b.Transactions) / b.Seconds
 				b.CPUPer1000 = (cpuTime() - cpu0).Seconds() // CPU seconds; the caller divides by the events
+				// The walsender started with this connection: its CPU so
+				// far is this run's.
+				if cpu, _, ok := readSchedstat(int(conn.PID())); ok {
+					b.WalsenderCPUPerTxnUs = float64(cpu.Microseconds()) / float64(b.Transactions)
+				}
 				_ = sink
 				return &b, nil
 			}

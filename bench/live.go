@@ -101,7 +101,7 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 		return nil, err
 	}
 	defer closeDB()
-	if _, err := cdc.Setup(ctx, sourceConfig(db)); err != nil {
+	if _, err := cdc.Setup(ctx, e.sourceConfig(db)); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	eps := []sender.Endpoint{e.endpoint("fast")}
@@ -143,7 +143,7 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	e.say("%s: %.0f events/s for %s (%d tickets × 5 actions, %d writers; the first %s is warm-up)...",
 		s.name, s.rate, dur, tickets, s.writers, warm)
 	var walsender *schedSampler
-	if slot, err := cdc.SlotInfo(ctx, sourceConfig(db)); err == nil && slot.ActivePID > 0 {
+	if slot, err := cdc.SlotInfo(ctx, e.sourceConfig(db)); err == nil && slot.ActivePID > 0 {
 		walsender = sampleSched(slot.ActivePID, 20*time.Millisecond)
 	}
 	if walsender != nil {

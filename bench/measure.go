@@ -179,6 +179,37 @@ func summarize(d []time.Duration) *Latency {
 	return &Latency{Samples: len(d), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: float64(d[len(d)-1]) / 1e6}
 }
 
+// rwSyscalls is how many read- and write-class system calls (read, recv,
+// pread, write, send, pwrite…) process pid has made so far (0 for this
+// process), from /proc/PID/io; false where that file cannot be read. On a
+// machine where a system call is expensive, their number per event is
+// what sets a socket-bound pipeline's speed.
+func rwSyscalls(pid int) (int64, bool) {
+	path := "/proc/self/io"
+	if pid != 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/io"
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	var n int64
+	found := 0
+	for _, l := range strings.Split(string(raw), "\n") {
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || (k != "syscr" && k != "syscw") {
+			continue
+		}
+		c, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		n += c
+		found++
+	}
+	return n, found == 2
+}
+
 // clockTick is the unit of /proc's CPU counters (USER_HZ, 100 on Linux).
 const clockTick = 10 * time.Millisecond
 

@@ -23,7 +23,7 @@ func (e *env) outboxSize(ctx context.Context, _ *Report) (*Result, error) {
 		return nil, err
 	}
 	defer closeDB()
-	if _, err := cdc.Setup(ctx, sourceConfig(db)); err != nil {
+	if _, err := cdc.Setup(ctx, e.sourceConfig(db)); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	park := func(d *daemon.Daemon) error {
@@ -133,7 +133,7 @@ func (e *env) largeTxn(ctx context.Context, _ *Report) (*Result, error) {
 		SELECT 'BNCH-' || g, 5, 1, 1, 1, 1, 1, 1, 1, now(), now(), now(), 0, 5 FROM generate_series(1, %d) g`, rows)); err != nil {
 		return nil, err
 	}
-	if _, err := cdc.Setup(ctx, sourceConfig(db)); err != nil {
+	if _, err := cdc.Setup(ctx, e.sourceConfig(db)); err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	t := newTracker("/fast", false)

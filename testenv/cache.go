@@ -25,7 +25,7 @@ import (
 
 // cacheFormat changes whenever buildCache makes a different data directory
 // from the same schema, retiring older entries.
-const cacheFormat = "1"
+const cacheFormat = "2"
 
 // cacheRoot is the per-user cache directory, shared by all test processes.
 func cacheRoot(u osUser) (string, error) {
@@ -177,7 +177,8 @@ func buildCache(ctx context.Context, bins binaries, u osUser, root, key, entry s
 		return fmt.Errorf("testenv: initdb (%s, as uid %d) failed: %w\n%s", bins.initdb(), u.uid, err, out)
 	}
 	// Settings live in deskhook.conf, written per cluster; authentication
-	// trusts every local TCP connection, replication included.
+	// trusts every local connection (TCP on loopback and the cluster's
+	// private Unix-domain socket), replication included.
 	conf, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("testenv: %w", err)
@@ -187,7 +188,9 @@ func buildCache(ctx context.Context, bins binaries, u osUser, root, key, entry s
 	if err != nil {
 		return fmt.Errorf("testenv: %w", err)
 	}
-	hba := "# deskhook testenv: trust everything local, TCP only\n" +
+	hba := "# deskhook testenv: trust everything local\n" +
+		"local all all trust\n" +
+		"local replication all trust\n" +
 		"host all all 127.0.0.1/32 trust\n" +
 		"host replication all 127.0.0.1/32 trust\n" +
 		"host all all ::1/128 trust\n" +
@@ -200,7 +203,7 @@ func buildCache(ctx context.Context, bins binaries, u osUser, root, key, entry s
 	}
 
 	s := &Server{Host: "127.0.0.1", DataDir: data, bins: bins, user: u, dir: tmp,
-		settings: serverSettings(options{noFsync: true})}
+		settings: serverSettings(options{noFsync: true}, "")}
 	s.logPath = filepath.Join(data, "server.log")
 	for attempt := 0; ; attempt++ {
 		if s.Port, err = freePort(); err != nil {

@@ -147,6 +147,10 @@ func Postgres(t testing.TB, opts ...Option) *DB {
 // replication connection to this database.
 func (d *DB) ReplicationDSN() string { return withParam(d.DSN, "replication", "database") }
 
+// SocketDSN is DSN through the cluster's Unix-domain socket (see
+// Server.SocketDSN).
+func (d *DB) SocketDSN() (string, error) { return d.Server.SocketDSN(d.Name) }
+
 // Pool opens a connection pool to the database, closed at cleanup.
 func (d *DB) Pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()

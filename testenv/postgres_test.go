@@ -85,7 +85,7 @@ func TestServerSettings(t *testing.T) {
 	}{
 		{"shared", nil, map[string]string{
 			"wal_level": "logical", "max_replication_slots": "64", "max_wal_senders": "64",
-			"fsync": "on", "listen_addresses": "127.0.0.1", "unix_socket_directories": "", "TimeZone": "UTC",
+			"fsync": "on", "listen_addresses": "127.0.0.1", "TimeZone": "UTC",
 		}},
 		{"no fsync", []Option{NoFsync()}, map[string]string{"wal_level": "logical", "fsync": "off"}},
 		{"settings", []Option{WithSettings(map[string]string{"wal_sender_timeout": "10s"})},
@@ -531,5 +531,51 @@ func TestUnreachableTempDir(t *testing.T) {
 	}
 	if err := reachable(inner, osUser{}); err != nil {
 		t.Errorf("without switching users: %v", err)
+	}
+}
+
+// TestSocketDSN connects through the cluster's Unix-domain socket, for
+// queries and for logical replication, as the benchmark does.
+func TestSocketDSN(t *testing.T) {
+	var opts []Option
+	if os.Getenv(DSNEnv) != "" {
+		opts = append(opts, Dedicated()) // the external server has no socket of ours
+	}
+	db := Postgres(t, opts...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dsn, err := db.SocketDSN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connecting through %s: %v", dsn, err)
+	}
+	var name string
+	var viaSocket bool
+	err = conn.QueryRow(ctx, "SELECT current_database(), inet_server_addr() IS NULL").Scan(&name, &viaSocket)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name != db.Name || !viaSocket {
+		t.Errorf("through %s: database %q (want %q), Unix-domain socket %v (want true)", dsn, name, db.Name, viaSocket)
+	}
+
+	repl, err := pgconn.Connect(ctx, withParam(dsn, "replication", "database"))
+	if err != nil {
+		t.Fatalf("replication connection through the socket: %v", err)
+	}
+	defer repl.Close(context.Background())
+	if sys, err := pglogrepl.IdentifySystem(ctx, repl); err != nil || sys.DBName != db.Name {
+		t.Errorf("IDENTIFY_SYSTEM through the socket: %+v, %v", sys, err)
+	}
+
+	if _, err := (&Server{external: "postgres://x/y"}).SocketDSN("y"); err == nil {
+		t.Error("an external server gave a socket DSN")
+	}
+	if got := socketDir("/tmp/" + strings.Repeat("d", 100)); got != "" {
+		t.Errorf("socketDir of a path too long for a socket = %q, want none", got)
 	}
 }

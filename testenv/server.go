@@ -82,7 +82,7 @@ func startLocal(ctx context.Context, o options) (*Server, error) {
 		bins:     bins,
 		user:     u,
 		dir:      dir,
-		settings: serverSettings(o),
+		settings: serverSettings(o, socketDir(dir)),
 		template: templateDB,
 	}
 	s.logPath = filepath.Join(s.DataDir, "server.log")
@@ -117,11 +117,12 @@ func startLocal(ctx context.Context, o options) (*Server, error) {
 }
 
 // serverSettings are the cluster's settings: what a logical-replication
-// test needs, then the caller's overrides.
-func serverSettings(o options) map[string]string {
+// test needs, then the caller's overrides. sockets is the directory of the
+// cluster's Unix-domain socket ("" for none).
+func serverSettings(o options, sockets string) map[string]string {
 	set := map[string]string{
 		"listen_addresses":        "127.0.0.1",
-		"unix_socket_directories": "",
+		"unix_socket_directories": sockets,
 		"wal_level":               "logical",
 		"max_replication_slots":   "64",
 		"max_wal_senders":         "64",
@@ -374,6 +375,36 @@ func (s *Server) DSN(db string) string {
 		RawQuery: "sslmode=disable",
 	}
 	return u.String()
+}
+
+// SocketDSN is like DSN, through the cluster's Unix-domain socket: how a
+// client on the same host usually connects, without TCP's cost on every
+// message. It fails for an external server and for a cluster whose
+// temporary directory is too long a path for a socket.
+func (s *Server) SocketDSN(db string) (string, error) {
+	dir := s.settings["unix_socket_directories"]
+	switch {
+	case s.external != "":
+		return "", fmt.Errorf("testenv: no Unix-domain socket on the %s server", DSNEnv)
+	case dir == "":
+		return "", fmt.Errorf("testenv: the cluster in %s has no Unix-domain socket (its path would exceed %d bytes)",
+			s.dir, maxSocketPath)
+	}
+	return fmt.Sprintf("host=%s port=%d user=%s dbname='%s' sslmode=disable",
+		dir, s.Port, superuser, strings.ReplaceAll(db, "'", `\'`)), nil
+}
+
+// maxSocketPath is the longest socket path every Unix takes (sun_path is
+// 104 bytes on the BSDs, 108 on Linux, both counting the final NUL).
+const maxSocketPath = 103
+
+// socketDir is dir when the socket PostgreSQL creates there fits a
+// socket address, else "" (no socket: TCP only).
+func socketDir(dir string) string {
+	if len(filepath.Join(dir, ".s.PGSQL.65535")) > maxSocketPath {
+		return ""
+	}
+	return dir
 }
 
 // freePort asks the kernel for a port on 127.0.0.1 nobody listens on.

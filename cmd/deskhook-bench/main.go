@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stateSize := fs.Int("state-size", 0, "the daemon's faveo.state_size (0: its default)")
 	from := fs.String("table-from", "", "print the table of a report saved with --json, and run nothing")
 	verbose := fs.Bool("v", false, "show the daemon's warnings and errors")
+	tcp := fs.Bool("tcp", false, "connect to PostgreSQL over TCP on loopback instead of its Unix-domain socket")
 	rates := fs.String("live-rates", "", "comma-separated simulator rates (events/s, e.g. 1000,1500,2000): one live\n"+
 		"scenario per rate (liveN, writers in proportion), latency against offered load; with no\n"+
 		"--scenarios, only these run")
@@ -71,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return rep.WriteTable(stdout)
 	}
-	opts := bench.Options{Scale: 1, ProfileDir: *profiles, Progress: stderr, StateSize: *stateSize}
+	opts := bench.Options{Scale: 1, ProfileDir: *profiles, Progress: stderr, StateSize: *stateSize, TCP: *tcp}
 	if *quick {
 		opts.Scale = 0.1
 	}
