@@ -195,7 +195,10 @@ func (l *Lookup) TicketFacts(ctx context.Context, qs []mapping.FactsQuery) (map[
 		return nil, l.factsErr(err)
 	}
 	defer rows.Close()
-	const fixed = 6 // ticket_id, count, max id, poster, collaborators, attachments
+	// ticket_id, count, max id, poster, collaborators, attachments, and
+	// whether a first thread was found (its own first column may be NULL
+	// in a table laid out otherwise than Faveo's).
+	const fixed = 7
 	var t *change.Table
 	var oids []uint32
 	for rows.Next() {
@@ -213,7 +216,7 @@ func (l *Lookup) TicketFacts(ctx context.Context, qs []mapping.FactsQuery) (map[
 		id := num(0)
 		f := mapping.TicketFacts{ThreadCount: num(1), MaxThreadID: num(2), LastPoster: string(raw[3]),
 			CollaboratorCount: num(4), AttachmentCount: num(5)}
-		if raw[fixed] != nil { // the first thread's id: NULL when it has none
+		if string(raw[fixed-1]) == "t" {
 			if t == nil {
 				t, oids = l.tableFor(l.cfg.Tables.Threads, rows.FieldDescriptions()[fixed:])
 			}
@@ -272,7 +275,8 @@ func (l *Lookup) factsSQL() string {
 		LEFT JOIN ac ON ac.ticket_id = q.ticket_id`
 	}
 	return sql + `
-	SELECT q.ticket_id, COALESCE(th.n, 0), COALESCE(th.max_id, 0), COALESCE(lp.poster, ''), ` + collab + `, ` + attach + `, f.*
+	SELECT q.ticket_id, COALESCE(th.n, 0), COALESCE(th.max_id, 0), COALESCE(lp.poster, ''), ` + collab + `, ` + attach + `,
+		f.id IS NOT NULL, f.*
 	FROM q LEFT JOIN th ON th.ticket_id = q.ticket_id
 		LEFT JOIN ` + threads + ` lp ON lp.id = th.last_id
 		LEFT JOIN ` + threads + ` f ON f.id = th.first_id` + joins

@@ -269,6 +269,24 @@ func TestLookupTicketFacts(t *testing.T) {
 	if _, err := l3.TicketFacts(ctx, factsQueries(0, a.TicketID)); err == nil || !strings.Contains(err.Error(), "no_such_table") {
 		t.Errorf("missing collaborator table: %v", err)
 	}
+	// A thread table laid out otherwise than Faveo's, whose first column
+	// is NULL: the first thread is still found.
+	db.Exec(t, `CREATE TABLE custom_threads (remark text, LIKE ticket_thread INCLUDING ALL)`)
+	db.Exec(t, `INSERT INTO custom_threads SELECT NULL, * FROM ticket_thread`)
+	custom := cfg
+	custom.Tables.Threads = "custom_threads"
+	l4, err := NewLookup(ctx, custom, LookupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l4.Close()
+	f, err := l4.TicketFacts(ctx, factsQueries(0, a.TicketID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := f[a.TicketID].FirstThread.Int("id"); id != a.ThreadID || f[a.TicketID].ThreadCount != 3 {
+		t.Errorf("custom thread table with a NULL first column: first thread %d (want %d), %+v", id, a.ThreadID, f[a.TicketID])
+	}
 }
 
 func factsQueries(mark int64, ids ...int64) []mapping.FactsQuery {
