@@ -55,6 +55,7 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 	bound.Events = expected
 	bound.EventsPerSec = float64(expected) / bound.Seconds
 	bound.CPUPer1000 = bound.CPUPer1000 * 1000 / float64(expected)
+	bound.WalsenderCPUPerEventUs = bound.WalsenderCPUPerEventUs / float64(expected)
 	rep.Bounds.Pgoutput = bound
 	if err := dropSlot(ctx, pool, bareSlot); err != nil {
 		return nil, err
@@ -79,7 +80,7 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 	last := t.lastArrival()
 	res.Events = t.count("/fast")
 	m.done(res, res.Events, time.Time{})
-	if cpu, _, ok := readSchedstat(walsender); ok && walsender > 0 && res.Events > 0 {
+	if cpu, ok := walsenderCPU(walsender); ok && res.Events > 0 {
 		res.extra("walsender_cpu_us_per_event", float64(cpu.Microseconds())/float64(res.Events))
 	}
 	time.Sleep(200 * time.Millisecond) // anything beyond the expected would show now
@@ -97,6 +98,18 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 	}
 	e.sample = t.first
 	return res, nil
+}
+
+// walsenderCPU is the CPU time walsender pid has used so far (false for
+// pid 0 or where /proc cannot tell). A walsender lives as long as its
+// replication connection, so read at the end of a stream it is that
+// stream's cost, its start-up included.
+func walsenderCPU(pid int) (time.Duration, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	cpu, _, ok := readSchedstat(pid)
+	return cpu, ok
 }
 
 // dropSlot drops a slot once its walsender has gone (it outlives the

@@ -432,7 +432,7 @@ func (e *env) measure(name string, keepPeakHeap bool) *measured {
 	}
 	m.mem = sampleMem(100*time.Millisecond, onPeak)
 	m.start, m.cpu0, m.busy0, m.pg0 = time.Now(), cpuTime(), machineBusy(), serverCPU(e.srv.DataDir)
-	m.sys0, _ = rwSyscalls(0)
+	m.sys0, _ = rwSyscalls()
 	return m
 }
 
@@ -459,7 +459,7 @@ func (m *measured) done(res *Result, events int, steadyFrom time.Time) {
 		res.PgCPUPer1000 = pg.Seconds() * 1000 / float64(events)
 	}
 	res.OtherCores = max(0, (busy-cpu-pg).Seconds()/elapsed.Seconds())
-	if sys, ok := rwSyscalls(0); ok && events > 0 && m.sys0 > 0 {
+	if sys, ok := rwSyscalls(); ok && events > 0 && m.sys0 > 0 {
 		res.extra("process_rw_syscalls_per_event", float64(sys-m.sys0)/float64(events))
 	}
 	if m.e.opts.ProfileDir == "" {

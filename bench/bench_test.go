@@ -46,7 +46,7 @@ func smokeBacklog(t *testing.T, tcp bool, via string) {
 	}
 	if p := rep.Bounds.Pgoutput; p == nil || p.Transactions < res.Expected {
 		t.Errorf("bare pgoutput bound: %+v, want at least one transaction per event", p)
-	} else if runtime.GOOS == "linux" && p.WalsenderCPUPerTxnUs <= 0 {
+	} else if runtime.GOOS == "linux" && p.WalsenderCPUPerEventUs <= 0 {
 		t.Errorf("bare pgoutput bound: no walsender CPU (%+v)", p)
 	}
 	if runtime.GOOS == "linux" {

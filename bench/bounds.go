@@ -241,10 +241,8 @@ func barePgoutput(ctx context.Context, dsn, slot, publication string) (*Pgoutput
 				b.RowsPerSec = float64(b.Rows) / b.Seconds
 				b.TxnsPerSec = float64(b.Transactions) / b.Seconds
 				b.CPUPer1000 = (cpuTime() - cpu0).Seconds() // CPU seconds; the caller divides by the events
-				// The walsender started with this connection: its CPU so
-				// far is this run's.
-				if cpu, _, ok := readSchedstat(int(conn.PID())); ok {
-					b.WalsenderCPUPerTxnUs = float64(cpu.Microseconds()) / float64(b.Transactions)
+				if cpu, ok := walsenderCPU(int(conn.PID())); ok {
+					b.WalsenderCPUPerEventUs = float64(cpu.Microseconds()) // µs; the caller divides by the events
 				}
 				_ = sink
 				return &b, nil

@@ -179,17 +179,15 @@ func summarize(d []time.Duration) *Latency {
 	return &Latency{Samples: len(d), P50: q(0.50), P90: q(0.90), P99: q(0.99), Max: float64(d[len(d)-1]) / 1e6}
 }
 
-// rwSyscalls is how many read- and write-class system calls (read, recv,
-// pread, write, send, pwrite…) process pid has made so far (0 for this
-// process), from /proc/PID/io; false where that file cannot be read. On a
-// machine where a system call is expensive, their number per event is
-// what sets a socket-bound pipeline's speed.
-func rwSyscalls(pid int) (int64, bool) {
-	path := "/proc/self/io"
-	if pid != 0 {
-		path = "/proc/" + strconv.Itoa(pid) + "/io"
-	}
-	raw, err := os.ReadFile(path)
+// rwSyscalls is how many read- and write-class system calls this whole
+// process (daemon, receiver, simulator, the bench's samplers) has made so
+// far, from /proc/self/io (syscr + syscw: read, readv, pread, write,
+// writev, pwrite — Go's sockets use read and write, so every HTTP and
+// PostgreSQL message counts; epoll, futex and fdatasync do not); false
+// where that file cannot be read. Linux counts send and recv elsewhere, so
+// this would undercount PostgreSQL's processes: it is for ours only.
+func rwSyscalls() (int64, bool) {
+	raw, err := os.ReadFile("/proc/self/io")
 	if err != nil {
 		return 0, false
 	}

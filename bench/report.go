@@ -140,11 +140,12 @@ type PgoutputBound struct {
 	TxnsPerSec   float64 `json:"txns_per_s"`
 	EventsPerSec float64 `json:"events_per_s"`
 	CPUPer1000   float64 `json:"cpu_s_per_1000_events"`
-	// WalsenderCPUPerTxnUs is the CPU the walsender serving it spent per
-	// transaction, in µs (0 where /proc could not tell). The walsender is
-	// one process: 1e6 / this is the most transactions per second it can
-	// send on this machine, whoever consumes them.
-	WalsenderCPUPerTxnUs float64 `json:"walsender_cpu_us_per_txn,omitempty"`
+	// WalsenderCPUPerEventUs is the CPU the walsender serving it spent per
+	// business event, in µs, its start-up included (0 where /proc could
+	// not tell). The walsender is one process: 1e6 / this is a CPU-only
+	// ceiling on the events per second it can send of this WAL with these
+	// plugin options, given a whole core.
+	WalsenderCPUPerEventUs float64 `json:"walsender_cpu_us_per_event,omitempty"`
 }
 
 // HTTPBound is the bare client's result on Conns connections.
@@ -182,10 +183,10 @@ func evaluate(r *Report) []Target {
 	}
 	if b := r.result("backlog"); b != nil {
 		got := fmt.Sprintf("%.0f events/s", b.EventsPerSec)
-		if p := r.Bounds.Pgoutput; p != nil && p.WalsenderCPUPerTxnUs > 0 {
-			// One transaction per event: the walsender's own CPU per
-			// transaction caps the stream whoever reads it.
-			got += fmt.Sprintf(" (PostgreSQL's walsender alone can send at most %.0f/s here)", 1e6/p.WalsenderCPUPerTxnUs)
+		if p := r.Bounds.Pgoutput; p != nil && p.WalsenderCPUPerEventUs > 0 {
+			// The walsender is one process: its CPU per event caps the
+			// stream, given a whole core and nothing else to run.
+			got += fmt.Sprintf(" (PostgreSQL's walsender alone: at most %.0f/s on a whole core)", 1e6/p.WalsenderCPUPerEventUs)
 		}
 		add("catch-up throughput", "≥ 25000 events/s", got, b.EventsPerSec >= 25000 && b.Events == b.Expected)
 	}
@@ -301,9 +302,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if p := b.Pgoutput; p != nil {
 			fmt.Fprintf(w, "  bare pgoutput consumer over the backlog: %d rows, %d txns in %.2fs = %.0f rows/s, %.0f txns/s, %.0f business events/s (CPU %.3f s/1k events)\n",
 				p.Rows, p.Transactions, p.Seconds, p.RowsPerSec, p.TxnsPerSec, p.EventsPerSec, p.CPUPer1000)
-			if p.WalsenderCPUPerTxnUs > 0 {
-				fmt.Fprintf(w, "    its walsender (one process): %.1f µs of CPU per transaction, so at most %.0f txns/s on one core\n",
-					p.WalsenderCPUPerTxnUs, 1e6/p.WalsenderCPUPerTxnUs)
+			if p.WalsenderCPUPerEventUs > 0 {
+				fmt.Fprintf(w, "    its walsender (one process): %.1f µs of CPU per event: at most %.0f events/s given a whole core\n",
+					p.WalsenderCPUPerEventUs, 1e6/p.WalsenderCPUPerEventUs)
 			}
 		}
 		for _, h := range b.HTTP {

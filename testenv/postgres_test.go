@@ -102,6 +102,11 @@ func TestServerSettings(t *testing.T) {
 					t.Errorf("%s = %q, want %q", k, got, want)
 				}
 			}
+			if os.Getenv(DSNEnv) == "" {
+				if got := show(t, db, "unix_socket_directories"); got == "" || got != socketDir(db.Server.dir) {
+					t.Errorf("unix_socket_directories = %q, want the cluster's own directory %q", got, db.Server.dir)
+				}
+			}
 		})
 	}
 }
@@ -575,7 +580,38 @@ func TestSocketDSN(t *testing.T) {
 	if _, err := (&Server{external: "postgres://x/y"}).SocketDSN("y"); err == nil {
 		t.Error("an external server gave a socket DSN")
 	}
-	if got := socketDir("/tmp/" + strings.Repeat("d", 100)); got != "" {
-		t.Errorf("socketDir of a path too long for a socket = %q, want none", got)
+}
+
+// TestSocketDSNQuoting: a temporary directory or database name with
+// spaces, quotes or backslashes survives the key=value connection string;
+// directories that cannot hold a socket give none.
+func TestSocketDSNQuoting(t *testing.T) {
+	for _, dir := range []string{"/tmp/plain", "/tmp/with space", `/tmp/it's`, `/tmp/back\slash`} {
+		s := &Server{dir: dir, Port: 5432, settings: serverSettings(options{}, socketDir(dir))}
+		const db = `d'b \ x`
+		dsn, err := s.SocketDSN(db)
+		if err != nil {
+			t.Fatalf("%q: %v", dir, err)
+		}
+		cfg, err := pgconn.ParseConfig(dsn)
+		if err != nil {
+			t.Fatalf("%q: %s does not parse: %v", dir, dsn, err)
+		}
+		if cfg.Host != dir || cfg.Port != 5432 || cfg.Database != db || cfg.User != superuser {
+			t.Errorf("%q: %s reads as host %q port %d database %q user %q", dir, dsn, cfg.Host, cfg.Port, cfg.Database, cfg.User)
+		}
+	}
+	for _, dir := range []string{"/tmp/" + strings.Repeat("d", 100), "/tmp/a,b"} {
+		if got := socketDir(dir); got != "" {
+			t.Errorf("socketDir(%q) = %q, want none", dir, got)
+		}
+		s := &Server{dir: dir, settings: serverSettings(options{}, socketDir(dir))}
+		if _, err := s.SocketDSN("x"); err == nil {
+			t.Errorf("%q: a socket DSN for a cluster without a socket", dir)
+		}
+	}
+	moved := &Server{dir: "/tmp/own", settings: serverSettings(options{settings: map[string]string{"unix_socket_directories": "/elsewhere"}}, "/tmp/own")}
+	if _, err := moved.SocketDSN("x"); err == nil || !strings.Contains(err.Error(), "/elsewhere") {
+		t.Errorf("socket moved by the caller's settings: %v", err)
 	}
 }

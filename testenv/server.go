@@ -378,30 +378,38 @@ func (s *Server) DSN(db string) string {
 }
 
 // SocketDSN is like DSN, through the cluster's Unix-domain socket: how a
-// client on the same host usually connects, without TCP's cost on every
-// message. It fails for an external server and for a cluster whose
-// temporary directory is too long a path for a socket.
+// client on the same host usually connects, without TCP's work on every
+// message. It fails for an external server, for a cluster whose temporary
+// directory cannot hold a socket (too long a path, or a comma, which
+// PostgreSQL reads as a list) and when the caller's settings moved the
+// socket.
 func (s *Server) SocketDSN(db string) (string, error) {
 	dir := s.settings["unix_socket_directories"]
 	switch {
 	case s.external != "":
 		return "", fmt.Errorf("testenv: no Unix-domain socket on the %s server", DSNEnv)
-	case dir == "":
-		return "", fmt.Errorf("testenv: the cluster in %s has no Unix-domain socket (its path would exceed %d bytes)",
-			s.dir, maxSocketPath)
+	case dir == "" || dir != socketDir(s.dir):
+		return "", fmt.Errorf("testenv: the cluster in %s has no Unix-domain socket of its own "+
+			"(unix_socket_directories = %q; a path over %d bytes or with a comma cannot hold one)", s.dir, dir, maxSocketPath)
 	}
-	return fmt.Sprintf("host=%s port=%d user=%s dbname='%s' sslmode=disable",
-		dir, s.Port, superuser, strings.ReplaceAll(db, "'", `\'`)), nil
+	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable",
+		quoteDSNValue(dir), s.Port, superuser, quoteDSNValue(db)), nil
+}
+
+// quoteDSNValue quotes v for a key=value connection string.
+func quoteDSNValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // maxSocketPath is the longest socket path every Unix takes (sun_path is
 // 104 bytes on the BSDs, 108 on Linux, both counting the final NUL).
 const maxSocketPath = 103
 
-// socketDir is dir when the socket PostgreSQL creates there fits a
-// socket address, else "" (no socket: TCP only).
+// socketDir is dir when PostgreSQL can create its socket there, else ""
+// (no socket: TCP only): the socket's path must fit a socket address, and
+// unix_socket_directories is a comma-separated list.
 func socketDir(dir string) string {
-	if len(filepath.Join(dir, ".s.PGSQL.65535")) > maxSocketPath {
+	if len(filepath.Join(dir, ".s.PGSQL.65535")) > maxSocketPath || strings.Contains(dir, ",") {
 		return ""
 	}
 	return dir
