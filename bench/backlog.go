@@ -57,6 +57,10 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 	bound.CPUPer1000 = bound.CPUPer1000 * 1000 / float64(expected)
 	bound.WalsenderCPUPerEventUs = bound.WalsenderCPUPerEventUs / float64(expected)
 	rep.Bounds.Pgoutput = bound
+	e.say("the same WAL through PostgreSQL's SQL interface...")
+	if rep.Bounds.SQLDecode, err = sqlPgoutput(ctx, pool, bareSlot, src.Publication); err != nil {
+		return nil, err
+	}
 	if err := dropSlot(ctx, pool, bareSlot); err != nil {
 		return nil, err
 	}

@@ -49,6 +49,9 @@ func smokeBacklog(t *testing.T, tcp bool, via string) {
 	} else if runtime.GOOS == "linux" && p.WalsenderCPUPerEventUs <= 0 {
 		t.Errorf("bare pgoutput bound: no walsender CPU (%+v)", p)
 	}
+	if q, p := rep.Bounds.SQLDecode, rep.Bounds.Pgoutput; q == nil || p == nil || q.Transactions != p.Transactions {
+		t.Errorf("SQL-interface bound: %+v, want as many transactions as the bare consumer read", q)
+	}
 	if runtime.GOOS == "linux" {
 		for _, k := range []string{"process_rw_syscalls_per_event", "walsender_cpu_us_per_event"} {
 			if res.Extra[k] <= 0 {
@@ -62,6 +65,11 @@ func smokeBacklog(t *testing.T, tcp bool, via string) {
 	}
 	if !strings.Contains(table.String(), "backlog") || !strings.Contains(table.String(), "catch-up throughput") {
 		t.Errorf("table lacks the backlog row or its target:\n%s", table.String())
+	}
+	for _, bound := range []string{"bare pgoutput consumer over the backlog", "SQL interface"} {
+		if n := strings.Count(table.String(), bound); n != 1 {
+			t.Errorf("table shows the %q bound %d times, want once:\n%s", bound, n, table.String())
+		}
 	}
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)

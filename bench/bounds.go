@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/deskhook/deskhook/mapping"
 )
@@ -249,4 +250,48 @@ func barePgoutput(ctx context.Context, dsn, slot, publication string) (*Pgoutput
 			}
 		}
 	}
+}
+
+// sqlPgoutput reads slot (without consuming it) through PostgreSQL's SQL
+// interface: a backend decodes the WAL with the same plugin and options as
+// the stream and sends the messages as rows, many to a write, where the
+// walsender checks its client once per WAL record and flushes once per
+// message. The gap between the two is what the replication protocol's
+// round trips cost on this machine.
+func sqlPgoutput(ctx context.Context, pool *pgxpool.Pool, slot, publication string) (*SQLDecodeBound, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sql decode: %w", err)
+	}
+	defer conn.Release()
+	var pid int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		return nil, fmt.Errorf("sql decode: %w", err)
+	}
+	cpu0, _, _ := readSchedstat(pid)
+	start := time.Now()
+	rows, err := conn.Query(ctx, `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
+		'proto_version', '1', 'publication_names', $2)`, slot, publication)
+	if err != nil {
+		return nil, fmt.Errorf("sql decode: %w", err)
+	}
+	var b SQLDecodeBound
+	for rows.Next() {
+		data := rows.RawValues()[0]
+		b.Messages++
+		if len(data) > 0 && data[0] == 'C' {
+			b.Transactions++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sql decode: %w", err)
+	}
+	b.Seconds = time.Since(start).Seconds()
+	if b.Transactions > 0 {
+		b.TxnsPerSec = float64(b.Transactions) / b.Seconds
+		if cpu1, _, ok := readSchedstat(pid); ok {
+			b.BackendCPUPerTxnUs = float64((cpu1 - cpu0).Microseconds()) / float64(b.Transactions)
+		}
+	}
+	return &b, nil
 }

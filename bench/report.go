@@ -125,6 +125,10 @@ type Bounds struct {
 	// Pgoutput: a bare pglogrepl consumer (parse every message, copy every
 	// column's text) over the backlog's WAL.
 	Pgoutput *PgoutputBound `json:"pgoutput,omitempty"`
+	// SQLDecode: the same WAL through PostgreSQL's SQL interface
+	// (pg_logical_slot_peek_binary_changes), to this process: decoding
+	// without the walsender's system calls per message.
+	SQLDecode *SQLDecodeBound `json:"sql_decode,omitempty"`
 	// HTTP: plain keep-alive POSTs of a real webhook body to the same
 	// receiver, on 1 and on 16 connections.
 	HTTP []HTTPBound `json:"http,omitempty"`
@@ -146,6 +150,17 @@ type PgoutputBound struct {
 	// ceiling on the events per second it can send of this WAL with these
 	// plugin options, given a whole core.
 	WalsenderCPUPerEventUs float64 `json:"walsender_cpu_us_per_event,omitempty"`
+}
+
+// SQLDecodeBound is the SQL interface's result.
+type SQLDecodeBound struct {
+	Messages     int     `json:"messages"`
+	Transactions int     `json:"transactions"`
+	Seconds      float64 `json:"seconds"`
+	TxnsPerSec   float64 `json:"txns_per_s"`
+	// BackendCPUPerTxnUs is the decoding backend's CPU per transaction
+	// (0 where /proc could not tell).
+	BackendCPUPerTxnUs float64 `json:"backend_cpu_us_per_txn,omitempty"`
 }
 
 // HTTPBound is the bare client's result on Conns connections.
@@ -297,7 +312,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 
 	b := r.Bounds
-	if b.Pgoutput != nil || len(b.HTTP) > 0 {
+	if b.Pgoutput != nil || b.SQLDecode != nil || len(b.HTTP) > 0 {
 		fmt.Fprintln(w, "\nbounds (same run):")
 		if p := b.Pgoutput; p != nil {
 			fmt.Fprintf(w, "  bare pgoutput consumer over the backlog: %d rows, %d txns in %.2fs = %.0f rows/s, %.0f txns/s, %.0f business events/s (CPU %.3f s/1k events)\n",
@@ -306,6 +321,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 				fmt.Fprintf(w, "    its walsender (one process): %.1f µs of CPU per event: at most %.0f events/s given a whole core\n",
 					p.WalsenderCPUPerEventUs, 1e6/p.WalsenderCPUPerEventUs)
 			}
+		}
+		if q := b.SQLDecode; q != nil {
+			fmt.Fprintf(w, "  the same WAL through PostgreSQL's SQL interface (pg_logical_slot_peek_binary_changes, rows to this process): %d txns in %.2fs = %.0f txns/s; its backend %.1f µs of CPU per transaction\n",
+				q.Transactions, q.Seconds, q.TxnsPerSec, q.BackendCPUPerTxnUs)
 		}
 		for _, h := range b.HTTP {
 			fmt.Fprintf(w, "  bare HTTP keep-alive, %2d conn: %.0f requests/s (%d-byte body; CPU client+receiver %.3f s/1k)\n",
