@@ -30,7 +30,7 @@ import (
 // follow the backlog so the bare HTTP client posts a body the daemon really
 // sent; the million-row transaction comes last because Go keeps some of the
 // memory it grew to.
-var Scenarios = []string{"backlog", "bounds", "live500", "live2000", "failures", "slow", "outbox", "largetxn"}
+var Scenarios = []string{"backlog", "bounds", "live500", "live2000", "failures", "slow", "second", "outbox", "largetxn"}
 
 // Options say what to run.
 type Options struct {
@@ -147,7 +147,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	runners := map[string]func(context.Context, *Report) (*Result, error){
 		"backlog": e.backlog, "bounds": e.bounds, "live500": e.live500, "live2000": e.live2000,
-		"failures": e.failures, "slow": e.slow, "outbox": e.outboxSize, "largetxn": e.largeTxn,
+		"failures": e.failures, "slow": e.slow, "second": e.second, "outbox": e.outboxSize, "largetxn": e.largeTxn,
 	}
 	for name, rate := range rated {
 		runners[name] = func(ctx context.Context, _ *Report) (*Result, error) {

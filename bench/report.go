@@ -238,6 +238,14 @@ func evaluate(r *Report) []Target {
 		add("slow endpoint: fast one unchanged", "p50, p99 within 1 ms of live500",
 			fmt.Sprintf("p50 %.2f vs %.2f, p99 %.2f vs %.2f ms", s.Latency.P50, live500.Latency.P50, s.Latency.P99, live500.Latency.P99), ok)
 	}
+	if s, c := r.result("slow"), r.result("second"); s != nil && s.Latency != nil && c != nil && c.Latency != nil {
+		// The control: a second endpoint that answers at once. Within
+		// 1 ms of it, slowness adds nothing beyond the cost of a second
+		// endpoint on the same cores.
+		ok := s.Latency.P50 <= c.Latency.P50+1 && s.Latency.P99 <= c.Latency.P99+1
+		add("slow endpoint vs a fast second endpoint (control)", "p50, p99 within 1 ms of second",
+			fmt.Sprintf("p50 %.2f vs %.2f, p99 %.2f vs %.2f ms", s.Latency.P50, c.Latency.P50, s.Latency.P99, c.Latency.P99), ok)
+	}
 	if l := r.result("largetxn"); l != nil {
 		add("RSS during the large transaction", "≤ 256 MB", fmt.Sprintf("%.1f MB", l.RSSPeak.RSS), l.RSSPeak.RSS <= 256)
 	}
