@@ -380,9 +380,8 @@ func (s *Server) DSN(db string) string {
 // SocketDSN is like DSN, through the cluster's Unix-domain socket: how a
 // client on the same host usually connects, without TCP's work on every
 // message. It fails for an external server, for a cluster whose temporary
-// directory cannot hold a socket (too long a path, or a comma, which
-// PostgreSQL reads as a list) and when the caller's settings moved the
-// socket.
+// directory cannot hold a socket (see socketDir) and when the caller's
+// settings moved the socket.
 func (s *Server) SocketDSN(db string) (string, error) {
 	dir := s.settings["unix_socket_directories"]
 	switch {
@@ -390,7 +389,7 @@ func (s *Server) SocketDSN(db string) (string, error) {
 		return "", fmt.Errorf("testenv: no Unix-domain socket on the %s server", DSNEnv)
 	case dir == "" || dir != socketDir(s.dir):
 		return "", fmt.Errorf("testenv: the cluster in %s has no Unix-domain socket of its own "+
-			"(unix_socket_directories = %q; a path over %d bytes or with a comma cannot hold one)", s.dir, dir, maxSocketPath)
+			"(unix_socket_directories = %q; a path over %d bytes or with a comma or backslash cannot hold one)", s.dir, dir, maxSocketPath)
 	}
 	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable",
 		quoteDSNValue(dir), s.Port, superuser, quoteDSNValue(db)), nil
@@ -406,10 +405,11 @@ func quoteDSNValue(v string) string {
 const maxSocketPath = 103
 
 // socketDir is dir when PostgreSQL can create its socket there, else ""
-// (no socket: TCP only): the socket's path must fit a socket address, and
-// unix_socket_directories is a comma-separated list.
+// (no socket: TCP only): the socket's path must fit a socket address,
+// unix_socket_directories is a comma-separated list, and postgresql.conf
+// reads a backslash in a quoted value as an escape.
 func socketDir(dir string) string {
-	if len(filepath.Join(dir, ".s.PGSQL.65535")) > maxSocketPath || strings.Contains(dir, ",") {
+	if len(filepath.Join(dir, ".s.PGSQL.65535")) > maxSocketPath || strings.ContainsAny(dir, `,\`) {
 		return ""
 	}
 	return dir
