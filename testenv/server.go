@@ -97,6 +97,13 @@ func startLocal(ctx context.Context, o options) (*Server, error) {
 	if err := u.own(dir); err != nil {
 		return fail(fmt.Errorf("testenv: handing %s to uid %d: %w", dir, u.uid, err))
 	}
+	// The socket lives in dir: clients of another user (root without
+	// CAP_DAC_OVERRIDE, when the server runs as nobody) must reach it, as
+	// they reach the TCP port. They may not list dir; the data directory
+	// inside stays 0700.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fail(fmt.Errorf("testenv: %w", err))
+	}
 	if err := s.startReaper(); err != nil {
 		return fail(err)
 	}
