@@ -84,7 +84,7 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 	last := t.lastArrival()
 	res.Events = t.count("/fast")
 	m.done(res, res.Events, time.Time{})
-	if cpu, ok := walsenderCPU(walsender); ok && res.Events > 0 {
+	if cpu, ok := procCPU(walsender); ok && res.Events > 0 {
 		res.extra("walsender_cpu_us_per_event", float64(cpu.Microseconds())/float64(res.Events))
 	}
 	time.Sleep(200 * time.Millisecond) // anything beyond the expected would show now
@@ -102,18 +102,6 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 	}
 	e.sample = t.first
 	return res, nil
-}
-
-// walsenderCPU is the CPU time walsender pid has used so far (false for
-// pid 0 or where /proc cannot tell). A walsender lives as long as its
-// replication connection, so read at the end of a stream it is that
-// stream's cost, its start-up included.
-func walsenderCPU(pid int) (time.Duration, bool) {
-	if pid <= 0 {
-		return 0, false
-	}
-	cpu, _, ok := readSchedstat(pid)
-	return cpu, ok
 }
 
 // dropSlot drops a slot once its walsender has gone (it outlives the

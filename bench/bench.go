@@ -80,7 +80,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("bench: live rate %g: must be positive", r)
 		}
 		name := fmt.Sprintf("live%g", r)
-		if _, dup := rated[name]; !dup && !slices.Contains(want, name) {
+		if !slices.Contains(want, name) {
 			want = append(want, name)
 		}
 		rated[name] = r
@@ -113,7 +113,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		// The million-row transaction writes about 1 GB of WAL: no
 		// checkpoint in its middle.
 		"max_wal_size": "8GB",
-		// For the calibration of the commit clock (see latency.go).
+		// For the server's clock of the live scenarios (serverClock).
 		"track_commit_timestamp": "on",
 	}))
 	if err != nil {
@@ -152,7 +152,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	for name, rate := range rated {
 		runners[name] = func(ctx context.Context, _ *Report) (*Result, error) {
 			return e.live(ctx, liveSpec{name: name, rate: rate, duration: 30 * time.Second,
-				writers: max(4, int(rate*6/1000+0.5)), calib: true})
+				writers: max(4, int(rate*6/1000+0.5))})
 		}
 	}
 	for _, name := range want {

@@ -149,13 +149,13 @@ func TestTrackerPairsInOrder(t *testing.T) {
 	tr := newTracker("/fast", true)
 	t0 := time.Unix(1000, 0)
 	k := eventKey{ticket: 1, event: "ticket_reply"}
-	tr.commits = []stamp{{k, t0}, {k, t0.Add(10 * time.Millisecond)}, {eventKey{2, "ticket_created"}, t0}}
-	tr.arrivals = []stamp{{k, t0.Add(2 * time.Millisecond)}, {k, t0.Add(13 * time.Millisecond)}}
-	d, unmatched := tr.latencies(t0, nil)
+	tr.commits = []stamp{{key: k, at: t0}, {key: k, at: t0.Add(10 * time.Millisecond)}, {key: eventKey{2, "ticket_created"}, at: t0}}
+	tr.arrivals = []stamp{{key: k, at: t0.Add(2 * time.Millisecond)}, {key: k, at: t0.Add(13 * time.Millisecond)}}
+	d, _, unmatched := tr.latencies(t0, nil)
 	if unmatched != 1 || len(d) != 2 || d[0] != 2*time.Millisecond || d[1] != 3*time.Millisecond {
 		t.Errorf("latencies = %v, unmatched %d; want [2ms 3ms], 1", d, unmatched)
 	}
-	if d, _ := tr.latencies(t0, map[int64]bool{1: true}); len(d) != 0 {
+	if d, _, _ := tr.latencies(t0, map[int64]bool{1: true}); len(d) != 0 {
 		t.Errorf("skipped ticket still measured: %v", d)
 	}
 	if r := tr.deliveredBy(t0.Add(5*time.Millisecond), nil); r < 0.33 || r > 0.34 {

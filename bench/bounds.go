@@ -242,7 +242,7 @@ func barePgoutput(ctx context.Context, dsn, slot, publication string) (*Pgoutput
 				b.RowsPerSec = float64(b.Rows) / b.Seconds
 				b.TxnsPerSec = float64(b.Transactions) / b.Seconds
 				b.CPUPer1000 = (cpuTime() - cpu0).Seconds() // CPU seconds; the caller divides by the events
-				if cpu, ok := walsenderCPU(int(conn.PID())); ok {
+				if cpu, ok := procCPU(int(conn.PID())); ok {
 					b.WalsenderCPUPerEventUs = float64(cpu.Microseconds()) // µs; the caller divides by the events
 				}
 				_ = sink
@@ -268,7 +268,7 @@ func sqlPgoutput(ctx context.Context, pool *pgxpool.Pool, slot, publication stri
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		return nil, fmt.Errorf("sql decode: %w", err)
 	}
-	cpu0, _, cpuOK := readSchedstat(pid)
+	cpu0, cpuOK := procCPU(pid)
 	start := time.Now()
 	rows, err := conn.Query(ctx, `SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL,
 		'proto_version', '1', 'publication_names', $2)`, slot, publication)
@@ -289,7 +289,7 @@ func sqlPgoutput(ctx context.Context, pool *pgxpool.Pool, slot, publication stri
 	b.Seconds = time.Since(start).Seconds()
 	if b.Transactions > 0 {
 		b.TxnsPerSec = float64(b.Transactions) / b.Seconds
-		if cpu1, _, ok := readSchedstat(pid); ok && cpuOK {
+		if cpu1, ok := procCPU(pid); ok && cpuOK {
 			b.BackendCPUPerTxnUs = float64((cpu1 - cpu0).Microseconds()) / float64(b.Transactions)
 		}
 	}

@@ -26,15 +26,14 @@ type liveSpec struct {
 	second   string                                       // a second endpoint: "slow" (answers after 50 ms) or "second" (at once)
 	hook     func(*testenv.Request) (testenv.Reply, bool) // the receiver's hook, if any
 	skip     func() map[int64]bool                        // tickets left out of the latency
-	calib    bool                                         // calibrate the commit clock
 }
 
 func (e *env) live500(ctx context.Context, _ *Report) (*Result, error) {
-	return e.live(ctx, liveSpec{name: "live500", rate: 500, duration: 30 * time.Second, writers: 4, calib: true})
+	return e.live(ctx, liveSpec{name: "live500", rate: 500, duration: 30 * time.Second, writers: 4})
 }
 
 func (e *env) live2000(ctx context.Context, _ *Report) (*Result, error) {
-	return e.live(ctx, liveSpec{name: "live2000", rate: 2000, duration: 30 * time.Second, writers: 12, calib: true})
+	return e.live(ctx, liveSpec{name: "live2000", rate: 2000, duration: 30 * time.Second, writers: 12})
 }
 
 // failures: 1% of first attempts answered 500 (chosen by a hash of the
@@ -134,19 +133,6 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 		}
 	}()
 
-	var calib []calibSample
-	var calibMu sync.Mutex
-	onAction := t.committed
-	if s.calib {
-		onAction = func(a testenv.Action) {
-			t.committed(a)
-			if a.Kind == testenv.ActAgentReply || a.Kind == testenv.ActClientReply {
-				calibMu.Lock()
-				calib = append(calib, calibSample{thread: a.ThreadID, at: a.CommittedAt})
-				calibMu.Unlock()
-			}
-		}
-	}
 	warm := min(3*time.Second, dur/5)
 	e.say("%s: %.0f events/s for %s (%d tickets × 5 actions, %d writers; the first %s is warm-up)...",
 		s.name, s.rate, dur, tickets, s.writers, warm)
@@ -160,7 +146,7 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	m := e.measure(s.name, false)
 	busy0 := machineBusy()
 	load, err := testenv.Load(ctx, pool, testenv.LoadConfig{Tickets: tickets, Replies: 2, Updates: 2,
-		Writers: s.writers, Rate: s.rate, Seed: 11, OnAction: onAction})
+		Writers: s.writers, Rate: s.rate, Seed: 11, OnAction: t.committed})
 	if err != nil {
 		m.done(&Result{}, 0, time.Time{})
 		return nil, err
@@ -180,16 +166,17 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	res.Seconds = last.Sub(m.start).Seconds()
 	res.EventsPerSec = float64(res.Events) / res.Seconds
 	res.extra("drain_after_load_s", last.Sub(loadEnd).Seconds())
-	res.extra("machine_busy_cores_during_load", busy.Seconds()/loadEnd.Sub(m.start).Seconds())
+	busyCores := busy.Seconds() / loadEnd.Sub(m.start).Seconds()
+	res.extra("machine_busy_cores_during_load", busyCores)
 	if walsender != nil {
 		if w, ok := walsender.finish(m.start.Add(warm), 100*time.Millisecond); ok {
-			res.extra("walsender_cpu_cores", w.CPU.Seconds()/w.Elapsed.Seconds())
-			res.extra("walsender_runq_wait_share", w.Wait.Seconds()/w.Elapsed.Seconds())
-			res.extra("walsender_worst_runq_wait_per_100ms_ms", float64(w.WorstWait)/1e6)
+			cores, waited, worst := w.CPU.Seconds()/w.Elapsed.Seconds(), w.Wait.Seconds()/w.Elapsed.Seconds(), float64(w.WorstWait)/1e6
+			res.extra("walsender_cpu_cores", cores)
+			res.extra("walsender_runq_wait_share", waited)
+			res.extra("walsender_worst_runq_wait_per_100ms_ms", worst)
 			res.note("machine %.2f of %d cores busy during the load; the walsender got %.2f cores and waited for a CPU "+
-				"%.1f%% of the time, at worst %.0f ms in 100 ms (from %s)", busy.Seconds()/loadEnd.Sub(m.start).Seconds(),
-				runtime.NumCPU(), w.CPU.Seconds()/w.Elapsed.Seconds(), 100*w.Wait.Seconds()/w.Elapsed.Seconds(),
-				float64(w.WorstWait)/1e6, w.WorstAt.Format("15:04:05.000"))
+				"%.1f%% of the time, at worst %.0f ms in 100 ms (from %s)", busyCores, runtime.NumCPU(), cores, 100*waited,
+				worst, w.WorstAt.Format("15:04:05.000"))
 		}
 	}
 
@@ -197,7 +184,7 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	if s.skip != nil {
 		skip = s.skip()
 	}
-	d, unmatched := t.latencies(m.start.Add(warm), skip)
+	d, replies, unmatched := t.latencies(m.start.Add(warm), skip)
 	res.Latency = summarize(d)
 	if unmatched > 0 {
 		res.note("%d commits without a matching arrival", unmatched)
@@ -217,8 +204,8 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 		res.note("%s endpoint: %d events delivered (%.0f/s) while the fast one got all %d", s.second, n,
 			float64(n)/last.Sub(m.start).Seconds(), res.Events)
 	}
-	if len(t.replies) > 0 {
-		if l, err := serverCommitLatency(ctx, pool, t.replies); err != nil {
+	if len(replies) > 0 {
+		if l, gap, err := serverClock(ctx, pool, replies); err != nil {
 			res.note("latency from the server's commit timestamp: %v", err)
 		} else {
 			res.extra("server_commit_latency_samples", float64(l.Samples))
@@ -228,16 +215,10 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 			res.extra("server_commit_latency_max_ms", l.Max)
 			res.note("latency of the %d reply events from the server's commit timestamp: p50 %.2f p90 %.2f p99 %.2f max %.2f ms",
 				l.Samples, l.P50, l.P90, l.P99, l.Max)
-		}
-	}
-	if s.calib && len(calib) > 0 {
-		if off, err := commitClock(ctx, pool, calib); err != nil {
-			res.note("commit clock calibration failed: %v", err)
-		} else {
-			res.extra("commit_seen_after_server_ts_p50_ms", off.P50)
-			res.extra("commit_seen_after_server_ts_p99_ms", off.P99)
+			res.extra("commit_seen_after_server_ts_p50_ms", gap.P50)
+			res.extra("commit_seen_after_server_ts_p99_ms", gap.P99)
 			res.note("the simulator sees COMMIT return %.2f ms (p50; p99 %.2f) after the server's commit timestamp",
-				off.P50, off.P99)
+				gap.P50, gap.P99)
 		}
 	}
 	p.pipelineMetrics(res, expected)
@@ -249,64 +230,33 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	return res, nil
 }
 
-type calibSample struct {
-	thread int64
-	at     time.Time
-}
-
-// commitClock compares the simulator's commit clock (wall clock right
-// after COMMIT returned) with the server's commit timestamp
-// (track_commit_timestamp) of the same transactions: the thread rows that
-// replies inserted, never updated afterwards.
-func commitClock(ctx context.Context, pool *pgxpool.Pool, samples []calibSample) (*Latency, error) {
-	ids := make([]int64, len(samples))
-	for i, s := range samples {
-		ids[i] = s.thread
-	}
-	ts, err := commitTimestamps(ctx, pool, ids)
-	if err != nil {
-		return nil, err
-	}
-	var d []time.Duration
-	for _, s := range samples {
-		if at, ok := ts[s.thread]; ok {
-			d = append(d, s.at.Sub(at))
-		}
-	}
-	l := summarize(d)
-	if l == nil {
-		return nil, fmt.Errorf("no commit timestamps (track_commit_timestamp off?)")
-	}
-	return l, nil
-}
-
-// serverCommitLatency is the latency of reply events measured from the
-// server's commit timestamp of the transaction that inserted their thread
-// row rather than from the simulator's clock after COMMIT returned. Under
-// load the simulator's writer learns of its commit late (the backend's
-// answer and the goroutine both wait for a CPU), so its clock starts late
-// and makes the latency look shorter; the server's timestamp is taken
-// before the commit's WAL flush, so this errs the other way, by the fsync.
-func serverCommitLatency(ctx context.Context, pool *pgxpool.Pool, replies []replyArrival) (*Latency, error) {
+// serverClock reads the server's commit timestamp (track_commit_timestamp)
+// of each reply's thread row and returns, from it, the reply events'
+// latency — stricter than the simulator's clock after COMMIT returned,
+// which under load starts late (the backend's answer and the writer's
+// goroutine both wait for a CPU); the server takes its timestamp before the
+// commit's WAL flush, so this errs the other way, by the fsync — and the
+// gap between the two clocks: when the simulator saw COMMIT return.
+func serverClock(ctx context.Context, pool *pgxpool.Pool, replies []replyArrival) (latency, gap *Latency, err error) {
 	ids := make([]int64, len(replies))
 	for i, r := range replies {
 		ids[i] = r.thread
 	}
 	ts, err := commitTimestamps(ctx, pool, ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var d []time.Duration
+	var dl, dg []time.Duration
 	for _, r := range replies {
 		if at, ok := ts[r.thread]; ok {
-			d = append(d, r.arrived.Sub(at))
+			dl = append(dl, r.arrived.Sub(at))
+			dg = append(dg, r.committed.Sub(at))
 		}
 	}
-	l := summarize(d)
-	if l == nil {
-		return nil, fmt.Errorf("no commit timestamps (track_commit_timestamp off?)")
+	if len(dl) == 0 {
+		return nil, nil, fmt.Errorf("no commit timestamps (track_commit_timestamp off?)")
 	}
-	return l, nil
+	return summarize(dl), summarize(dg), nil
 }
 
 // commitTimestamps reads the server's commit timestamp of the thread rows

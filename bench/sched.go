@@ -15,7 +15,6 @@ import (
 // the benchmark's threads, waits for a CPU while commits pile up behind it:
 // what it waited is latency the whole pipeline inherits.
 type schedSampler struct {
-	pid      int
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
@@ -47,13 +46,25 @@ func readSchedstat(pid int) (cpu, wait time.Duration, ok bool) {
 	return time.Duration(c), time.Duration(w), true
 }
 
+// procCPU is the CPU time process pid has used so far (false for pid 0 or
+// where /proc cannot tell). A walsender or backend lives as long as its
+// connection, so read at the end of a stream it is that stream's cost,
+// its start-up included.
+func procCPU(pid int) (time.Duration, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	cpu, _, ok := readSchedstat(pid)
+	return cpu, ok
+}
+
 // sampleSched reads pid's schedstat every interval until finish; nil when
 // the file cannot be read (not Linux, no schedstats).
 func sampleSched(pid int, interval time.Duration) *schedSampler {
 	if _, _, ok := readSchedstat(pid); !ok {
 		return nil
 	}
-	s := &schedSampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &schedSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(interval)

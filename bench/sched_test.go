@@ -44,12 +44,12 @@ func TestTrackerKeepsReplyThreads(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	reply := eventKey{ticket: 1, event: "ticket_reply"}
 	status := eventKey{ticket: 1, event: "ticket_status_updated"}
-	tr.commits = []stamp{{reply, t0}, {status, t0}, {reply, t0.Add(time.Second)}}
-	tr.commitThreads = []int64{7, 0, 9}
-	tr.arrivals = []stamp{{reply, t0.Add(2 * time.Millisecond)}, {status, t0.Add(3 * time.Millisecond)},
-		{reply, t0.Add(time.Second + time.Millisecond)}}
-	tr.latencies(t0.Add(time.Millisecond), nil) // the first reply is before from
-	if len(tr.replies) != 1 || tr.replies[0].thread != 9 || !tr.replies[0].arrived.Equal(t0.Add(time.Second+time.Millisecond)) {
-		t.Errorf("replies = %+v; want thread 9 arriving at +1.001s", tr.replies)
+	tr.commits = []stamp{{key: reply, at: t0, thread: 7}, {key: status, at: t0}, {key: reply, at: t0.Add(time.Second), thread: 9}}
+	tr.arrivals = []stamp{{key: reply, at: t0.Add(2 * time.Millisecond)}, {key: status, at: t0.Add(3 * time.Millisecond)},
+		{key: reply, at: t0.Add(time.Second + time.Millisecond)}}
+	_, replies, _ := tr.latencies(t0.Add(time.Millisecond), nil) // the first reply is before from
+	if len(replies) != 1 || replies[0].thread != 9 || !replies[0].committed.Equal(t0.Add(time.Second)) ||
+		!replies[0].arrived.Equal(t0.Add(time.Second+time.Millisecond)) {
+		t.Errorf("replies = %+v; want thread 9 committed at +1s, arriving at +1.001s", replies)
 	}
 }

@@ -24,6 +24,10 @@ type eventKey struct {
 type stamp struct {
 	key eventKey
 	at  time.Time
+	// thread is the thread row a reply's commit inserted (0 for other
+	// actions, and for arrivals): a row no later action changes, so its
+	// xmin dates the commit on the server's clock.
+	thread int64
 }
 
 // tracker records, for one scenario, what the simulator committed and what
@@ -39,10 +43,6 @@ type tracker struct {
 	first    []byte                   // the first accepted body on keepPath
 	last     time.Time                // the last accepted arrival
 	badBody  int                      // kept arrivals whose ticket could not be read
-	// commitThreads[i] is the thread row that commits[i] inserted (replies
-	// only, else 0); replies pairs those rows with their event's arrival.
-	commitThreads []int64
-	replies       []replyArrival
 }
 
 func newTracker(keepPath string, stamps bool, paths ...string) *tracker {
@@ -61,12 +61,11 @@ func (t *tracker) committed(a testenv.Action) {
 	}
 	var thread int64
 	if a.Kind == testenv.ActAgentReply || a.Kind == testenv.ActClientReply {
-		thread = a.ThreadID // a row no later action changes: its xmin dates the commit
+		thread = a.ThreadID
 	}
 	t.mu.Lock()
 	for _, ev := range a.Events {
-		t.commits = append(t.commits, stamp{key: eventKey{a.TicketID, ev}, at: a.CommittedAt})
-		t.commitThreads = append(t.commitThreads, thread)
+		t.commits = append(t.commits, stamp{key: eventKey{a.TicketID, ev}, at: a.CommittedAt, thread: thread})
 	}
 	t.mu.Unlock()
 }
@@ -119,16 +118,16 @@ func (t *tracker) lastArrival() time.Time {
 }
 
 // latencies pairs commits with arrivals and returns arrival − commit for
-// the commits at or after from, skipping the tickets in skip.
-func (t *tracker) latencies(from time.Time, skip map[int64]bool) (d []time.Duration, unmatched int) {
+// the commits at or after from, skipping the tickets in skip, and the
+// replies among them (for the server's clock).
+func (t *tracker) latencies(from time.Time, skip map[int64]bool) (d []time.Duration, replies []replyArrival, unmatched int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	queue := make(map[eventKey][]time.Time, len(t.arrivals))
 	for _, a := range t.arrivals {
 		queue[a.key] = append(queue[a.key], a.at)
 	}
-	t.replies = t.replies[:0]
-	for i, c := range t.commits {
+	for _, c := range t.commits {
 		q := queue[c.key]
 		if len(q) == 0 {
 			unmatched++
@@ -139,18 +138,18 @@ func (t *tracker) latencies(from time.Time, skip map[int64]bool) (d []time.Durat
 			continue
 		}
 		d = append(d, q[0].Sub(c.at))
-		if i < len(t.commitThreads) && t.commitThreads[i] != 0 {
-			t.replies = append(t.replies, replyArrival{thread: t.commitThreads[i], arrived: q[0]})
+		if c.thread != 0 {
+			replies = append(replies, replyArrival{thread: c.thread, committed: c.at, arrived: q[0]})
 		}
 	}
-	return d, unmatched
+	return d, replies, unmatched
 }
 
-// replyArrival is the arrival of the event of a reply whose thread row is
-// known (see serverCommitLatency).
+// replyArrival is a reply's event: its thread row, when the simulator saw
+// COMMIT return and when the event arrived (see serverClock).
 type replyArrival struct {
-	thread  int64
-	arrived time.Time
+	thread             int64
+	committed, arrived time.Time
 }
 
 // formTicket reads the event name and the ticket id from a faveo-form

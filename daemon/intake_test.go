@@ -38,6 +38,9 @@ func TestIntakeBatchesInOrder(t *testing.T) {
 		{[]*change.Batch{b(10, 0, true), b(20, 0, false), b(20, 1, true), b(30, 0, true)}, 30, 0, true},
 		{[]*change.Batch{b(20, 1, true), b(30, 0, true)}, 30, 0, true},
 		{[]*change.Batch{b(40, 0, true)}, 40, 0, true},
+		// Only transactions appended before (the stream restarted from 20
+		// and has not reached 40 again): nothing is appended.
+		{[]*change.Batch{b(20, 1, true), b(30, 0, true)}, 40, 0, true},
 	} {
 		if err := h.HandleBatches(ctx, s.bs); err != nil {
 			t.Fatalf("step %d: %v", i, err)

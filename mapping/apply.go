@@ -120,25 +120,44 @@ func (m *Mapper) ticketUpdateTriggers(st *ticketState, c *change.Change) {
 			"cannot tell whether these columns changed, so no event for them",
 			"ticket_id", st.id, "columns", strings.Join(unknown, ","))
 	}
-	add := func(ev string) { m.triggers = append(m.triggers, trigger{event: ev, st: st}) }
-	if changed[colStatus] {
-		add(TicketStatusUpdated)
+	fire := m.firing(&changed, &newSet)
+	for _, f := range firingEvents {
+		if fire&(1<<f.col) != 0 {
+			m.triggers = append(m.triggers, trigger{event: f.event, st: st})
+		}
 	}
-	if changed[colDept] {
-		add(TicketDepartmentUpdated)
+}
+
+// firingEvents names the event each tracked column fires, in the order a
+// ticket update's events come.
+var firingEvents = [...]struct {
+	col   int
+	event string
+}{
+	{colStatus, TicketStatusUpdated}, {colDept, TicketDepartmentUpdated},
+	{colAssignedTo, TicketAssigned}, {colTeam, TicketAssigned},
+	{colUser, TicketOwnerUpdated}, {colDueDate, TicketDueDateUpdated},
+}
+
+// firing returns, as bits by tracked column, the columns whose change fires
+// an event, given which changed and which the update set to a value (not
+// NULL): status, department, owner and due date on any change; the
+// assignee only when set to someone; the team (with TeamAssignment) only
+// when set and the assignee did not fire already (one ticket_assigned).
+// Map and Prefetch both decide by it.
+func (m *Mapper) firing(changed, set *[nTracked]bool) (bits int) {
+	for _, i := range [...]int{colStatus, colDept, colUser, colDueDate} {
+		if changed[i] {
+			bits |= 1 << i
+		}
 	}
 	switch {
-	case changed[colAssignedTo] && newSet[colAssignedTo]:
-		add(TicketAssigned)
-	case m.cfg.TeamAssignment && changed[colTeam] && newSet[colTeam]:
-		add(TicketAssigned)
+	case changed[colAssignedTo] && set[colAssignedTo]:
+		bits |= 1 << colAssignedTo
+	case m.cfg.TeamAssignment && changed[colTeam] && set[colTeam]:
+		bits |= 1 << colTeam
 	}
-	if changed[colUser] {
-		add(TicketOwnerUpdated)
-	}
-	if changed[colDueDate] {
-		add(TicketDueDateUpdated)
-	}
+	return bits
 }
 
 // notMessageThreadTypes are the thread types of notes and activity

@@ -52,14 +52,6 @@ const (
 // minStateBytes keeps a ticket with a large first thread in the state.
 const minStateBytes = 1 << 20
 
-// stateBytes is StateBytes with its default applied.
-func (c Config) stateBytes() int {
-	if c.StateBytes == 0 {
-		return DefaultStateBytes
-	}
-	return c.StateBytes
-}
-
 // Defaults returns a Config with every default set.
 func Defaults() Config {
 	var c Config
@@ -100,22 +92,18 @@ func (c Config) Validate(path string) error {
 	if c.StateBytes != 0 && c.StateBytes < minStateBytes {
 		errs = append(errs, fmt.Errorf("%s: must be at least %d (got %d)", at("state_bytes"), minStateBytes, c.StateBytes))
 	}
-	names := []struct{ key, name string }{
-		{"tickets", c.Tables.Tickets}, {"threads", c.Tables.Threads}, {"users", c.Tables.Users},
-		{"statuses", c.Tables.Statuses}, {"status_types", c.Tables.StatusTypes},
-		{"departments", c.Tables.Departments}, {"teams", c.Tables.Teams},
-	}
 	seen := map[string]string{}
-	for _, n := range names {
-		key := at("tables." + n.key)
-		if n.name == "" {
+	names := c.Tables.List()
+	for i, k := range c.Tables.Keys() {
+		key, name := at("tables."+k), names[i]
+		if name == "" {
 			errs = append(errs, fmt.Errorf("%s: required", key))
 			continue
 		}
-		if other, dup := seen[n.name]; dup {
-			errs = append(errs, fmt.Errorf("%s: same table as %s (got %q)", key, other, n.name))
+		if other, dup := seen[name]; dup {
+			errs = append(errs, fmt.Errorf("%s: same table as %s (got %q)", key, other, name))
 		}
-		seen[n.name] = key
+		seen[name] = key
 	}
 	return errors.Join(errs...)
 }

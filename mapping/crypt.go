@@ -44,7 +44,6 @@ import (
 // Not safe for concurrent use: it reuses its HMAC state and buffers (it is
 // on the mapper's path of every ticket object).
 type idEncrypter struct {
-	key   []byte
 	block cipher.Block
 	mac   hash.Hash // HMAC-SHA256 under key, Reset before each use
 	// scratch buffers
@@ -79,13 +78,7 @@ func newIDEncrypter(appKey string) (*idEncrypter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &idEncrypter{key: key, block: block, mac: hmac.New(sha256.New, key)}, nil
-}
-
-// encryptString returns Laravel's Crypt::encryptString(plain), with the
-// deterministic IV explained on idEncrypter.
-func (e *idEncrypter) encryptString(plain string) string {
-	return string(e.appendEncrypted(nil, []byte(plain)))
+	return &idEncrypter{block: block, mac: hmac.New(sha256.New, key)}, nil
 }
 
 // appendEncryptedID appends the encrypted_id of ticket id as a JSON string.

@@ -174,6 +174,13 @@ func TestParseAppKey(t *testing.T) {
 	}
 }
 
+// encryptString returns Laravel's Crypt::encryptString(plain), with the
+// deterministic IV explained on idEncrypter (the payloads append it in
+// place with appendEncryptedID).
+func (e *idEncrypter) encryptString(plain string) string {
+	return string(e.appendEncrypted(nil, []byte(plain)))
+}
+
 func BenchmarkEncryptedID(b *testing.B) {
 	enc, err := newIDEncrypter(testAppKey)
 	if err != nil {

@@ -126,27 +126,21 @@ func (p *prefetch) ticketChange(c *change.Change) {
 	}
 }
 
-// changed returns, as bits by tracked column, which columns that fire an
-// event an update changes, as far as its old row tells (without the old
-// row: none, and Map reads what it needs).
-func (p *prefetch) changed(c *change.Change) (bits int) {
+// changed returns, as bits by tracked column, the columns whose change
+// fires an event (Mapper.firing), as far as the update's old row tells
+// (without the old row: none, and Map reads what it needs).
+func (p *prefetch) changed(c *change.Change) int {
+	var changed, set [nTracked]bool
 	for i, col := range trackedColumns {
-		if i == colTeam && !p.m.cfg.TeamAssignment {
-			continue
-		}
 		nv, typ, ok := rowValue(c.New, col)
 		if !ok || nv.Kind == change.KindUnchanged {
 			continue
 		}
-		ov, _, ok := rowValue(c.Old, col)
-		if !ok || ov.Kind == change.KindUnchanged {
-			continue
-		}
-		if !equalScalar(ov, nv, typ) && (i != colAssignedTo && i != colTeam || !nv.IsNull()) {
-			bits |= 1 << i
+		if ov, _, ok := rowValue(c.Old, col); ok && ov.Kind != change.KindUnchanged {
+			changed[i], set[i] = !equalScalar(ov, nv, typ), !nv.IsNull()
 		}
 	}
-	return bits
+	return p.m.firing(&changed, &set)
 }
 
 // complete reports whether the state holds all a payload needs of ticket id.

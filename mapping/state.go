@@ -151,11 +151,11 @@ const maxPosters = 64
 // newTicketLRU and newUserLRU make the state's LRUs, bounded as cfg says:
 // the tickets take three quarters of StateBytes, the users a quarter.
 func newTicketLRU(cfg Config) *lru[*ticketState] {
-	return newSizedLRU(cfg.StateSize, cfg.stateBytes()-cfg.stateBytes()/4, (*ticketState).size)
+	return newSizedLRU(cfg.StateSize, cfg.StateBytes-cfg.StateBytes/4, (*ticketState).size)
 }
 
 func newUserLRU(cfg Config) *lru[*userEntry] {
-	return newSizedLRU(cfg.StateSize, cfg.stateBytes()/4, (*userEntry).size)
+	return newSizedLRU(cfg.StateSize, cfg.StateBytes/4, (*userEntry).size)
 }
 
 // ticketStateSize is the heap of a ticketState, its LRU entry and its

@@ -60,17 +60,13 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		keep[s.Name] = true
 	}
 	subs = append([]Subscription(nil), subs...)
-	if o.opts.ReadOnly {
-		return ErrReadOnly
-	}
 	// Appends wait while the change is queued and committed: those queued
 	// after it are planned (early notices) with the new subscriptions, as
 	// the committer will write them.
 	if err := o.lockPlan(ctx); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	err := o.send(ctx, request{done: done, op: func(g *group) error {
+	done, err := o.enqueue(ctx, func(g *group) error {
 		now := time.Now().UTC()
 		for _, s := range subs {
 			if g.endpoint(s.Name) != nil {
@@ -97,7 +93,7 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		}
 		g.newSubs = &subs
 		return nil
-	}})
+	})
 	if err != nil {
 		o.unlockPlan()
 		return err

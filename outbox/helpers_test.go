@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
+	"github.com/deskhook/deskhook/testenv"
 )
 
 // txn builds the events of one source transaction at pos: one per ticket
@@ -104,25 +104,8 @@ func (n *notices) take() []Notice {
 
 func all(*mapping.Event) bool { return true }
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func testLogger(t testing.TB) (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func testLogger(t testing.TB) (*slog.Logger, *testenv.Output) {
+	buf := &testenv.Output{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
 

@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer, o *Outbox) *metrics {
 		return m
 	}
 	m.commits = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "deskhook_outbox_commits_total", Help: "Group commits of the outbox file (one fsync each).",
+		Name: "deskhook_outbox_commits_total", Help: "Group commits of the outbox file (bbolt's two fdatasyncs each).",
 	})
 	m.commitDur = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "deskhook_outbox_commit_seconds",

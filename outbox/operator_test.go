@@ -290,4 +290,10 @@ func TestEndpointStatusAndReadOnlyOpen(t *testing.T) {
 	if _, err := ro.Replay(context.Background(), DeadFilter{}); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("replay in a read-only store: %v", err)
 	}
+	if err := ro.SetSubscriptions(context.Background(), nil); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("subscriptions of a read-only store: %v", err)
+	}
+	if err := ro.SetSubscriptions(context.Background(), nil); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("a second change of a read-only store's subscriptions (the plan lock is released): %v", err)
+	}
 }

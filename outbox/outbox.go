@@ -391,14 +391,23 @@ func (o *Outbox) lockPlan(ctx context.Context) error {
 
 func (o *Outbox) unlockPlan() { <-o.planLock }
 
-// do runs op in a write transaction of its own, in order with the appends
-// queued before it, and waits for its commit. A nil op is a barrier.
-func (o *Outbox) do(ctx context.Context, op func(g *group) error) error {
+// enqueue queues op (see do) and returns where its commit is answered.
+func (o *Outbox) enqueue(ctx context.Context, op func(g *group) error) (<-chan error, error) {
 	if o.opts.ReadOnly {
-		return ErrReadOnly
+		return nil, ErrReadOnly
 	}
 	done := make(chan error, 1)
 	if err := o.send(ctx, request{op: op, barrier: op == nil, done: done}); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// do runs op in a write transaction of its own, in order with the appends
+// queued before it, and waits for its commit. A nil op is a barrier.
+func (o *Outbox) do(ctx context.Context, op func(g *group) error) error {
+	done, err := o.enqueue(ctx, op)
+	if err != nil {
 		return err
 	}
 	select {

@@ -28,11 +28,10 @@ type endpoint struct {
 	secrets   [][]byte
 	headers   http.Header
 	template  *http.Request // see requestTemplate
-	// contentType and userAgent are header values shared by every request.
-	contentType []string
-	userAgent   []string
-	window      int
-	m           endpointMetrics
+	// userAgent is a header value shared by every request.
+	userAgent []string
+	window    int
+	m         endpointMetrics
 
 	inMu        sync.Mutex
 	inbox       []outbox.Notice
@@ -109,26 +108,20 @@ func newEndpoint(s *Sender, cfg Endpoint) (*endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("endpoint %q: url: %w", cfg.Name, err)
 	}
-	// The content type depends on the format alone: the empty document's.
-	_, contentType, err := mapping.Render(cfg.Format, []byte("{}"))
-	if err != nil {
-		return nil, fmt.Errorf("endpoint %q: format: %w", cfg.Name, err)
-	}
 	ep := &endpoint{
-		s:           s,
-		cfg:         cfg,
-		name:        cfg.Name,
-		log:         s.log.With("endpoint", cfg.Name),
-		client:      client,
-		transport:   tr,
-		secrets:     secrets,
-		headers:     headers,
-		template:    template,
-		contentType: []string{contentType},
-		userAgent:   []string{"deskhook/" + s.opts.Version},
-		window:      s.opts.Window,
-		m:           s.m.forEndpoint(cfg.Name),
-		wake:        make(chan struct{}, 1),
+		s:         s,
+		cfg:       cfg,
+		name:      cfg.Name,
+		log:       s.log.With("endpoint", cfg.Name),
+		client:    client,
+		transport: tr,
+		secrets:   secrets,
+		headers:   headers,
+		template:  template,
+		userAgent: []string{"deskhook/" + s.opts.Version},
+		window:    s.opts.Window,
+		m:         s.m.forEndpoint(cfg.Name),
+		wake:      make(chan struct{}, 1),
 	}
 	return ep, nil
 }

@@ -117,7 +117,7 @@ func (w *worker) discard(r io.Reader, n int) {
 
 // send makes one attempt to deliver ev.
 func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) attemptResult {
-	body, _, err := mapping.Render(ep.cfg.Format, ev.Payload)
+	body, contentType, err := mapping.Render(ep.cfg.Format, ev.Payload)
 	if err != nil {
 		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: time.Now(), Error: "rendering the payload: " + err.Error()}}
 	}
@@ -130,10 +130,10 @@ func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) atte
 	for k, v := range ep.headers {
 		h[k] = v
 	}
-	h["Content-Type"] = ep.contentType
 	h["User-Agent"] = ep.userAgent
-	vals := make([]string, 3)
-	vals[0], vals[1] = ev.ID, ts
+	vals := make([]string, 4)
+	vals[0], vals[1], vals[3] = ev.ID, ts, contentType
+	h["Content-Type"] = vals[3:4:4]
 	h["webhook-id"] = vals[0:1:1]
 	h["webhook-timestamp"] = vals[1:2:2]
 	if len(ep.secrets) > 0 {

@@ -19,55 +19,76 @@ import (
 // TestCommitDuringFirstReadIsNotLost forces the interleaving behind a rare
 // stall (TestGoneDisablesUntilEnabled once waited 10 s for an event that
 // was stored): the endpoint's first read of its queue sees the store before
-// a commit; the commit's early notice is passed over (a read is under way)
-// and its committed notice is taken while the read is still out; then the
-// page arrives. The page's end must not hide the commit it predates.
+// a commit; the commit's early notice is lost (as it was once passed over
+// while a read was under way; early notices are now held until the read is
+// in, see TestEarlyNoticeDuringAReadIsNotWasted) and its committed notice is
+// taken while the read is still out; then the page arrives. The page's end
+// must not hide the commit it predates.
 func TestCommitDuringFirstReadIsNotLost(t *testing.T) {
+	h, r, ep, release := pausedAtFirstRead(t, outbox.Options{NoSync: true}, testHooks{
+		dropNotice: func(_ string, n outbox.Notice) bool { return !n.Committed },
+	})
+	evs := h.txn(1)
+	if err := h.ob.Flush(context.Background()); err != nil { // committed: its notice is in the inbox
+		t.Fatal(err)
+	}
+	waitInboxTaken(t, ep) // while the read is out
+	release()
+	waitDelivered(t, r, 5*time.Second, ids(evs)...)
+}
+
+// pausedAtFirstRead starts a sender on a new outbox with one endpoint,
+// "hook", to a new receiver, and returns once the endpoint's first read of
+// its queue (an empty store) is in and held: the page reaches the
+// dispatcher when release is called (also at cleanup, so a failing test
+// does not hang stopping the sender).
+func pausedAtFirstRead(t *testing.T, obOpts outbox.Options, hooks testHooks) (*harness, *testenv.Receiver, *endpoint, func()) {
+	t.Helper()
 	r := testenv.NewReceiver(t)
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{NoSync: true})
+	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), obOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ob.Close()
+	t.Cleanup(func() { ob.Close() })
 	s, err := New(Config{Endpoints: []Endpoint{endpointTo("hook", r, "/")}}, ob, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	readDone, release := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { s.Close() })
+	readDone, held := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(held) })
 	var first sync.Once
+	s.hooks = hooks
 	s.hooks.afterRead = func(string) {
 		first.Do(func() {
 			close(readDone)
-			<-release
+			<-held
 		})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	runDone := make(chan error, 1)
 	go func() { runDone <- s.Run(ctx) }()
-	defer func() { cancel(); <-runDone }()
+	t.Cleanup(func() { cancel(); <-runDone })
+	t.Cleanup(release) // runs first
+	<-readDone
+	return &harness{t: t, ob: ob, s: s, evs: map[string]mapping.Event{}}, r, s.endpoints["hook"], release
+}
 
-	<-readDone // the first page is read: an empty store
-	h := &harness{t: t, ob: ob, evs: map[string]mapping.Event{}}
-	evs := h.txn(1)
-	if err := ob.Flush(ctx); err != nil { // committed: both notices are in the inbox
-		t.Fatal(err)
-	}
-	ep := s.endpoints["hook"]
+// waitInboxTaken waits until the endpoint's dispatcher has taken every
+// notice in its inbox.
+func waitInboxTaken(t *testing.T, ep *endpoint) {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		ep.inMu.Lock()
 		n := len(ep.inbox)
 		ep.inMu.Unlock()
 		if n == 0 {
-			break // the dispatcher took them while its read was out
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the dispatcher never took its notices")
 		}
 	}
-	close(release)
-	waitDelivered(t, r, 5*time.Second, ids(evs)...)
 }
 
 // TestSafetyNetFindsLostEvents: when every notice of a transaction is lost
@@ -113,50 +134,15 @@ func TestSafetyNetFindsLostEvents(t *testing.T) {
 // followed the commits rather than the early notices for as long as
 // appends kept coming faster than the commit delay.)
 func TestEarlyNoticeDuringAReadIsNotWasted(t *testing.T) {
-	r := testenv.NewReceiver(t)
-	// Appends are not committed during the test unless flushed.
-	ob, err := outbox.Open(filepath.Join(t.TempDir(), "outbox.db"), outbox.Options{NoSync: true, CommitDelay: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ob.Close()
-	s, err := New(Config{Endpoints: []Endpoint{endpointTo("hook", r, "/")}}, ob, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	readDone, release := make(chan struct{}), make(chan struct{})
-	var first sync.Once
-	s.hooks.afterRead = func(string) {
-		first.Do(func() {
-			close(readDone)
-			<-release
-		})
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	runDone := make(chan error, 1)
-	go func() { runDone <- s.Run(ctx) }()
-	defer func() { cancel(); <-runDone }()
-
-	<-readDone // the first read saw an empty store
-	h := &harness{t: t, ob: ob, evs: map[string]mapping.Event{}}
+	// Appends are not committed during the test unless flushed (nor by a
+	// delivery result, which would otherwise commit them with it).
+	h, r, ep, release := pausedAtFirstRead(t,
+		outbox.Options{NoSync: true, CommitDelay: time.Hour, ResultDelay: time.Hour}, testHooks{})
 	evs := append(h.txn(1), h.txn(2)...)
-	ep := s.endpoints["hook"]
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		ep.inMu.Lock()
-		n := len(ep.inbox)
-		ep.inMu.Unlock()
-		if n == 0 {
-			break // the dispatcher took the early notices while its read was out
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the dispatcher never took its notices")
-		}
-	}
-	close(release)
+	waitInboxTaken(t, ep) // the early notices, while the read is out
+	release()
 	waitDelivered(t, r, 5*time.Second, ids(evs)...)
-	if p := ob.Position(); p != 0 {
+	if p := h.ob.Position(); p != 0 {
 		t.Errorf("stored position %s: the test meant to deliver before the commit", p)
 	}
 }

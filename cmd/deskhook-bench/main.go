@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("deskhook-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
-	scenarios := fs.String("scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios to run")
+	scenarios := fs.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(bench.Scenarios, ",")+")")
 	quick := fs.Bool("quick", false, "shrink every scenario about 10× (a smoke run)")
 	scale := fs.Float64("scale", 0, "multiply every scenario's size by this (overrides --quick)")
 	profiles := fs.String("profile", "", "write CPU and heap profiles of each scenario into this directory")
@@ -82,8 +82,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *verbose {
 		opts.DaemonLog = stderr
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "scenarios" })
 	for _, s := range strings.Split(*rates, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			r, err := strconv.ParseFloat(s, 64)
@@ -93,11 +91,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			opts.LiveRates = append(opts.LiveRates, r)
 		}
 	}
-	if explicit || len(opts.LiveRates) == 0 {
-		for _, s := range strings.Split(*scenarios, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				opts.Scenarios = append(opts.Scenarios, s)
-			}
+	for _, s := range strings.Split(*scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			opts.Scenarios = append(opts.Scenarios, s)
 		}
 	}
 	rep, err := bench.Run(ctx, opts)
