@@ -18,7 +18,8 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("valid config rejected: %v", err)
 	}
 	want := Tables{Tickets: "tickets", Threads: "ticket_thread", Users: "people", Statuses: "ticket_status",
-		StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams"}
+		StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
+		Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"}
 	if c.Tables != want || c.Slot != "deskhook" || c.Publication != "deskhook" || c.Schema != "public" || c.AutoSetup {
 		t.Errorf("defaults = %+v", c)
 	}
