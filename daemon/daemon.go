@@ -56,6 +56,7 @@ type Daemon struct {
 	admin   *http.Server
 	adminLn net.Listener
 	health  health
+	source  *sourceCheck // the source's schema, verified while running (drift.go)
 	metrics *daemonMetrics
 	cfgMu   sync.Mutex // guards cfg during Reload
 	stall   struct {
@@ -93,7 +94,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts}
 	d.metrics = newDaemonMetrics(reg)
 
-	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg})
+	d.source = newSourceCheck(cfg.Source, log.With("component", "source"), reg)
+	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg,
+		OnRelation: d.source.relation})
 	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
 		Logger:     log.With("component", "outbox"),
 		Registerer: reg,
@@ -183,8 +186,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	auxWG.Add(1)
+	auxWG.Add(2)
 	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
+	go func() { defer auxWG.Done(); d.source.run(auxCtx) }()
 	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(),
 		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
 
@@ -249,6 +253,7 @@ func (d *Daemon) closeAll() error {
 func (d *Daemon) stream(ctx context.Context) error {
 	backoff := time.Second
 	for {
+		d.source.kick() // at start and after every restart
 		if d.cfg.Source.AutoSetup {
 			if done, err := cdc.Setup(ctx, d.cfg.Source); err != nil {
 				d.health.setStreamErr(fmt.Errorf("setup: %w", err))
@@ -307,6 +312,7 @@ func (h intake) HandleBatches(ctx context.Context, bs []*change.Batch) error {
 		// Only this goroutine uses the mapper; shutdown need not wait for
 		// the source, so intakeMu is not held.
 		if err := d.mp.Prefetch(ctx, fresh); err != nil {
+			d.sourceReadFailed(ctx, err)
 			return fmt.Errorf("mapping transactions %s to %s: %w", fresh[0].Pos, fresh[len(fresh)-1].Pos, err)
 		}
 	}
@@ -337,8 +343,10 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	}
 	events, err := d.mp.Map(ctx, b)
 	if err != nil {
+		d.sourceReadFailed(ctx, err)
 		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
 	}
+	d.source.setReadErr(nil)
 	if err := d.ob.Append(ctx, b.Pos, b.Last, events); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
