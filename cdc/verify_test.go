@@ -1,7 +1,6 @@
 package cdc
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -250,24 +249,6 @@ func TestCheckServerSettings(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink shared by the reader's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestTruncateLoggedAndCounted: a TRUNCATE of a published table is handed
 // over as a Truncate change, logged at WARN with the table and counted;
 // the reader tells the caller of each Relation message of a watched
@@ -275,7 +256,7 @@ func (s *syncBuffer) String() string {
 func TestTruncateLoggedAndCounted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, true, testenv.NoFsync())
-	var logs syncBuffer
+	var logs testenv.Output
 	reg := prometheus.NewRegistry()
 	var relMu sync.Mutex
 	var relations []string

@@ -38,7 +38,7 @@ type sourceCheck struct {
 	mu       sync.Mutex
 	done     bool          // a verification has finished (whatever its outcome)
 	problems []cdc.Problem // as of the last verification that could look (each logged when it appeared or changed)
-	lookErr  string        // the last failure to look, logged once
+	lookErr  string        // the last failure to look ("": none since it last worked)
 	// readErr is the last error reading rows from the source while
 	// mapping (nil once a batch maps again).
 	readErr error
@@ -104,11 +104,13 @@ func (s *sourceCheck) once(ctx context.Context) {
 	s.done = true
 	if err != nil {
 		// Not drift: the stream's own state says whether the database is
-		// reachable. The last known problems stand.
-		if msg := err.Error(); msg != s.lookErr {
-			s.lookErr = msg
+		// reachable. The last known problems stand. Said once, until it
+		// works again (a database that is down fails every verification,
+		// each with its own message).
+		if s.lookErr == "" {
 			s.log.Warn("cannot verify the source's schema; keeping the last verification's result", "err", err)
 		}
+		s.lookErr = err.Error()
 		return
 	}
 	if s.lookErr != "" {

@@ -1,18 +1,21 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/testenv"
 )
 
 // TestSourceCheckSaysEachProblemOnce: the verification's outcomes, in
@@ -22,19 +25,18 @@ import (
 // (The verification itself runs against real PostgreSQL in cdc's tests
 // and the end-to-end tests; here its results are given.)
 func TestSourceCheckSaysEachProblemOnce(t *testing.T) {
-	var logs bytes.Buffer
-	var mu sync.Mutex
+	var logs testenv.Output
 	reg := prometheus.NewRegistry()
 	cfg := cdc.Defaults()
-	s := newSourceCheck(cfg, slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil)), reg)
+	s := newSourceCheck(cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	var next []cdc.Problem
 	var nextErr error
 	s.verify = func(context.Context, cdc.Config) ([]cdc.Problem, error) { return next, nextErr }
-	take := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		out := logs.String()
-		logs.Reset()
+	seen := 0
+	take := func() string { // what was logged since the last take
+		all := logs.String()
+		out := all[seen:]
+		seen = len(all)
 		return out
 	}
 	if r := s.readiness(); len(r) != 1 || r[0] != "source schema not verified yet" {
@@ -57,7 +59,7 @@ func TestSourceCheckSaysEachProblemOnce(t *testing.T) {
 		{problems: []cdc.Problem{a2}, logs: []string{`level=ERROR msg="source schema problem: not in publication deskhook (again, differently)"`}},
 		{problems: []cdc.Problem{a2, b}, logs: []string{`level=ERROR msg="source schema problem: lacks column status" table=public.tickets problem=missing_column:status`}},
 		{err: errors.New("connection refused"), logs: []string{`level=WARN msg="cannot verify the source's schema; keeping the last verification's result" err="connection refused"`}},
-		{err: errors.New("connection refused")},
+		{err: errors.New("connection refused, differently")},
 		{problems: []cdc.Problem{b}, logs: []string{`level=INFO msg="source schema verification works again"`,
 			`level=INFO msg="source schema problem resolved" table=public.ticket_thread problem=not_published`},
 			gauge: map[string]string{"public.tickets": "missing_column:status"}},
@@ -124,13 +126,35 @@ func TestSourceCheckSaysEachProblemOnce(t *testing.T) {
 	}
 }
 
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+// TestREADMEGrantsEveryTable: the README's GRANT names every table
+// deskhook reads by default (source.tables), no more, no less, as
+// config.example.yaml lists them.
+func TestREADMEGrantsEveryTable(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)GRANT SELECT ON (.*?) TO deskhook;`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatal("README.md has no GRANT SELECT ON ... TO deskhook;")
+	}
+	var granted []string
+	for _, name := range strings.Split(string(m[1]), ",") {
+		granted = append(granted, strings.TrimSpace(name))
+	}
+	want := cdc.Defaults().Tables.List()
+	slices.Sort(granted)
+	slices.Sort(want)
+	if !slices.Equal(granted, want) {
+		t.Errorf("README grants SELECT on %q; deskhook reads %q", granted, want)
+	}
+	example, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range cdc.Defaults().Tables.Keys() {
+		if line := fmt.Sprintf("    %s: %s", key, cdc.Defaults().Tables.List()[i]); !strings.Contains(string(example), line) {
+			t.Errorf("config.example.yaml lacks %q", line)
+		}
+	}
 }

@@ -84,6 +84,21 @@ func (e *e2e) eventsOf(ticket int64) []string {
 	return out
 }
 
+// startWithTicket runs setup, starts the daemon, creates a ticket and
+// waits for its ticket_created.
+func (e *e2e) startWithTicket() (*daemonProc, *testenv.Helpdesk, testenv.Write) {
+	e.t.Helper()
+	e.setup()
+	d := e.start()
+	hd := testenv.NewHelpdesk(e.db.Pool(e.t))
+	w, err := hd.CreateTicket(context.Background(), testenv.NewTicket{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.waitEvent("ticket_created", w.TicketID, 30*time.Second)
+	return d, hd, w
+}
+
 // TestDriftTableRebuilt: a migration rebuilds ticket_thread in one
 // transaction, which drops it from the publication. The running daemon
 // says so within source.verify_interval: one ERROR line naming the table
@@ -95,15 +110,8 @@ func TestDriftTableRebuilt(t *testing.T) {
 	e := newE2E(t)
 	e.section("source")["verify_interval"] = "1s"
 	e.writeConfig()
-	e.setup()
-	d := e.start()
+	d, hd, w := e.startWithTicket()
 	ctx := context.Background()
-	hd := testenv.NewHelpdesk(e.db.Pool(t))
-	w, err := hd.CreateTicket(ctx, testenv.NewTicket{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitEvent("ticket_created", w.TicketID, 30*time.Second)
 
 	e.db.Exec(t, `BEGIN;
 		CREATE TABLE t2 (LIKE ticket_thread INCLUDING ALL);
@@ -149,15 +157,8 @@ func TestDriftTableRebuilt(t *testing.T) {
 func TestDriftColumnRenamed(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t) // the default verify_interval (30s): the Relation message triggers the check
-	e.setup()
-	d := e.start()
+	d, hd, w := e.startWithTicket()
 	ctx := context.Background()
-	hd := testenv.NewHelpdesk(e.db.Pool(t))
-	w, err := hd.CreateTicket(ctx, testenv.NewTicket{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitEvent("ticket_created", w.TicketID, 30*time.Second)
 
 	e.db.Exec(t, `ALTER TABLE tickets RENAME COLUMN status TO status_id`)
 	e.db.Exec(t, `UPDATE tickets SET status_id = $1 WHERE id = $2`, testenv.StatusClosed, w.TicketID)
@@ -226,15 +227,8 @@ func TestAttachmentFollowed(t *testing.T) {
 func TestTruncateThreads(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
-	e.setup()
-	d := e.start()
+	d, hd, w := e.startWithTicket()
 	ctx := context.Background()
-	hd := testenv.NewHelpdesk(e.db.Pool(t))
-	w, err := hd.CreateTicket(ctx, testenv.NewTicket{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.waitEvent("ticket_created", w.TicketID, 30*time.Second)
 	e.db.Exec(t, `TRUNCATE ticket_thread`)
 	if _, err := hd.AgentReply(ctx, w.TicketID, testenv.AgentAlice, "<p>after the truncate</p>"); err != nil {
 		t.Fatal(err)
