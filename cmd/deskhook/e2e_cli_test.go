@@ -196,7 +196,7 @@ func TestCLILifecycle(t *testing.T) {
 
 	// endpoints while the daemon runs.
 	res = e.must("endpoints", "list")
-	if !regexp.MustCompile(`rcv\s+http://127\.0\.0\.1:\d+/hooks\s+true\s+0\s+0`).MatchString(res.stdout) {
+	if !regexp.MustCompile(`rcv\s+http://127\.0\.0\.1:\d+/hooks\s+yes\s+0\s+0`).MatchString(res.stdout) {
 		t.Errorf("endpoints list:\n%s", res.stdout)
 	}
 	e.must("endpoints", "disable", "rcv", "--reason", "maintenance window")
@@ -207,7 +207,7 @@ func TestCLILifecycle(t *testing.T) {
 		t.Errorf("a disabled endpoint got %d deliveries", got-before)
 	}
 	res = e.must("endpoints", "list")
-	if !strings.Contains(res.stdout, "maintenance window") || !strings.Contains(res.stdout, "false") {
+	if !strings.Contains(res.stdout, "maintenance window") || !strings.Contains(res.stdout, "no (operator: maintenance window)") {
 		t.Errorf("endpoints list does not show the endpoint disabled:\n%s", res.stdout)
 	}
 	e.must("endpoints", "enable", "rcv")

@@ -11,16 +11,55 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
+	"strings"
 
 	"github.com/deskhook/deskhook/daemon"
 )
 
-// Version is set at build time with -ldflags "-X main.Version=...".
-var Version = "dev"
+// Version is set at build time: `make build` stamps `git describe --tags
+// --always --dirty` with -ldflags "-X main.Version=...". Without it, main
+// takes the module's version (go install ...@v1.2.3) or the commit the Go
+// tool stamped into the binary.
+var Version = ""
 
 func main() {
+	Version = version(Version)
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// version is stamped when set, else what the binary's build information
+// tells, else "dev".
+func version(stamped string) string {
+	if stamped != "" {
+		return stamped
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	v := "dev-" + rev[:min(12, len(rev))]
+	if dirty {
+		v += "-dirty"
+	}
+	return v
 }
 
 // run runs one command line and returns the exit code. An error is printed
@@ -87,15 +126,31 @@ type env struct {
 	// red scrubs the secrets of the configs loaded so far from what is
 	// printed.
 	red *daemon.Redactor
+	// config is the config file given before the command
+	// (`deskhook -c FILE status`): the default of the command's -c.
+	config string
 }
 
 // loadConfig loads the config file and remembers its secrets for scrubbing.
 func (e *env) loadConfig(path string) (*daemon.Config, error) {
-	cfg, err := daemon.LoadConfig(path)
+	return e.remember(daemon.LoadConfig(path))
+}
+
+// loadOpsConfig loads the config file for status, dlq and endpoints, which
+// need only the store and the admin API: variables the operator's
+// environment lacks elsewhere (the database password) are no error.
+func (e *env) loadOpsConfig(path string) (*daemon.Config, error) {
+	return e.remember(daemon.LoadOpsConfig(path))
+}
+
+func (e *env) remember(cfg *daemon.Config, err error) (*daemon.Config, error) {
 	if err != nil {
 		return nil, err
 	}
 	e.red.Add(cfg.Secrets())
+	if tok, err := daemon.ClientToken(cfg); err == nil {
+		e.red.Add([]string{tok}) // the generated one, when this user may read it
+	}
 	return cfg, nil
 }
 
@@ -106,6 +161,10 @@ func register(name, summary string, run func(context.Context, *env, []string) er
 }
 
 func (e *env) dispatch(ctx context.Context, args []string) error {
+	args, err := e.globalFlags(args)
+	if err != nil {
+		return err
+	}
 	if len(args) == 0 {
 		usage(e.stderr)
 		return usagef("no command given")
@@ -126,9 +185,28 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 	return cmd.run(ctx, e, args[1:])
 }
 
+// globalFlags takes -c/--config FILE given before the command, so that
+// `deskhook -c FILE status` works as `deskhook status -c FILE` does.
+func (e *env) globalFlags(args []string) ([]string, error) {
+	for len(args) > 0 {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !strings.HasPrefix(args[0], "-") || name != "c" && name != "config" {
+			return args, nil
+		}
+		if !hasValue {
+			if len(args) < 2 {
+				return nil, usagef("%s: which config file?", args[0])
+			}
+			value, args = args[1], args[1:]
+		}
+		e.config, args = value, args[1:]
+	}
+	return args, nil
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "deskhook turns a Faveo helpdesk database into Faveo webhooks.")
-	fmt.Fprintln(w, "\nUsage: deskhook <command> [flags]   (deskhook <command> --help for its flags)")
+	fmt.Fprintln(w, "\nUsage: deskhook [-c deskhook.yaml] <command> [flags]   (deskhook <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
@@ -147,7 +225,10 @@ func newFlags(e *env, name, args, summary string, config bool) (*flag.FlagSet, *
 	fs.SetOutput(e.stderr)
 	var path *string
 	if config {
-		def := e.getenv("DESKHOOK_CONFIG")
+		def := e.config
+		if def == "" {
+			def = e.getenv("DESKHOOK_CONFIG")
+		}
 		if def == "" {
 			def = "deskhook.yaml"
 		}
