@@ -142,7 +142,7 @@ func (d *Daemon) commitResults(ctx context.Context) {
 func (d *Daemon) problems() []string {
 	var p []string
 	st := d.rd.Stats()
-	streamErr, slot, slotErr, _ := d.health.snapshot()
+	slot, _, streamErr, slotErr := d.health.snapshot()
 	// The last stream error matters only while the stream is down: once
 	// the reader is connected again (the slot re-created, the server back)
 	// it is history, even before the next transaction arrives.

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -19,47 +18,11 @@ import (
 )
 
 // Version is set at build time: `make build` stamps `git describe --tags
-// --always --dirty` with -ldflags "-X main.Version=...". Without it, main
-// takes the module's version (go install ...@v1.2.3) or the commit the Go
-// tool stamped into the binary.
-var Version = ""
+// --always --dirty` with -ldflags "-X main.Version=..." (README, Install).
+var Version = "dev"
 
 func main() {
-	Version = version(Version)
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
-}
-
-// version is stamped when set, else what the binary's build information
-// tells, else "dev".
-func version(stamped string) string {
-	if stamped != "" {
-		return stamped
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "dev"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	var rev string
-	dirty := false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "dev"
-	}
-	v := "dev-" + rev[:min(12, len(rev))]
-	if dirty {
-		v += "-dirty"
-	}
-	return v
 }
 
 // run runs one command line and returns the exit code. An error is printed
