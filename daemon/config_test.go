@@ -413,9 +413,10 @@ endpoints:
   - url: https://user:urlpass@crm.example.com/hooks
     secret: "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODk= whsec_YWJjZGVmZ2hpamtsbW5vcHFyc3R1"
     headers: {Authorization: Bearer-tok, X-Short: abc}
+admin: {token: admin-token-0123456789}
 `)
 	got := c.Secrets()
-	for _, want := range []string{"p@ss/word", "p%40ss%2Fword", "keypass", "ZGVza2hvb2stZGVtby1rZXktMzItYnl0ZXMtbG9uZyE=",
+	for _, want := range []string{"admin-token-0123456789", "p@ss/word", "p%40ss%2Fword", "keypass", "ZGVza2hvb2stZGVtby1rZXktMzItYnl0ZXMtbG9uZyE=",
 		"whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODk=", "MDEyMzQ1Njc4OTAxMjM0NTY3ODk=", "YWJjZGVmZ2hpamtsbW5vcHFyc3R1", "Bearer-tok", "urlpass"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("Secrets() misses %q: %q", want, got)
@@ -527,6 +528,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("a: &a [*a]\n")
 	f.Add("admin: {max_slot_lag: 99999999999999999999}\n")
 	f.Add("endpoints: [{url: http://x, headers: {A: {b: c}}}]\n")
+	f.Add("source: {dsn: x}\nendpoints: [{url: \"http://u:p@[::1]:1/\", timeout: 9999999h, retry: {schedule: [1.5h30m]}}]\nshutdown_timeout: +2000000h\n")
+	f.Add("source: {dsn: x}\nendpoints: [{url: http://x}]\nadmin: {listen: \"[::]:0\", probe_listen: \":1\", token: ${NOPE_UNSET}, hosts: [\"::1\", \"a.b.\"]}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		c, err := ParseConfig([]byte(doc))
 		if err != nil {

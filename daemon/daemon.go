@@ -1,8 +1,10 @@
 // Package daemon wires deskhook's pipeline — cdc → mapping → outbox →
 // sender — into one long-lived component with an admin HTTP server
-// (/healthz, /readyz, /metrics and the operator API the CLI uses while the
-// daemon holds the store). It also owns deskhook.yaml: the composition of
-// the packages' Config sections, ${VAR} expansion and strict decoding.
+// (/healthz, /readyz, /metrics, open; and the operator API under /api/ the
+// CLI uses while the daemon holds the store, behind a bearer token and
+// Host/Origin checks: auth.go). It also owns deskhook.yaml: the
+// composition of the packages' Config sections, ${VAR} expansion and
+// strict decoding.
 //
 // `deskhook run`, `deskhook demo` and the end-to-end tests all run this.
 package daemon

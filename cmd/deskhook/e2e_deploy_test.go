@@ -222,7 +222,9 @@ shutdown_timeout: 5s
 			break
 		}
 	}
-	status := bah(append(inCtr(mounts...), append(clone(cfg.Entrypoint), "status", "-c", "/etc/deskhook/deskhook.yaml")...)...)
+	// As the manifest's comment says: `kubectl exec deploy/deskhook --
+	// deskhook status`, no path, no -c.
+	status := bah(append(inCtr(mounts...), "deskhook", "status")...)
 	if !strings.Contains(status, "running, ready") || !strings.Contains(status, "rcv") {
 		t.Errorf("deskhook status in the container:\n%s", status)
 	}
