@@ -1,8 +1,10 @@
 // Package daemon wires deskhook's pipeline — cdc → mapping → outbox →
 // sender — into one long-lived component with an admin HTTP server
-// (/healthz, /readyz, /metrics and the operator API the CLI uses while the
-// daemon holds the store). It also owns deskhook.yaml: the composition of
-// the packages' Config sections, ${VAR} expansion and strict decoding.
+// (/healthz, /readyz, /metrics, open; and the operator API under /api/ the
+// CLI uses while the daemon holds the store, behind a bearer token and
+// Host/Origin checks: auth.go). It also owns deskhook.yaml: the
+// composition of the packages' Config sections, ${VAR} expansion and
+// strict decoding.
 //
 // `deskhook run`, `deskhook demo` and the end-to-end tests all run this.
 package daemon
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -34,12 +37,15 @@ type Options struct {
 	// /metrics (nil: a new one with the Go and process collectors).
 	Registry *prometheus.Registry
 	Version  string
+	// Redactor, when set, learns the admin token the daemon generates, so
+	// that the log scrubs it like the config's secrets.
+	Redactor *Redactor
 	// NoSync skips the outbox's fsync. Tests only.
 	NoSync bool
 }
 
-// Daemon is the running pipeline. New opens the store (so a second
-// daemon on the same file fails at once) and binds the admin port; Run
+// Daemon is the running pipeline. New binds the admin ports, then opens
+// the store (so a second daemon on the same file fails at once); Run
 // streams until its context ends.
 type Daemon struct {
 	cfg  *Config
@@ -55,6 +61,13 @@ type Daemon struct {
 
 	admin   *http.Server
 	adminLn net.Listener
+	probe   *http.Server // admin.probe_listen: probes and metrics only
+	probeLn net.Listener
+	// The operator API's token and the Host names it answers to.
+	token    string
+	hosts    map[string]bool
+	refusals refusals
+
 	health  health
 	metrics *daemonMetrics
 	cfgMu   sync.Mutex // guards cfg during Reload
@@ -91,6 +104,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts}
+	fail := func(err error) (*Daemon, error) {
+		d.closeAll()
+		return nil, err
+	}
+	// The ports first: a port taken fails the start before anything is
+	// created on disk or registered in the store.
+	if err := d.listen(); err != nil {
+		return fail(storeInUse(cfg.Store.Path, err))
+	}
 	d.metrics = newDaemonMetrics(reg)
 
 	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg})
@@ -101,12 +123,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		NoSync:     opts.NoSync,
 	})
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	d.ob = ob
-	fail := func(err error) (*Daemon, error) {
-		d.closeAll()
-		return nil, err
+	if d.adminLn != nil {
+		// After the store's lock: a second daemon on this store fails on
+		// the lock, not on the token file.
+		if err := d.loadToken(); err != nil {
+			return fail(err)
+		}
 	}
 	d.sd, err = sender.New(cfg.Sender, ob, sender.Options{
 		Logger:        log.With("component", "sender"),
@@ -125,14 +150,64 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.Admin.Listen != "off" {
-		d.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			return fail(fmt.Errorf("admin.listen: %w", err))
-		}
+	if d.adminLn != nil {
 		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
+	if d.probeLn != nil {
+		d.probe = &http.Server{Handler: d.probeHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
 	return d, nil
+}
+
+// listen binds admin.listen and admin.probe_listen.
+func (d *Daemon) listen() error {
+	var err error
+	if l := d.cfg.Admin.Listen; l != "off" {
+		if d.adminLn, err = net.Listen("tcp", l); err != nil {
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		d.hosts = apiHosts(d.cfg.Admin, d.adminLn.Addr())
+	}
+	if l := d.cfg.Admin.ProbeListen; l != "" {
+		if d.probeLn, err = net.Listen("tcp", l); err != nil {
+			return fmt.Errorf("admin.probe_listen: %w", err)
+		}
+	}
+	return nil
+}
+
+// storeInUse explains a port already taken when the reason is a daemon
+// already running on this store: its lock says more than the port does.
+func storeInUse(path string, listenErr error) error {
+	if _, err := os.Stat(path); err != nil {
+		return listenErr
+	}
+	ob, err := outbox.Open(path, outbox.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond})
+	if err == nil {
+		ob.Close()
+		return listenErr
+	}
+	if errors.Is(err, outbox.ErrInUse) {
+		return fmt.Errorf("%w; %v", err, listenErr)
+	}
+	return listenErr
+}
+
+// loadToken sets the operator API's token: admin.token, else the one
+// generated beside the store.
+func (d *Daemon) loadToken() error {
+	d.token = d.cfg.Admin.Token
+	if d.token == "" {
+		tok, err := loadOrCreateToken(TokenPath(d.cfg.Store.Path), d.log.With("component", "admin"))
+		if err != nil {
+			return err
+		}
+		d.token = tok
+	}
+	if d.opts.Redactor != nil {
+		d.opts.Redactor.Add([]string{d.token})
+	}
+	return nil
 }
 
 // AdminAddr is the admin server's address ("" when it is off).
@@ -142,6 +217,17 @@ func (d *Daemon) AdminAddr() string {
 	}
 	return d.adminLn.Addr().String()
 }
+
+// ProbeAddr is the probe server's address ("" without admin.probe_listen).
+func (d *Daemon) ProbeAddr() string {
+	if d.probeLn == nil {
+		return ""
+	}
+	return d.probeLn.Addr().String()
+}
+
+// AdminToken is the operator API's bearer token ("" when admin is off).
+func (d *Daemon) AdminToken() string { return d.token }
 
 // Outbox is the daemon's store, for in-process operator calls.
 func (d *Daemon) Outbox() *outbox.Outbox { return d.ob }
@@ -158,7 +244,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopSender()
 	defer stopReader()
 
-	fatal := make(chan error, 3)
+	fatal := make(chan error, 4)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -174,18 +260,23 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	var auxWG sync.WaitGroup
-	if d.admin != nil {
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		if srv == nil {
+			return
+		}
 		auxWG.Add(1)
 		go func() {
 			defer auxWG.Done()
-			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fatal <- fmt.Errorf("admin: %w", err)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fatal <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
 	}
+	serve("admin", d.admin, d.adminLn)
+	serve("admin probes", d.probe, d.probeLn)
 	auxWG.Add(1)
 	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
-	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(),
+	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(), "probes", d.ProbeAddr(),
 		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
 
 	var err error
@@ -213,10 +304,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopSender()
 	<-senderDone
 	stopAux()
-	if d.admin != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = d.admin.Shutdown(sctx)
-		cancel()
+	for _, srv := range []*http.Server{d.admin, d.probe} {
+		if srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+		}
 	}
 	auxWG.Wait()
 	if cerr := d.closeAll(); cerr != nil && err == nil {
@@ -237,8 +330,12 @@ func (d *Daemon) closeAll() error {
 	if d.lk != nil {
 		d.lk.Close()
 	}
-	if d.adminLn != nil && d.admin == nil {
-		errs = append(errs, d.adminLn.Close())
+	// The listeners, in case they were never served (Shutdown closed
+	// those that were: closing them again only says so).
+	for _, ln := range []net.Listener{d.adminLn, d.probeLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
 	}
 	return errors.Join(errs...)
 }
