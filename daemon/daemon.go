@@ -82,14 +82,6 @@ type Daemon struct {
 	// takes it to stop intake between batches.
 	intakeMu   sync.Mutex
 	stopIntake bool
-	// last is the last batch appended in this process: after the stream
-	// restarts, batches up to it are skipped rather than mapped again
-	// (mapped again, with a fresh state, their bodies could differ).
-	last struct {
-		pos  change.Position
-		seq  int
-		done bool // its Last chunk was appended
-	}
 }
 
 // New builds the daemon from a validated config.
@@ -384,6 +376,14 @@ func (d *Daemon) stream(ctx context.Context) error {
 // transactions at once it reads what their mapping lacks from the source in
 // one round, then maps and appends them one by one, in order, as it would
 // one at a time.
+//
+// After the stream restarts, the source resends what it had not yet
+// acknowledged, and the mapper (reset) maps it again, perhaps to other
+// bodies: it reads related rows as they are now. That is harmless: the
+// outbox skips transactions it has stored, and endpoints only send what is
+// stored, so an event already sent keeps its body; a transaction stored in
+// part (chunks) was never deliverable, and is mapped again whole, from its
+// first chunk, so its events keep their indexes.
 type intake struct{ d *Daemon }
 
 func (h intake) Handle(ctx context.Context, b *change.Batch) error {
@@ -392,19 +392,11 @@ func (h intake) Handle(ctx context.Context, b *change.Batch) error {
 
 func (h intake) HandleBatches(ctx context.Context, bs []*change.Batch) error {
 	d := h.d
-	// Those appended before in this process (they come first: batches
-	// arrive in order) are skipped below; prefetch for the others.
-	d.intakeMu.Lock()
-	i := 0
-	for i < len(bs) && d.seen(bs[i]) {
-		i++
-	}
-	d.intakeMu.Unlock()
-	if fresh := bs[i:]; len(fresh) > 1 {
+	if len(bs) > 1 {
 		// Only this goroutine uses the mapper; shutdown need not wait for
 		// the source, so intakeMu is not held.
-		if err := d.mp.Prefetch(ctx, fresh); err != nil {
-			return fmt.Errorf("mapping transactions %s to %s: %w", fresh[0].Pos, fresh[len(fresh)-1].Pos, err)
+		if err := d.mp.Prefetch(ctx, bs); err != nil {
+			return fmt.Errorf("mapping transactions %s to %s: %w", bs[0].Pos, bs[len(bs)-1].Pos, err)
 		}
 	}
 	for _, b := range bs {
@@ -426,12 +418,6 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	defer d.intakeMu.Unlock()
 	d.health.setStreamErr(nil)
 
-	if d.seen(b) {
-		// Already appended in this process: the outbox acknowledges it
-		// once committed (it may already have). Mapping it again would only
-		// risk different bodies under the same ids.
-		return nil
-	}
 	events, err := d.mp.Map(ctx, b)
 	if err != nil {
 		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
@@ -439,20 +425,7 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	if err := d.ob.Append(ctx, b.Pos, b.Last, events); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	d.last.pos, d.last.seq, d.last.done = b.Pos, b.Seq, b.Last
 	return nil
-}
-
-// seen reports whether b was appended before in this process.
-func (d *Daemon) seen(b *change.Batch) bool {
-	l := d.last
-	switch {
-	case b.Pos < l.pos:
-		return true
-	case b.Pos > l.pos:
-		return false
-	}
-	return l.done || b.Seq <= l.seq
 }
 
 // maxStreamBackoff bounds the wait between restarts of the replication
