@@ -20,8 +20,7 @@ var subcommands = []string{"run", "setup", "teardown", "check", "status", "dlq",
 // TestCLIUsage: version, help of each subcommand, usage errors.
 func TestCLIUsage(t *testing.T) {
 	t.Parallel()
-	res := deskhook(t, nil, "version")
-	if res.code != 0 || res.stdout != "deskhook "+e2eVersion+"\n" {
+	if res := mustDeskhook(t, "version"); res.stdout != "deskhook "+e2eVersion+"\n" {
 		t.Errorf("version: %s", res)
 	}
 	if res := deskhook(t, nil, "--version"); res.code != 0 || !strings.Contains(res.stdout, e2eVersion) {
@@ -52,12 +51,18 @@ func TestCLIUsage(t *testing.T) {
 		if strings.Contains(out, "deskhook: ") {
 			t.Errorf("deskhook %s printed an error: %s", strings.Join(args, " "), res)
 		}
+		for _, o := range []string{res.stdout, res.stderr} {
+			if o != "" && (!strings.HasSuffix(o, "\n") || strings.HasSuffix(o, "\n\n")) {
+				t.Errorf("deskhook %s: output does not end with exactly one newline: %q", strings.Join(args, " "), tail(o, 80))
+			}
+		}
 	}
 	usageErrors := [][]string{
 		{}, {"frobnicate"}, {"status", "--nope"}, {"run", "extra"}, {"setup", "extra"}, {"dlq"}, {"dlq", "undo"},
 		{"dlq", "show"}, {"dlq", "replay"}, {"dlq", "drop"}, {"dlq", "list", "--from", "yesterday"}, {"dlq", "list", "a", "b"},
 		{"endpoints"}, {"endpoints", "enable"}, {"endpoints", "rename", "x"}, {"endpoints", "list", "x"},
 		{"demo", "--tickets", "0"}, {"version", "--nope"},
+		{"-c"}, {"-c", "x.yaml"}, {"--config=x.yaml"}, {"-c", "x.yaml", "frobnicate"},
 	}
 	for _, args := range usageErrors {
 		res := deskhook(t, nil, args...)
@@ -215,7 +220,7 @@ func TestCLILifecycle(t *testing.T) {
 
 	// endpoints while the daemon runs.
 	res = e.must("endpoints", "list")
-	if !regexp.MustCompile(`rcv\s+http://127\.0\.0\.1:\d+/hooks\s+true\s+0\s+0`).MatchString(res.stdout) {
+	if !regexp.MustCompile(`rcv\s+http://127\.0\.0\.1:\d+/hooks\s+yes\s+0\s+0`).MatchString(res.stdout) {
 		t.Errorf("endpoints list:\n%s", res.stdout)
 	}
 	e.must("endpoints", "disable", "rcv", "--reason", "maintenance window")
@@ -226,7 +231,7 @@ func TestCLILifecycle(t *testing.T) {
 		t.Errorf("a disabled endpoint got %d deliveries", got-before)
 	}
 	res = e.must("endpoints", "list")
-	if !strings.Contains(res.stdout, "maintenance window") || !strings.Contains(res.stdout, "false") {
+	if !strings.Contains(res.stdout, "maintenance window") || !strings.Contains(res.stdout, "no (operator: maintenance window)") {
 		t.Errorf("endpoints list does not show the endpoint disabled:\n%s", res.stdout)
 	}
 	e.must("endpoints", "enable", "rcv")
