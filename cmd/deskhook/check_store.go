@@ -48,6 +48,12 @@ func storeSpace(path string) cdc.CheckResult {
 	if st, err := os.Stat(path); err == nil {
 		size = st.Size()
 	}
+	return judgeStoreSpace(res, free, size)
+}
+
+// judgeStoreSpace grades free bytes against the thresholds and the
+// store's size.
+func judgeStoreSpace(res cdc.CheckResult, free uint64, size int64) cdc.CheckResult {
 	detail := fmt.Sprintf("%s free; the store is %s", cdc.HumanBytes(int64(free)), cdc.HumanBytes(size))
 	fix := "make room on that file system, or move store.path to one with more"
 	switch {
