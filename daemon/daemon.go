@@ -342,7 +342,6 @@ func (d *Daemon) closeAll() error {
 func (d *Daemon) stream(ctx context.Context) error {
 	backoff := time.Second
 	for {
-		d.source.kick() // at start and after every restart
 		if d.cfg.Source.AutoSetup {
 			if done, err := cdc.Setup(ctx, d.cfg.Source); err != nil {
 				d.health.setStreamErr(fmt.Errorf("setup: %w", err))
@@ -352,6 +351,7 @@ func (d *Daemon) stream(ctx context.Context) error {
 			}
 		}
 		started := time.Now()
+		d.source.kick() // verify at start (after any setup) and after every restart
 		err := d.rd.Run(ctx, intake{d})
 		if ctx.Err() != nil {
 			return nil

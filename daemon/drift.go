@@ -68,10 +68,10 @@ func (s *sourceCheck) kick() {
 // relation is the reader's OnRelation hook.
 func (s *sourceCheck) relation(string) { s.kick() }
 
-// run verifies at once, then on each kick and every verify_interval, until
-// ctx ends.
+// run verifies on each kick (the stream kicks at start, after any setup,
+// and after every restart) and every verify_interval, until ctx ends.
 func (s *sourceCheck) run(ctx context.Context) {
-	t := time.NewTimer(0)
+	t := time.NewTimer(s.cfg.VerifyInterval)
 	defer t.Stop()
 	for {
 		select {
