@@ -59,6 +59,12 @@ type ReaderOptions struct {
 	// ApplicationName is shown in pg_stat_replication unless the DSN sets
 	// one. Default "deskhook".
 	ApplicationName string
+	// OnRelation, if set, is called with schema.table whenever the stream
+	// describes a configured table (on each connection before its first
+	// change, and again when its definition changed), so the caller can
+	// verify the schema. It is called on the connection goroutine and
+	// must not block.
+	OnRelation func(table string)
 }
 
 // Reader tails the configured slot and hands committed transactions to a
@@ -87,12 +93,13 @@ func NewReader(cfg Config, opts ReaderOptions) *Reader {
 		opts.ApplicationName = "deskhook"
 	}
 	r := &Reader{cfg: cfg, opts: opts, log: opts.Logger, prog: newProgress()}
-	watched := make([]string, 0, 7)
+	watched := make([]string, 0, 9)
 	for _, t := range cfg.Tables.List() {
 		watched = append(watched, cfg.displayName(t))
 	}
 	r.rels = newRelationCache(r.log, watched)
 	r.metrics = newMetrics(opts.Registerer, r)
+	r.rels.onRelation, r.rels.truncates = opts.OnRelation, r.metrics.truncates
 	return r
 }
 

@@ -156,6 +156,7 @@ func (d *Daemon) problems() []string {
 	if err := d.ob.Err(); err != nil {
 		p = append(p, "outbox intake stopped: "+err.Error())
 	}
+	p = append(p, d.source.readiness()...)
 	if since := d.stalledFor(st.Acknowledged, st.Pending); since >= stallAfter {
 		p = append(p, fmt.Sprintf("delivery into the outbox has stalled: %d transactions waiting, nothing stored for %s",
 			st.Pending, since.Round(time.Second)))
