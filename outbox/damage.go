@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -228,7 +229,10 @@ func panicText(r any) string {
 			"bbolt expects (cut short while open?) or its pages point outside it", f.Addr(), r)
 	}
 	if s, ok := r.(string); ok && strings.HasPrefix(s, "assertion failed") {
-		return "bbolt: " + s
+		return "bbolt met a damaged page: " + s
+	}
+	if _, ok := r.(runtime.Error); ok {
+		return fmt.Sprintf("bbolt met a damaged page (%v)", r)
 	}
 	return fmt.Sprint(r)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,6 +121,61 @@ func TestStoreDamaged(t *testing.T) {
 	e.must("endpoints", "enable", "rcv")
 	e.must("dlq", "replay", "--all")
 	e.waitDelivered(dead+pending, 60*time.Second)
+}
+
+// TestStoreDamagedWhileRunning: a page damaged under the running daemon,
+// in a part it reads only later (the dead letters), is found when read:
+// dlq list fails with the damage, /readyz turns 503 naming it, the
+// intake-stopped metric is 1, and the process stays up and stops cleanly
+// on SIGTERM, saying so, without a crash.
+func TestStoreDamagedWhileRunning(t *testing.T) {
+	t.Parallel()
+	e, d, dead := withDeadLetters(t, testenv.LoadConfig{Tickets: 8, Replies: 2, Seed: 41})
+	d.stop()
+	store := e.section("store")["path"].(string)
+	db, err := bolt.Open(store, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deadRoot int64
+	_ = db.View(func(tx *bolt.Tx) error {
+		deadRoot = int64(tx.Bucket([]byte("endpoints")).Bucket([]byte("rcv")).Bucket([]byte("dead")).Root())
+		return nil
+	})
+	db.Close()
+	if deadRoot == 0 {
+		t.Fatalf("the %d dead letters fit inline in their endpoint's page: too few to damage a page of their own", dead)
+	}
+	ps, _ := pageGeometry(t, store)
+
+	e.rcv.Default(testenv.Reply{})
+	d = e.start()
+	// Nothing is written to the dead letters while the daemon idles: their
+	// page stays where it was.
+	scribbleAt(t, store, deadRoot*ps+16, 64)
+	res := e.run("dlq", "list")
+	if res.code != 1 || !strings.Contains(res.stderr, "store "+store+" is damaged") || crashed(res) {
+		t.Errorf("dlq list of damaged dead letters: %s", res)
+	}
+	body := d.waitReadyz(503, 30*time.Second, "outbox intake stopped: store "+store+" is damaged")
+	t.Logf("/readyz: %s", body)
+	if m := d.metrics(); m["deskhook_outbox_intake_stopped"] != 1 {
+		t.Errorf("deskhook_outbox_intake_stopped = %v, want 1", m["deskhook_outbox_intake_stopped"])
+	}
+	if code, _, err := d.get("/healthz"); code != 200 || err != nil {
+		t.Errorf("/healthz: %d %v", code, err)
+	}
+	if !strings.Contains(d.stderr.String(), "outbox store is damaged: intake stopped") {
+		t.Errorf("no ERROR line about the damage:\n%s", tail(d.stderr.String(), 4<<10))
+	}
+	d.signal(syscall.SIGTERM)
+	code := d.wait(60 * time.Second)
+	if code < 0 || strings.Contains(d.stderr.String(), "panic") || strings.Contains(d.stderr.String(), "goroutine ") {
+		t.Errorf("the daemon crashed (exit %d):\n%s", code, tail(d.stderr.String(), 8<<10))
+	}
+	if res := e.run("store", "check"); res.code != 1 || !strings.Contains(res.stdout, `bucket "endpoints/rcv/dead"`) {
+		t.Errorf("store check after the daemon stopped: %s", res)
+	}
 }
 
 // TestStoreCompact: a store that grew with a burst of large replies
