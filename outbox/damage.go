@@ -17,7 +17,7 @@ import (
 // all) is an error naming the file, what is wrong and what to do, never a
 // crash. Three defences:
 //
-//   - preflight walks the file's structure with plain reads before bbolt
+//   - preflight walks the file's structure, bounds-checked, before bbolt
 //     maps it (filecheck.go), so bbolt never follows a reference out of the
 //     file: what would be a SIGBUS or an assertion in one of bbolt's
 //     goroutines becomes a DamageError at Open.

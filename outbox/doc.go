@@ -27,7 +27,7 @@
 // are for the CLI and the admin API.
 //
 // A damaged file is an error, never a crash: Open walks the file's
-// structure with plain reads before bbolt maps it (a file cut short, a
+// structure, bounds-checked, before bbolt maps it (a file cut short, a
 // damaged page or another kind of file is a DamageError naming the file
 // and the way back), and reads and writes that meet damage later return a
 // DamageError and stop intake (damage.go, filecheck.go). Check reads the

@@ -15,9 +15,12 @@ import (
 // past the end of a truncated file, which is a SIGBUS or SIGSEGV that no
 // recover catches, or an assertion that panics in one of bbolt's own
 // goroutines (it walks every page at a read-write open, to rebuild the free
-// list). So before bbolt opens a file, walkFile reads its structure with
-// plain reads (never a fault: at worst a short read) and checks every
-// reference bbolt would follow: both header (meta) pages, the file's length
+// list). So before bbolt opens a file, walkFile reads its structure itself,
+// checking every offset against the file's length before it reads there
+// (the headers with plain reads; the pages from a read-only mapping of the
+// length the headers declare, once that length is known to be in the file,
+// or with plain reads where nothing is mapped), and checks every reference
+// bbolt would follow: both header (meta) pages, the file's length
 // against the page count they declare, and every branch and leaf page
 // reachable from the root: its id and type, its elements within the page,
 // keys in order (also across levels), child pages within the file and

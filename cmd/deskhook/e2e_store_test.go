@@ -303,6 +303,9 @@ func TestStoreBackup(t *testing.T) {
 	if !strings.Contains(res.stdout, "written to "+backup) || !strings.Contains(res.stdout, "checked") {
 		t.Errorf("store backup: %s", res)
 	}
+	if code, body, err := httpGet("http://" + e.admin + "/api/store/backup"); code != 401 || err != nil {
+		t.Errorf("GET /api/store/backup without the admin token: %d %v %.40q; want 401", code, err, body)
+	}
 	if res := e.run("store", "check"); res.code != 1 || !strings.Contains(res.stderr, "store backup COPY") {
 		t.Errorf("store check of the live store: want exit 1 pointing to a backup; %s", res)
 	}
