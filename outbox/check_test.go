@@ -372,6 +372,36 @@ func TestDamagedFiles(t *testing.T) {
 	}
 }
 
+// TestWalkUnmapped: where the file is not mapped (other systems than
+// Linux), the walk reads the pages and finds the same.
+func TestWalkUnmapped(t *testing.T) {
+	path := sampleStore(t)
+	branch, leaf := treePages(t, path)
+	for i, damage := range []func(){
+		func() {},
+		func() { scribble(t, path, int64(leaf)*4096+boltPageHeader, 48, 5) },
+		func() { scribble(t, path, int64(branch)*4096, 8, 4) },
+	} {
+		damage()
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mapped, err1 := walk(f, true)
+		read, err2 := walk(f, false)
+		f.Close()
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if (i > 0) != (len(read.problems) > 0) {
+			t.Errorf("case %d: problems %q", i, read.problems)
+		}
+		if strings.Join(mapped.problems, "\n") != strings.Join(read.problems, "\n") || mapped.used != read.used {
+			t.Errorf("mapped: %d pages used, %q; read: %d, %q", mapped.used, mapped.problems, read.used, read.problems)
+		}
+	}
+}
+
 // TestCheckHealthy: Check counts what a healthy store holds.
 func TestCheckHealthy(t *testing.T) {
 	path := sampleStore(t)

@@ -109,7 +109,10 @@ func (l *fileLayout) free() int {
 // walkFile checks f's structure (see above). It fails only when f cannot be
 // read; what is wrong with the file is in the layout's problems (and
 // foreign, when it is no bbolt file at all).
-func walkFile(f *os.File) (*fileLayout, error) {
+func walkFile(f *os.File) (*fileLayout, error) { return walk(f, true) }
+
+// walk is walkFile, with the pages mapped or read.
+func walk(f *os.File, mapped bool) (*fileLayout, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -128,9 +131,11 @@ func walkFile(f *os.File) (*fileLayout, error) {
 	// more than the checks); the length is checked, so only a file cut
 	// short meanwhile by someone ignoring the lock could fault, which
 	// protect turns into an error.
-	if data, unmap, err := mapFile(f, int64(l.meta.pgid)*int64(l.pageSize)); err == nil {
+	if data, unmap, err := mapFile(f, int64(l.meta.pgid)*int64(l.pageSize)); mapped && err == nil {
 		defer unmap()
 		w.data = data
+	} else if err == nil {
+		unmap()
 	}
 	err = protect(func() error {
 		if l.meta.freelist != boltNoFreelist {
