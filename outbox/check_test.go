@@ -52,16 +52,26 @@ func sampleStore(t testing.TB) string {
 	return path
 }
 
-func buildSample(path string) error {
+// openAB opens a store whose endpoints "a" and "b" get every event.
+func openAB(path string) (*Outbox, error) {
 	o, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := o.SetSubscriptions(context.Background(), []Subscription{{Name: "a", Wants: all}, {Name: "b", Wants: all}}); err != nil {
+		o.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+func buildSample(path string) error {
+	o, err := openAB(path)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
 	ctx := context.Background()
-	if err := o.SetSubscriptions(ctx, []Subscription{{Name: "a", Wants: all}, {Name: "b", Wants: all}}); err != nil {
-		return err
-	}
 	for pos := change.Position(1); pos <= sampleEvents; pos++ {
 		evs := txn(pos, int64(pos%7))
 		evs[0].Payload = append(evs[0].Payload, bytes.Repeat([]byte(" "), 300)...)

@@ -83,15 +83,12 @@ func BenchmarkOpenLarge(b *testing.B) {
 }
 
 func buildLarge(path string, size int64) error {
-	o, err := Open(path, Options{NoSync: true})
+	o, err := openAB(path)
 	if err != nil {
 		return err
 	}
 	defer o.Close()
 	ctx := context.Background()
-	if err := o.SetSubscriptions(ctx, []Subscription{{Name: "a", Wants: all}, {Name: "b", Wants: all}}); err != nil {
-		return err
-	}
 	pad := bytes.Repeat([]byte("x"), 2<<10)
 	pos := change.Position(1)
 	for {
