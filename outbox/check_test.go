@@ -27,12 +27,13 @@ const (
 )
 
 var (
-	sampleOnce sync.Once
-	samplePath string
-	sampleErr  error
+	sampleOnce  sync.Once
+	sampleBytes []byte
+	sampleErr   error
 )
 
-// sampleStore returns a copy of the sample store in a new temp dir.
+// sampleStore returns a copy of the sample store in a new temp dir (the
+// sample is built once per test process, and kept in memory).
 func sampleStore(t testing.TB) string {
 	t.Helper()
 	sampleOnce.Do(func() {
@@ -41,14 +42,17 @@ func sampleStore(t testing.TB) string {
 			sampleErr = err
 			return
 		}
-		samplePath = filepath.Join(dir, "sample.db")
-		sampleErr = buildSample(samplePath)
+		defer os.RemoveAll(dir)
+		p := filepath.Join(dir, "sample.db")
+		if sampleErr = buildSample(p); sampleErr == nil {
+			sampleBytes, sampleErr = os.ReadFile(p)
+		}
 	})
 	if sampleErr != nil {
 		t.Fatalf("building the sample store: %v", sampleErr)
 	}
 	path := filepath.Join(t.TempDir(), "outbox.db")
-	copyFile(t, samplePath, path)
+	writeFile(t, path, sampleBytes)
 	return path
 }
 
