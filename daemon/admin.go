@@ -126,6 +126,7 @@ func (d *Daemon) operatorRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, map[string]string{"endpoint": name}, err)
 	})
+	mux.HandleFunc("GET "+backupPath, d.serveBackup)
 }
 
 // commitResults commits the delivery results the sender recorded so far
