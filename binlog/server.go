@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
 )
 
 // openSQL opens a small pool to the DSN for queries about the server.

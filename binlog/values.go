@@ -189,23 +189,21 @@ func uintValue(n uint64) change.Value {
 	return intValue(int64(n))
 }
 
-// floatValue prints a FLOAT or DOUBLE as MySQL does: the shortest digits
-// that read back as the same value, in plain notation unless the exponent
-// is below -4 or at least 15 (FLOAT: 6... as the digits allow), then as
-// 1.5e20 / 1.5e-7 (no plus sign, no leading zeros in the exponent).
+// floatValue prints a FLOAT or DOUBLE as MariaDB's client protocol does,
+// which is Go's %g: a DOUBLE with the shortest digits that read back as
+// the same value, a FLOAT with 6 significant digits; exponent form (1e+14,
+// 1e-05) below 1e-4 and from 1e6 (shortest) or 10^precision on. MySQL 8
+// prints FLOAT with its shortest digits instead; Faveo's tables have no
+// FLOAT or DOUBLE column.
 func floatValue(f float64, bits int) change.Value {
 	v := change.Value{Kind: change.KindFloat, Float: f}
 	if math.IsInf(f, 0) || math.IsNaN(f) {
-		v.Kind, v.Text = change.KindText, strconv.FormatFloat(f, 'g', -1, bits)
-		return v
+		v.Kind = change.KindText
 	}
-	e := strconv.FormatFloat(f, 'e', -1, bits)
-	mant, exp, _ := strings.Cut(e, "e")
-	x, _ := strconv.Atoi(exp)
-	if x < -4 || x >= 15 {
-		v.Text = mant + "e" + strconv.Itoa(x)
+	if bits == 32 {
+		v.Text = strconv.FormatFloat(f, 'g', 6, 32)
 	} else {
-		v.Text = strconv.FormatFloat(f, 'f', -1, bits)
+		v.Text = strconv.FormatFloat(f, 'g', -1, 64)
 	}
 	return v
 }
