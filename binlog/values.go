@@ -163,8 +163,8 @@ func (c *column) value(v any, loc *time.Location) (change.Value, error) {
 			return uintValue(uint64(x)), nil
 		}
 		return intValue(x), nil
-	case int: // YEAR
-		return change.Value{Kind: change.KindInt, Int: int64(x), Text: fmt.Sprintf("%04d", x)}, nil
+	case int: // YEAR: 0 or 1901-2155
+		return intValue(int64(x)), nil
 	case float32:
 		return floatValue(float64(x), 32), nil
 	case float64:
@@ -202,6 +202,7 @@ func floatValue(f float64, bits int) change.Value {
 	}
 	if bits == 32 {
 		v.Text = strconv.FormatFloat(f, 'g', 6, 32)
+		v.Float, _ = strconv.ParseFloat(v.Text, 64) // the value the text says, as a lookup reads it
 	} else {
 		v.Text = strconv.FormatFloat(f, 'g', -1, 64)
 	}
@@ -262,6 +263,12 @@ func (c *column) stringValue(s string, loc *time.Location) (change.Value, error)
 		mysql.MYSQL_TYPE_DATETIME2, mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
 		if t, ok := parseWallClock(s); ok {
 			v.Kind, v.Time = change.KindTime, t
+		}
+	case mysql.MYSQL_TYPE_TIME2:
+		// go-mysql leaves out a fraction of zero; the server prints its
+		// digits.
+		if c.meta > 0 && c.meta <= 6 && !strings.Contains(s, ".") {
+			v.Text = s + "." + strings.Repeat("0", int(c.meta))
 		}
 	case mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING:
 		if c.charset == charsetLatin1 {
