@@ -86,8 +86,8 @@ func TestCheckPrivileges(t *testing.T) {
 	rs := results(t, Check(ctx, cfg))
 	account := "'" + user + "'@'%'"
 	for name, fix := range map[string]string{
-		"privilege REPLICATION SLAVE":       "GRANT REPLICATION SLAVE ON *.* TO " + account,
-		"privilege BINLOG MONITOR":          "GRANT BINLOG MONITOR ON *.* TO " + account,
+		"privilege REPLICATION SLAVE":         "GRANT REPLICATION SLAVE ON *.* TO " + account,
+		"privilege BINLOG MONITOR":            "GRANT BINLOG MONITOR ON *.* TO " + account,
 		"table " + db.Name + ".ticket_thread": "GRANT SELECT ON `" + db.Name + "`.* TO " + account,
 	} {
 		if r := rs[name]; r.OK || !strings.Contains(r.Fix, fix) {
