@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/deskhook/deskhook/change"
@@ -99,6 +100,14 @@ func (d *decoder) decodeRows(re *replication.RowsEvent, data []byte) (err error)
 	}
 	if re.Table == nil || !d.tables.watches(re.Table.Schema, re.Table.Table) {
 		return nil
+	}
+	// MySQL's binary JSON is decoded by the reader (json.go): go-mysql
+	// reads it as the BLOB it is framed as.
+	if tm := re.Table; bytes.IndexByte(tm.ColumnType, mysql.MYSQL_TYPE_JSON) >= 0 {
+		cp := *tm
+		cp.ColumnType = bytes.ReplaceAll(tm.ColumnType, []byte{mysql.MYSQL_TYPE_JSON}, []byte{mysql.MYSQL_TYPE_BLOB})
+		re.Table = &cp
+		defer func() { re.Table = tm }()
 	}
 	return re.DecodeData(pos, data)
 }

@@ -172,7 +172,7 @@ func (c *column) value(v any, loc *time.Location) (change.Value, error) {
 	case string:
 		return c.stringValue(x, loc)
 	case []byte:
-		return c.bytesValue(x), nil
+		return c.bytesValue(x)
 	}
 	return change.Value{}, fmt.Errorf("column %s (%s): unexpected value of Go type %T", c.name, c.typeName(), v)
 }
@@ -278,19 +278,26 @@ func (c *column) stringValue(s string, loc *time.Location) (change.Value, error)
 	return v, nil
 }
 
-// bytesValue is a BLOB, TEXT (MariaDB's JSON is one) or GEOMETRY value.
+// bytesValue is a BLOB, TEXT (MariaDB's JSON is one), MySQL JSON or
+// GEOMETRY value.
 // The text shares the event's memory: go-mysql reads each event into a
 // buffer of its own that it never reuses, and the batch counts the event's
 // bytes.
-func (c *column) bytesValue(b []byte) change.Value {
+func (c *column) bytesValue(b []byte) (change.Value, error) {
 	s := unsafe.String(unsafe.SliceData(b), len(b))
 	switch {
+	case c.typ == mysql.MYSQL_TYPE_JSON: // MySQL's binary JSON (see decodeRows)
+		text, err := mysqlJSONText(b)
+		if err != nil {
+			return change.Value{}, fmt.Errorf("column %s: %w", c.name, err)
+		}
+		return change.Value{Kind: change.KindText, Text: text}, nil
 	case c.typ == mysql.MYSQL_TYPE_GEOMETRY:
-		return change.Value{Kind: change.KindBytes, Text: s}
+		return change.Value{Kind: change.KindBytes, Text: s}, nil
 	case c.charset == charsetLatin1:
 		s = latin1ToUTF8(s)
 	}
-	return change.Value{Kind: change.KindText, Text: s}
+	return change.Value{Kind: change.KindText, Text: s}, nil
 }
 
 // parseWallClock parses "YYYY-MM-DD[ hh:mm:ss[.f]]" into a time in UTC
