@@ -45,6 +45,9 @@ type Reader struct {
 
 	mu    sync.Mutex
 	stats Stats
+
+	// deadAfter overrides how long a silent connection lives (tests).
+	deadAfter time.Duration
 }
 
 // Stats is a snapshot of the reader's state.
@@ -244,7 +247,11 @@ func (r *Reader) session(ctx context.Context, st *runState) (streamed bool, err 
 	}
 	db.Close()
 
-	d := &dialer{net: mc.Net, addr: mc.Addr, idle: max(3*r.cfg.Heartbeat, 15*time.Second)}
+	idle := max(3*r.cfg.Heartbeat, 15*time.Second)
+	if r.deadAfter > 0 {
+		idle = r.deadAfter
+	}
+	d := &dialer{net: mc.Net, addr: mc.Addr, idle: idle}
 	defer d.close()
 	host, port := mc.Addr, uint16(0)
 	if mc.Net != "unix" {
