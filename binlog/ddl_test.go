@@ -1,11 +1,9 @@
 package binlog
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,31 +11,13 @@ import (
 	"github.com/deskhook/deskhook/testenv"
 )
 
-// syncBuffer is a log sink tests read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // DDL on a watched table mid-stream is logged, the rows after it come with
 // the new columns (the table map says so), the rows before keep theirs, and
 // a TRUNCATE is handed over as one.
 func TestDDLMidStream(t *testing.T) {
 	db := testenv.MariaDB(t)
 	cfg := testConfig(db)
-	var logs syncBuffer
+	var logs testenv.Output
 	r := NewReader(cfg, ReaderOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	c := newCollector()
 	ctx, cancel := context.WithCancel(context.Background())

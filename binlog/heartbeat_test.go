@@ -99,7 +99,7 @@ func TestHeartbeatAndDeadConnection(t *testing.T) {
 	cfg := testConfig(db)
 	cfg.DSN = mc.FormatDSN()
 	cfg.Heartbeat = 200 * time.Millisecond
-	var logs syncBuffer
+	var logs testenv.Output
 	r := NewReader(cfg, ReaderOptions{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	r.deadAfter = 1500 * time.Millisecond
 	c := newCollector()
