@@ -135,3 +135,34 @@ func TestSimulatorDay(t *testing.T) {
 		t.Errorf("%d ticket inserts streamed, the load created %d", created, len(res.Tickets))
 	}
 }
+
+// Transactions deskhook does not read (another table) pass without
+// batches, but once progress_interval has gone by without one, a batch
+// without changes carries their position, so the stored position keeps up
+// with the server's binlog.
+func TestProgressBatches(t *testing.T) {
+	db := testenv.MariaDB(t)
+	cfg := testConfig(db)
+	cfg.ProgressInterval = 300 * time.Millisecond
+	run := startReader(t, cfg, "", nil)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		db.Exec(t, "INSERT INTO audit_log (message) VALUES ('not watched')")
+		bs := run.c.all()
+		if len(bs) > 0 {
+			b := bs[0]
+			if len(b.Changes) != 0 || !b.Last || !mariaGTIDRE.MatchString(b.Resume) {
+				t.Fatalf("first batch: %d changes, last %v, resume %q; want a position-only batch", len(b.Changes), b.Last, b.Resume)
+			}
+			checkResume(t, bs)
+			if n := len(bs); n > 20 {
+				t.Errorf("%d progress batches: one per interval, not per transaction", n)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no progress batch within a minute of unwatched transactions")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
