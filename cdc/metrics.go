@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, r *Reader) *metrics {
 		gauge("deskhook_cdc_queue_bytes", "Estimated memory of batches decoded and not yet handled (queued, or in the handler's hands).",
 			func() float64 {
 				if q := r.queue.Load(); q != nil {
-					_, b := q.size()
+					_, b := q.Size()
 					return float64(b)
 				}
 				return 0

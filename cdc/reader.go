@@ -13,37 +13,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Handler receives committed transactions, in commit order; large ones in
-// several chunks (change.Batch Seq/Last). Handle may block for minutes: the
-// reader keeps answering the server meanwhile. The reader does not touch a
-// batch after handing it over. An error stops Run.
-type Handler interface {
-	Handle(ctx context.Context, b *change.Batch) error
-}
+// Handler receives committed transactions, in commit order: the contract
+// every source reader shares (see change.Handler).
+type Handler = change.Handler
 
-// BatchHandler is a Handler that can take several transactions at once:
-// when it implements this, the reader calls HandleBatches with every batch
-// queued, up to MaxHandleBatches, in commit order, instead of Handle with
-// one. A consumer that reads the source for what it lacks can then do it
-// for all of them in one round, and store them together. The same rules
-// hold as for Handle; the slice itself is the reader's, reused after
-// HandleBatches returns (the batches are not).
-type BatchHandler interface {
-	Handler
-	HandleBatches(ctx context.Context, bs []*change.Batch) error
-}
+// BatchHandler is a Handler that takes several transactions at once (see
+// change.BatchHandler).
+type BatchHandler = change.BatchHandler
 
-// MaxHandleBatches bounds the batches of one HandleBatches call. Their
-// memory is bounded anyway (queue_bytes); this bounds what one call reads
-// ahead from the source (a few hundred transactions already make a read
-// round cheap per transaction).
-const MaxHandleBatches = 512
+// MaxHandleBatches bounds the batches of one HandleBatches call.
+const MaxHandleBatches = change.MaxHandleBatches
 
 // HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, b *change.Batch) error
-
-// Handle calls f.
-func (f HandlerFunc) Handle(ctx context.Context, b *change.Batch) error { return f(ctx, b) }
+type HandlerFunc = change.HandlerFunc
 
 // ReaderOptions are a Reader's collaborators.
 type ReaderOptions struct {
@@ -77,7 +59,7 @@ type Reader struct {
 	rels    *relationCache // outlives connections and runs (rename detection)
 	metrics *metrics
 	running atomic.Bool
-	queue   atomic.Pointer[queue]
+	queue   atomic.Pointer[change.Queue]
 }
 
 // NewReader returns a Reader for cfg (defaults filled in; Run validates).
@@ -114,7 +96,7 @@ func (r *Reader) Stats() Stats { return r.prog.stats() }
 
 // runState is one Run's bookkeeping, owned by the connection goroutine.
 type runState struct {
-	q           *queue
+	q           *change.Queue
 	handlerDone <-chan struct{}
 	dec         *decoder
 	// handedTxn is the last transaction handed over whole in this run;
@@ -144,7 +126,7 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	}
 	defer r.running.Store(false)
 
-	q := newQueue(r.cfg.QueueBytes)
+	q := change.NewQueue(r.cfg.QueueBytes)
 	r.queue.Store(q)
 	defer r.queue.Store(nil)
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -156,33 +138,9 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	var handlerErr error
 	go func() {
 		defer close(handlerDone)
-		bh, many := h.(BatchHandler)
-		most := 1
-		if many {
-			most = MaxHandleBatches
-		}
-		var bs []*change.Batch
-		for {
-			var bytes int
-			var err error
-			bs, bytes, err = q.pop(runCtx, bs[:0], most)
-			if err != nil {
-				return
-			}
-			if many {
-				err = bh.HandleBatches(runCtx, bs)
-			} else {
-				err = h.Handle(runCtx, bs[0])
-			}
-			clear(bs) // the handler owns them now
-			q.release(bytes)
-			if err != nil {
-				if runCtx.Err() == nil {
-					handlerErr = err
-					cancel(err)
-				}
-				return
-			}
+		if err := q.Feed(runCtx, h); err != nil {
+			handlerErr = err
+			cancel(err)
 		}
 	}()
 
