@@ -69,6 +69,9 @@ type Daemon struct {
 	// takes it to stop intake between batches.
 	intakeMu   sync.Mutex
 	stopIntake bool
+	// restartStream wakes the stream loop's wait after a failure (a gap
+	// was just accepted).
+	restartStream chan struct{}
 	// last is the last batch appended in this process: after the stream
 	// restarts, batches up to it are skipped rather than mapped again
 	// (mapped again, with a fresh state, their bodies could differ).
@@ -90,10 +93,11 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts}
+	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts, restartStream: make(chan struct{}, 1)}
 	d.metrics = newDaemonMetrics(reg)
 
-	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg})
+	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg,
+		Store: storeMark{d}, OnFailure: d.health.setStreamErr})
 	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
 		Logger:     log.With("component", "outbox"),
 		Registerer: reg,
@@ -245,20 +249,17 @@ func (d *Daemon) closeAll() error {
 
 // stream runs the reader, restarting it with backoff after any error: a
 // database that goes away, a dropped slot or publication (unready until
-// someone fixes it) or a failing lookup. Only ctx ending stops it.
+// someone fixes it) or a failing lookup. Only ctx ending stops it. Each
+// failure is logged once (again every cdc.RepeatEvery while it lasts).
 func (d *Daemon) stream(ctx context.Context) error {
 	backoff := time.Second
+	var said cdc.RepeatFilter
 	for {
-		if d.cfg.Source.AutoSetup {
-			if done, err := cdc.Setup(ctx, d.cfg.Source); err != nil {
-				d.health.setStreamErr(fmt.Errorf("setup: %w", err))
-				d.log.Error("setup failed", "err", err)
-			} else if len(done) > 0 {
-				d.log.Info("setup", "done", done)
-			}
-		}
 		started := time.Now()
-		err := d.rd.Run(ctx, intake{d})
+		err := d.autoSetup(ctx)
+		if err == nil {
+			err = d.rd.Run(ctx, intake{d})
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -268,18 +269,24 @@ func (d *Daemon) stream(ctx context.Context) error {
 		d.health.setStreamErr(err)
 		d.metrics.streamRestarts.Inc()
 		if time.Since(started) > time.Minute {
-			backoff = time.Second
+			backoff, said = time.Second, cdc.RepeatFilter{}
 		}
-		d.log.Error("replication stream stopped; restarting", "err", err, "retry_in", backoff)
+		level := slog.LevelError
+		if !said.Fresh(err, time.Now()) {
+			level = slog.LevelDebug
+		}
+		d.log.Log(ctx, level, "replication stream stopped; restarting", "err", err, "retry_in", backoff)
 		// A Map that failed half-way may have applied part of its batch:
 		// start again from a clean state.
 		d.mp.Reset()
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-d.restartStream:
+			backoff = time.Second
 		case <-time.After(backoff):
+			backoff = min(2*backoff, maxStreamBackoff)
 		}
-		backoff = min(2*backoff, maxStreamBackoff)
 	}
 }
 

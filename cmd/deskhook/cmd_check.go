@@ -32,7 +32,8 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "ok    config: %s\n", *cfgPath)
 	failed := 0
 	ownReader := runningDaemonReader(ctx, cfg)
-	for _, r := range cdc.Check(ctx, cfg.Source) {
+	mark := func() (cdc.Mark, error) { return daemon.StoreMark(ctx, cfg) }
+	for _, r := range cdc.CheckWith(ctx, cfg.Source, cdc.CheckOptions{Mark: mark}) {
 		if !r.OK && ownReader != 0 && r.Name == "slot "+cfg.Source.Slot+" in use" {
 			// Read by the daemon this config runs: as it should be.
 			r = cdc.CheckResult{Name: r.Name, OK: true,
