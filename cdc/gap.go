@@ -110,9 +110,15 @@ func (e *GapError) Error() string {
 			"WAL it needed, past max_slot_wal_keep_size); %s, and the changes committed since are lost. Run "+
 			"`deskhook setup --accept-gap` to re-create it and record the gap", slot, e.To, held)
 	case GapSlotAhead:
-		what = fmt.Sprintf("replication slot %s starts at %s, after the store's position: %s. The slot was "+
-			"re-created or advanced by someone else, and the changes committed in between were never read. Run "+
-			"`deskhook setup --accept-gap` to accept the gap and stream from %s", slot, e.To, held, e.To)
+		who := "The slot was re-created or advanced by someone else, and the changes committed in between " +
+			"were never read"
+		if e.StoreSource == "" {
+			who = "Either the slot was re-created or advanced by someone else, and the changes committed in " +
+				"between were never read, or a deskhook older than this store's record confirmed it there " +
+				"(it did not record how far)"
+		}
+		what = fmt.Sprintf("replication slot %s starts at %s, after the store's position: %s. %s. Run "+
+			"`deskhook setup --accept-gap` to accept the gap and stream from %s", slot, e.To, held, who, e.To)
 	case GapOtherSource:
 		what = fmt.Sprintf("the store was filled from database %s, but source.dsn is database %s (replication "+
 			"slot %s at %s; %s): its positions mean nothing here. Point store.path at a new file for this "+

@@ -149,3 +149,61 @@ func TestSetupSQL(t *testing.T) {
 		t.Errorf("a bad DSN: %v", err)
 	}
 }
+
+// TestSetupUndo: what Setup runs in its transaction, its undo takes back
+// (Setup runs it when the slot cannot be created after it).
+func TestSetupUndo(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		prepare string
+	}{
+		{"a new publication", ""},
+		{"a publication of setup's lacking tables, identity using an index", "ALTER TABLE tickets REPLICA IDENTITY USING INDEX tickets_pkey; " +
+			"CREATE PUBLICATION deskhook FOR TABLE users WITH (publish = 'insert, update'); " +
+			"COMMENT ON PUBLICATION deskhook IS 'deskhook setup {}'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, false)
+			if tc.prepare != "" {
+				f.db.Exec(t, tc.prepare)
+			}
+			before, comment := f.state(t), pubComment(t, f)
+			ctx := testCtx(t, time.Minute)
+			conn, err := connect(ctx, f.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			facts, err := readFacts(ctx, conn, f.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var need needs
+			steps := planPublication(f.cfg, facts, &need)
+			if err := runSteps(ctx, conn, steps); err != nil {
+				t.Fatal(err)
+			}
+			if s := f.state(t); s.publication != allTables || s.identity != "f" {
+				t.Fatalf("the steps made %+v", s)
+			}
+			if err := undoSteps(ctx, conn, steps); err != nil {
+				t.Fatal(err)
+			}
+			if s := f.state(t); s != before || pubComment(t, f) != comment {
+				t.Errorf("after the undo: %+v %q, want %+v %q", s, pubComment(t, f), before, comment)
+			}
+		})
+	}
+}
+
+func pubComment(t *testing.T, f *fixture) string {
+	t.Helper()
+	var c string
+	if err := f.pool.QueryRow(testCtx(t, 10*time.Second), `SELECT coalesce((SELECT obj_description(oid, 'pg_publication') || ' ' ||
+		pubinsert || pubupdate || pubdelete || pubtruncate FROM pg_publication WHERE pubname = 'deskhook'), '')`).Scan(&c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

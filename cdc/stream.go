@@ -74,6 +74,8 @@ func (r *Reader) preflight(ctx context.Context, conn *pgconn.PgConn) (slotState,
 		return st, &objectError{kind: ErrPublicationMissing, msg: fmt.Sprintf("cdc: publication %s does not exist in "+
 			"database %s; run `deskhook setup` or fix source.publication", pub, db)}
 	}
+	// slot_type is NULL only when there is no slot (plugin is NULL for a
+	// physical slot too).
 	view := slotView{exists: row[5] != nil, walStatus: col(9), source: st.source}
 	if row[8] != nil {
 		lsn, err := pglogrepl.ParseLSN(col(8))
@@ -97,7 +99,7 @@ func (r *Reader) preflight(ctx context.Context, conn *pgconn.PgConn) (slotState,
 			return st, gap
 		}
 	}
-	if !view.exists { // slot_type; plugin is NULL for a physical slot
+	if !view.exists {
 		return st, &objectError{kind: ErrSlotMissing, msg: fmt.Sprintf("cdc: replication slot %s does not exist; "+
 			"run `deskhook setup` or fix source.slot", slot)}
 	}

@@ -42,7 +42,9 @@ func TestReadyz(t *testing.T) {
 	if err := e.db.Server.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d.waitReadyz(http.StatusServiceUnavailable, 30*time.Second, "replication stream is not connected")
+	// Not only "not connected": why.
+	d.waitReadyz(http.StatusServiceUnavailable, 30*time.Second, "replication stream: ",
+		"connection refused (connecting to 127.0.0.1")
 	if code, _, err := d.get("/healthz"); err != nil || code != http.StatusOK {
 		t.Errorf("/healthz with the database down: %d %v (the process is alive)", code, err)
 	}
