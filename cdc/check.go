@@ -224,11 +224,7 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, cfg Config, mark func() (Mar
 func checkGap(ctx context.Context, conn *pgx.Conn, cfg Config, s Slot, exists bool, mark func() (Mark, error),
 	add addFunc, failed func(string, error)) bool {
 	name := "slot " + cfg.Slot + " position"
-	var source string
-	if err := conn.QueryRow(ctx, "SELECT "+sourceIDSQL).Scan(&source); err != nil {
-		failed(name, err)
-		return true
-	}
+	source := databaseSource(ctx, conn)
 	m, err := mark()
 	if err != nil {
 		add(name, false, "cannot read the store: "+err.Error(), "")

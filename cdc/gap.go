@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/deskhook/deskhook/change"
 )
 
@@ -64,8 +66,18 @@ type slotView struct {
 // database's name. A store filled from one is not resumed from another.
 func sourceID(systemID, database string) string { return systemID + "/" + database }
 
-// sourceIDSQL is the SQL expression computing sourceID.
-const sourceIDSQL = `(SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database()`
+// databaseSource is the sourceID of the database conn is connected to, or
+// "" when the role may not read the system identifier (pg_control_system()
+// may be locked away on managed services): databases are then not
+// compared. The reader asks the replication protocol instead.
+func databaseSource(ctx context.Context, conn *pgx.Conn) string {
+	var s string
+	if err := conn.QueryRow(ctx, `SELECT system_identifier::text || '/' || current_database()
+		FROM pg_control_system()`).Scan(&s); err != nil {
+		return ""
+	}
+	return s
+}
 
 // GapReason says why a slot does not fit the store (see judgeSlot).
 type GapReason string

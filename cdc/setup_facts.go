@@ -61,18 +61,18 @@ type slotFacts struct {
 func readFacts(ctx context.Context, conn *pgx.Conn, cfg Config) (*dbFacts, error) {
 	f := &dbFacts{owns: map[string]bool{}}
 	var current string
-	if err := conn.QueryRow(ctx, `SELECT current_user, current_database(), `+sourceIDSQL+`,
-		current_setting('wal_level'), r.rolsuper, r.rolreplication,
+	if err := conn.QueryRow(ctx, `SELECT current_user, current_database(), current_setting('wal_level'), r.rolsuper, r.rolreplication,
 		has_database_privilege(current_database(), 'CREATE'),
 		current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots)::int,
 		(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END)::text
-		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&f.user, &f.db, &f.source, &f.walLevel,
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&f.user, &f.db, &f.walLevel,
 		&f.super, &f.replication, &f.createOnDB, &f.maxSlots, &f.usedSlots, &current); err != nil {
 		return nil, err
 	}
 	if l, err := pglogrepl.ParseLSN(current); err == nil {
 		f.currentLSN = change.Position(l)
 	}
+	f.source = databaseSource(ctx, conn)
 	for _, t := range cfg.Tables.List() {
 		var exists, owned bool
 		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,

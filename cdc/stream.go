@@ -48,21 +48,27 @@ func (r *Reader) preflight(ctx context.Context, conn *pgconn.PgConn) (slotState,
 	if conn.ParameterStatus("standard_conforming_strings") != "on" {
 		return st, errors.New("cdc: the server has standard_conforming_strings off; deskhook needs it on")
 	}
+	// The replication protocol's own command: any role that may stream may
+	// ask it, where pg_control_system() may be locked away.
+	id, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return st, err
+	}
+	st.source = sourceID(id.SystemID, id.DBName)
 	sql := `SELECT current_setting('wal_level'), current_setting('wal_sender_timeout'), current_database(),
 	  EXISTS (SELECT 1 FROM pg_publication WHERE pubname = ` + quoteLiteral(r.cfg.Publication) + `),
-	  s.plugin, s.slot_type, s.database, s.active_pid, s.confirmed_flush_lsn, s.wal_status, ` + sourceIDSQL + `
+	  s.plugin, s.slot_type, s.database, s.active_pid, s.confirmed_flush_lsn, s.wal_status
 	FROM (SELECT 1) AS one LEFT JOIN pg_replication_slots s ON s.slot_name = ` + quoteLiteral(r.cfg.Slot)
 	res, err := conn.Exec(ctx, sql).ReadAll()
 	if err != nil {
 		return st, err
 	}
-	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 11 {
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 10 {
 		return st, errors.New("cdc: unexpected answer to the slot query")
 	}
 	row := res[0].Rows[0]
 	col := func(i int) string { return string(row[i]) }
 	slot, pub, db := quoteIdent(r.cfg.Slot), quoteIdent(r.cfg.Publication), quoteIdent(col(2))
-	st.source = col(10)
 	if col(0) != "logical" {
 		return st, &objectError{kind: ErrWALLevel, msg: fmt.Sprintf("cdc: wal_level is %q, logical replication needs "+
 			"\"logical\": ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL", col(0))}
