@@ -233,7 +233,7 @@ func (d *decoder) begin(r *msgReader) error {
 		return r.err
 	}
 	if d.inTxn {
-		return fmt.Errorf("Begin of %s while transaction %s is open", change.Position(final), d.pos)
+		return fmt.Errorf("pgoutput Begin of %s while transaction %s is open", change.Position(final), d.pos)
 	}
 	plan, err := d.onBegin(change.Position(final), xid)
 	if err != nil {
@@ -252,10 +252,10 @@ func (d *decoder) commit(r *msgReader) (decoded, bool, error) {
 		return decoded{}, false, r.err
 	}
 	if !d.inTxn {
-		return decoded{}, false, fmt.Errorf("Commit %s outside a transaction", change.Position(lsn))
+		return decoded{}, false, fmt.Errorf("pgoutput Commit %s outside a transaction", change.Position(lsn))
 	}
 	if change.Position(lsn) != d.pos {
-		return decoded{}, false, fmt.Errorf("Commit %s does not match Begin %s", change.Position(lsn), d.pos)
+		return decoded{}, false, fmt.Errorf("pgoutput Commit %s does not match Begin %s", change.Position(lsn), d.pos)
 	}
 	d.inTxn = false
 	if d.plan.skip {
@@ -397,6 +397,9 @@ func (d *decoder) truncate(r *msgReader, size int) (out decoded, ok bool, err er
 		rel, err := d.rels.get(r.u32())
 		if err != nil {
 			return out, false, err
+		}
+		if !d.plan.skip {
+			d.rels.truncated(rel.table, d.pos)
 		}
 		cs = append(cs, change.Change{Op: change.Truncate, Table: rel.table})
 	}

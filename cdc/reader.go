@@ -67,6 +67,12 @@ type ReaderOptions struct {
 	// OnFailure, if set, is called with every reason the stream is down:
 	// each failed connection the reader retries, and the error Run returns.
 	OnFailure func(error)
+	// OnRelation, if set, is called with schema.table whenever the stream
+	// describes a configured table (on each connection before its first
+	// change, and again when its definition changed), so the caller can
+	// verify the schema. It is called on the connection goroutine and
+	// must not block.
+	OnRelation func(table string)
 }
 
 // Reader tails the configured slot and hands committed transactions to a
@@ -95,12 +101,13 @@ func NewReader(cfg Config, opts ReaderOptions) *Reader {
 		opts.ApplicationName = "deskhook"
 	}
 	r := &Reader{cfg: cfg, opts: opts, log: opts.Logger, prog: newProgress()}
-	watched := make([]string, 0, 7)
+	watched := make([]string, 0, 9)
 	for _, t := range cfg.Tables.List() {
 		watched = append(watched, cfg.displayName(t))
 	}
 	r.rels = newRelationCache(r.log, watched)
 	r.metrics = newMetrics(opts.Registerer, r)
+	r.rels.onRelation, r.rels.truncates = opts.OnRelation, r.metrics.truncates
 	return r
 }
 

@@ -29,7 +29,8 @@ func newRole(t *testing.T, f *fixture, prefix, attrs string, sql ...string) Conf
 const ownTables = "ALTER TABLE tickets OWNER TO %[1]s; ALTER TABLE ticket_thread OWNER TO %[1]s; " +
 	"ALTER TABLE users OWNER TO %[1]s; ALTER TABLE ticket_status OWNER TO %[1]s; " +
 	"ALTER TABLE ticket_status_type OWNER TO %[1]s; ALTER TABLE department OWNER TO %[1]s; " +
-	"ALTER TABLE teams OWNER TO %[1]s"
+	"ALTER TABLE teams OWNER TO %[1]s; ALTER TABLE ticket_collaborator OWNER TO %[1]s; " +
+	"ALTER TABLE ticket_attachments OWNER TO %[1]s"
 
 // TestSetupSaysWhatIsMissingAndChangesNothing: Setup and Teardown run as a
 // role short of a privilege name every one missing, up front, and change

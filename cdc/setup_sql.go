@@ -7,33 +7,12 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// lookupTables are tables the mapping reads by key without following them
-// in the stream (until source.tables names them): the role deskhook runs as
-// needs SELECT on them as well.
-var lookupTables = []string{"ticket_collaborator", "ticket_attachments"}
-
-// readTables is every table the role deskhook runs as reads: the
-// configured ones and the lookup tables, each once.
-func (c Config) readTables() []string {
-	out := c.Tables.List()
-	for _, t := range lookupTables {
-		seen := false
-		for _, o := range out {
-			seen = seen || o == t
-		}
-		if !seen {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 // SetupSQL is what `deskhook setup --print-sql` prints: the whole setup as a
 // psql script for a DBA to run by hand, connected to the helpdesk database
 // as a superuser (or as the tables' owner with CREATE on the database,
 // CREATEROLE and REPLICATION). It creates the role deskhook runs as
 // (source.dsn's user) with REPLICATION and SELECT on every table deskhook
-// reads, the publication (marked as setup's, so Teardown drops it),
+// reads (source.tables), the publication (marked as setup's, so Teardown drops it),
 // REPLICA IDENTITY FULL on tickets and, after the transaction, the slot.
 // It needs no connection: it comes from the config alone.
 func SetupSQL(cfg Config) (string, error) {
@@ -50,12 +29,9 @@ func SetupSQL(cfg Config) (string, error) {
 		db = role // libpq's default
 	}
 	r, pub := quoteIdent(role), quoteIdent(cfg.Publication)
-	var published, read []string
+	var tables []string
 	for _, t := range cfg.Tables.List() {
-		published = append(published, cfg.qualified(t))
-	}
-	for _, t := range cfg.readTables() {
-		read = append(read, cfg.qualified(t))
+		tables = append(tables, cfg.qualified(t))
 	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -77,11 +53,11 @@ func SetupSQL(cfg Config) (string, error) {
 	w(`\endif`)
 	w("GRANT CONNECT ON DATABASE %s TO %s;", quoteIdent(db), r)
 	w("GRANT USAGE ON SCHEMA %s TO %s;", quoteIdent(cfg.Schema), r)
-	w("GRANT SELECT ON %s TO %s;", strings.Join(read, ", "), r)
+	w("GRANT SELECT ON %s TO %s;", strings.Join(tables, ", "), r)
 	w("")
 	w("-- The publication over the tables deskhook follows. The comment marks it as setup's: teardown")
 	w("-- drops it (and leaves the replica identity below as it is).")
-	w("CREATE PUBLICATION %s FOR TABLE %s;", pub, strings.Join(published, ", "))
+	w("CREATE PUBLICATION %s FOR TABLE %s;", pub, strings.Join(tables, ", "))
 	w("COMMENT ON PUBLICATION %s IS %s;", pub, quoteLiteral(setupRecord{}.comment()))
 	w("")
 	w("-- Updates of tickets carry the old row, so deskhook tells which fields changed.")

@@ -16,14 +16,31 @@ import (
 	"github.com/deskhook/deskhook/outbox"
 )
 
-// adminHandler serves health, readiness, metrics and the operator API.
+// adminHandler serves the probes, the metrics and the operator API on
+// admin.listen.
 //
 // The operator API (under /api/) is what the CLI uses while the daemon
-// holds the store's lock. It changes delivery state (replay, drop,
-// enable, disable), so admin.listen stays on loopback unless the network
-// in front of it is trusted.
+// holds the store's lock. It shows dead letters and changes delivery state
+// (replay, drop, enable, disable): apiGuard (auth.go) checks every request
+// under /api/, whatever route serves it, so a route added here is covered
+// without more ado.
 func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	d.probeRoutes(mux)
+	d.operatorRoutes(mux)
+	return d.apiGuard(mux)
+}
+
+// probeHandler serves only the probes and the metrics (admin.probe_listen).
+func (d *Daemon) probeHandler() http.Handler {
+	mux := http.NewServeMux()
+	d.probeRoutes(mux)
+	return mux
+}
+
+// probeRoutes are /healthz, /readyz and /metrics: read-only, unauthenticated,
+// safe to expose.
+func (d *Daemon) probeRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 	})
@@ -42,7 +59,10 @@ func (d *Daemon) adminHandler() http.Handler {
 		d.commitResults(r.Context())
 		metrics.ServeHTTP(w, r)
 	})
+}
 
+// operatorRoutes are the operator API, under /api/.
+func (d *Daemon) operatorRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
 		d.commitResults(r.Context())
 		st, err := d.Status(r.Context())
@@ -67,6 +87,13 @@ func (d *Daemon) adminHandler() http.Handler {
 		f, err := filterFromQuery(r.URL.Query())
 		if err != nil {
 			writeJSON(w, nil, badRequest(err))
+			return
+		}
+		// Everything only when asked for in so many words: a client that
+		// forgot its selection must not replay or drop every dead letter.
+		if selectsAll(f) && r.URL.Query().Get("all") != "true" {
+			writeJSON(w, nil, badRequest(errors.New(
+				"no selection: give endpoint, id, ticket, from or to, or all=true for every dead letter")))
 			return
 		}
 		var n int
@@ -100,7 +127,6 @@ func (d *Daemon) adminHandler() http.Handler {
 		}
 		writeJSON(w, map[string]string{"endpoint": name}, err)
 	})
-	return mux
 }
 
 // commitResults commits the delivery results the sender recorded so far
@@ -117,7 +143,7 @@ func (d *Daemon) commitResults(ctx context.Context) {
 func (d *Daemon) problems() []string {
 	var p []string
 	st := d.rd.Stats()
-	streamErr, slot, slotErr, _ := d.health.snapshot()
+	slot, _, streamErr, slotErr := d.health.snapshot()
 	// The last stream error matters only while the stream is down: once
 	// the reader is connected again (the slot re-created, the server back)
 	// it is history, even before the next transaction arrives.
@@ -131,6 +157,7 @@ func (d *Daemon) problems() []string {
 	if err := d.ob.Err(); err != nil {
 		p = append(p, "outbox intake stopped: "+err.Error())
 	}
+	p = append(p, d.source.readiness()...)
 	if since := d.stalledFor(st.Acknowledged, st.Pending); since >= stallAfter {
 		p = append(p, fmt.Sprintf("delivery into the outbox has stalled: %d transactions waiting, nothing stored for %s",
 			st.Pending, since.Round(time.Second)))
@@ -218,6 +245,12 @@ func filterFromQuery(q url.Values) (outbox.DeadFilter, error) {
 		}
 	}
 	return f, nil
+}
+
+// selectsAll reports whether f selects every dead letter.
+func selectsAll(f outbox.DeadFilter) bool {
+	f.Limit = 0
+	return f == (outbox.DeadFilter{})
 }
 
 // filterQuery is filterFromQuery's inverse, for the CLI's client.

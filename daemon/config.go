@@ -29,6 +29,10 @@ type Config struct {
 	Admin           AdminConfig    `yaml:"admin"`
 	Log             LogConfig      `yaml:"log"`
 	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
+
+	// Unresolved lists the values LoadOpsConfig left unexpanded because a
+	// variable they refer to is not set: YAML path → "${VAR}".
+	Unresolved map[string]string `yaml:"-"`
 }
 
 // StoreConfig says where the outbox file lives.
@@ -39,7 +43,20 @@ type StoreConfig struct {
 // AdminConfig is the admin HTTP server: health, readiness, metrics and the
 // operator API the CLI uses while the daemon holds the store.
 type AdminConfig struct {
+	// Listen serves the probes, the metrics and the operator API (/api/...,
+	// which needs the token). Keep it on loopback.
 	Listen string `yaml:"listen"`
+	// ProbeListen, when set, serves /healthz, /readyz and /metrics only, on
+	// a listener of their own that may be exposed (a kubelet, Prometheus).
+	ProbeListen string `yaml:"probe_listen"`
+	// Token is the bearer token every /api/ request must carry. Empty: the
+	// daemon generates one at its first start into TokenPath, where the CLI
+	// reads it.
+	Token string `yaml:"token"`
+	// Hosts are extra names the operator API answers to in the Host
+	// header, besides the listen address, localhost and loopback addresses
+	// (a defence against DNS rebinding).
+	Hosts []string `yaml:"hosts"`
 	// MaxSlotLag is the retained WAL (bytes) past which /readyz fails.
 	MaxSlotLag ByteSize `yaml:"max_slot_lag"`
 }
@@ -56,6 +73,9 @@ const (
 	DefaultAdminListen     = "127.0.0.1:9187"
 	DefaultMaxSlotLag      = ByteSize(1 << 30)
 	DefaultShutdownTimeout = 30 * time.Second
+	// MaxShutdownTimeout bounds shutdown_timeout: a stop that waits longer
+	// is a hung stop (systemd and Kubernetes kill it well before).
+	MaxShutdownTimeout = time.Hour
 )
 
 // SetDefaults fills every empty field with its default.
@@ -108,15 +128,22 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.Store.Path) == "" {
 		bad("store.path", "required (got %q)", c.Store.Path)
 	}
-	if c.Admin.Listen != "off" {
-		_, port, err := net.SplitHostPort(c.Admin.Listen)
-		if err == nil {
-			if n, perr := strconv.Atoi(port); perr != nil || n < 0 || n > 65535 {
-				err = errors.New("bad port")
-			}
-		}
-		if err != nil {
-			bad("admin.listen", `must be host:port (port 0-65535) or "off" (got %q)`, c.Admin.Listen)
+	if c.Admin.Listen != "off" && !validHostPort(c.Admin.Listen) {
+		bad("admin.listen", `must be host:port (port 0-65535) or "off" (got %q)`, c.Admin.Listen)
+	}
+	if c.Admin.ProbeListen != "" && !validHostPort(c.Admin.ProbeListen) {
+		bad("admin.probe_listen", `must be host:port (port 0-65535), or empty for none (got %q)`, c.Admin.ProbeListen)
+	}
+	if c.Admin.ProbeListen != "" && c.Admin.ProbeListen == c.Admin.Listen {
+		bad("admin.probe_listen", "must differ from admin.listen (got %q for both)", c.Admin.ProbeListen)
+	}
+	if t := c.Admin.Token; t != "" && (len(t) < minTokenLen || strings.ContainsAny(t, " \t\r\n")) {
+		// Never quote the token itself.
+		bad("admin.token", "must be at least %d characters without spaces (got %d characters); leave it empty to have one generated", minTokenLen, len(t))
+	}
+	for i, h := range c.Admin.Hosts {
+		if h == "" || strings.ContainsAny(h, "/ \t") || strings.Contains(h, ":") && net.ParseIP(h) == nil {
+			bad(fmt.Sprintf("admin.hosts[%d]", i), "must be a host name or IP address without port (got %q)", h)
 		}
 	}
 	if c.Admin.MaxSlotLag < 0 {
@@ -135,7 +162,20 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout", "must not be negative (got %s)", c.ShutdownTimeout)
 	}
+	if c.ShutdownTimeout > MaxShutdownTimeout {
+		bad("shutdown_timeout", "must be at most %s (got %s)", MaxShutdownTimeout, c.ShutdownTimeout)
+	}
 	return errors.Join(errs...)
+}
+
+// validHostPort reports whether s is host:port with a numeric port.
+func validHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 // ConfigError is a configuration that cannot be used; the command exits 2.
@@ -198,10 +238,13 @@ func (b ByteSize) String() string {
 }
 
 // Secrets lists every secret in c, for the log scrubber: the DSN's
-// password, endpoint secrets, header values and URL passwords, and the app
-// key.
+// password, the admin token, endpoint secrets, header values and URL
+// passwords, and the app key.
 func (c *Config) Secrets() []string {
 	s := dsnPasswords(c.Source.DSN)
+	if c.Admin.Token != "" {
+		s = append(s, c.Admin.Token)
+	}
 	if c.Faveo.AppKey != "" {
 		s = append(s, c.Faveo.AppKey, strings.TrimPrefix(c.Faveo.AppKey, "base64:"))
 	}
@@ -220,7 +263,27 @@ func (c *Config) Secrets() []string {
 			}
 		}
 	}
+	// A value left unexpanded (LoadOpsConfig) holds no secret, only the
+	// variable's name, which messages about it must be able to quote.
+	if len(c.Unresolved) > 0 {
+		kept := s[:0]
+		for _, sec := range s {
+			if !c.quotesUnresolved(sec) {
+				kept = append(kept, sec)
+			}
+		}
+		s = kept
+	}
 	return s
+}
+
+func (c *Config) quotesUnresolved(s string) bool {
+	for _, ref := range c.Unresolved {
+		if strings.Contains(s, ref) || strings.Contains(s, url.PathEscape(ref)) || strings.Contains(s, url.QueryEscape(ref)) {
+			return true
+		}
+	}
+	return false
 }
 
 var kvPasswordRE = regexp.MustCompile(`(?i)(?:^|\s)(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s]+)`)

@@ -41,13 +41,15 @@ func TestParseConfigDefaults(t *testing.T) {
 		Source: cdc.Config{
 			DSN: "postgres://deskhook@db.internal/helpdesk", Slot: "deskhook", Publication: "deskhook", Schema: "public",
 			Tables: cdc.Tables{Tickets: "tickets", Threads: "ticket_thread", Users: "users", Statuses: "ticket_status",
-				StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams"},
+				StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
+				Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"},
 			StatusInterval: 5 * time.Second, MaxBatchChanges: 1024, MaxBatchBytes: 8 << 20, QueueBytes: 16 << 20,
-			ReconnectMin: 250 * time.Millisecond, ReconnectMax: 30 * time.Second,
+			ReconnectMin: 250 * time.Millisecond, ReconnectMax: 30 * time.Second, VerifyInterval: 30 * time.Second,
 		},
 		Store: StoreConfig{Path: "deskhook.db"},
 		Faveo: mapping.Config{StateSize: mapping.DefaultStateSize, StateBytes: mapping.DefaultStateBytes, Tables: mapping.Tables{Tickets: "tickets", Threads: "ticket_thread",
-			Users: "users", Statuses: "ticket_status", StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams"}},
+			Users: "users", Statuses: "ticket_status", StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
+			Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"}},
 		Sender: sender.Config{
 			RetryAfterCap: time.Hour,
 			Endpoints: []sender.Endpoint{{
@@ -298,6 +300,17 @@ func TestParseConfigInvalidFields(t *testing.T) {
 		{"log level", "log: {level: verbose}", true, `log.level: must be debug, info, warn or error (got "verbose")`},
 		{"log format", "log: {format: xml}", true, `log.format: must be text or json (got "xml")`},
 		{"shutdown timeout", "shutdown_timeout: -5s", true, "shutdown_timeout: must not be negative (got -5s)"},
+		{"shutdown timeout cap", "shutdown_timeout: 2000000h", true, "shutdown_timeout: must be at most 1h0m0s (got 2000000h0m0s)"},
+		{"shutdown timeout overflow", "shutdown_timeout: 9999999h", true, `shutdown_timeout: must be at most 1h0m0s (got "9999999h", line 4)`},
+		{"retry after cap cap", "retry_after_cap: 2000000h", true, "retry_after_cap: must be at most 168h0m0s (got 2000000h0m0s)"},
+		{"status interval overflow", "source: {dsn: x, status_interval: 9999999h}", true, `source.status_interval: must be at most 10s (got "9999999h", line 3)`},
+		{"reconnect overflow", "source: {dsn: x, reconnect_max: 99999999999h}", true, `source.reconnect_max: must be at most 2562047h0m0s (got "99999999999h", line 3)`},
+		{"probe listen", "admin: {probe_listen: nope}", true, `admin.probe_listen: must be host:port (port 0-65535), or empty for none (got "nope")`},
+		{"probe listen same", "admin: {listen: \"127.0.0.1:9187\", probe_listen: \"127.0.0.1:9187\"}", true, `admin.probe_listen: must differ from admin.listen (got "127.0.0.1:9187" for both)`},
+		{"admin token short", "admin: {token: tooshort}", true, "admin.token: must be at least 16 characters without spaces (got 8 characters)"},
+		{"admin token space", "admin: {token: \"with a space in the token\"}", true, "admin.token: must be at least 16 characters without spaces (got 25 characters)"},
+		{"admin hosts port", "admin: {hosts: [\"ops.example:9187\"]}", true, `admin.hosts[0]: must be a host name or IP address without port (got "ops.example:9187")`},
+		{"admin hosts empty", "admin: {hosts: [\"\"]}", true, `admin.hosts[0]: must be a host name or IP address without port (got "")`},
 
 		{"url scheme", "url: ftp://x", false, `endpoints[1].url: must be http or https (got "ftp://x")`},
 		{"url host", "url: \"http://\"", false, `endpoints[1].url: has no host (got "http:")`},
@@ -312,6 +325,12 @@ func TestParseConfigInvalidFields(t *testing.T) {
 		{"header reserved", "url: http://b\n    headers: {webhook-id: x}", false, `endpoints[1].headers: "webhook-id" is set by deskhook and cannot be configured`},
 		{"header value", "url: http://b\n    headers: {X-A: \"a\\nb\"}", false, "endpoints[1].headers.X-A: value must not contain CR, LF or NUL"},
 		{"timeout", "url: http://b\n    timeout: -1s", false, "endpoints[1].timeout: must be positive (got -1s)"},
+		{"timeout cap", "url: http://b\n    timeout: 2000000h", false, "endpoints[1].timeout: must be at most 10m0s (got 2000000h0m0s)"},
+		{"timeout overflow", "url: http://b\n    timeout: 9999999h", false, `endpoints[1].timeout: must be at most 10m0s (got "9999999h", line`},
+		{"retry delay cap", "url: http://b\n    retry: {schedule: [0s, 2000000h]}", false, "endpoints[1].retry.schedule[1]: must be at most 168h0m0s (got 2000000h0m0s)"},
+		{"retry delay overflow", "url: http://b\n    retry: {schedule: [0s, 9999999h]}", false, `endpoints[1].retry.schedule[1]: must be at most 168h0m0s (got "9999999h", line`},
+		{"http credentials", "url: http://crm:pw-in-clear@crm.example.com/hooks", false, `endpoints[1].url: holds credentials over plain http, which anyone on the network can read: use https, or a header (got "http://crm.example.com/hooks")`},
+		{"http user", "url: http://crm@crm.example.com/hooks", false, `endpoints[1].url: holds credentials over plain http`},
 		{"max in flight", "url: http://b\n    max_in_flight: 5000", false, "endpoints[1].max_in_flight: must be 1-1024 (got 5000)"},
 		{"retry schedule", "url: http://b\n    retry: {schedule: [0s, -10s]}", false, "endpoints[1].retry.schedule[1]: must not be negative (got -10s)"},
 		{"filter departments", "url: http://b\n    filter: {departments: [0]}", false, "endpoints[1].filter.departments[0]: must be a positive department id (got 0)"},
@@ -396,9 +415,10 @@ endpoints:
   - url: https://user:urlpass@crm.example.com/hooks
     secret: "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODk= whsec_YWJjZGVmZ2hpamtsbW5vcHFyc3R1"
     headers: {Authorization: Bearer-tok, X-Short: abc}
+admin: {token: admin-token-0123456789}
 `)
 	got := c.Secrets()
-	for _, want := range []string{"p@ss/word", "p%40ss%2Fword", "keypass", "ZGVza2hvb2stZGVtby1rZXktMzItYnl0ZXMtbG9uZyE=",
+	for _, want := range []string{"admin-token-0123456789", "p@ss/word", "p%40ss%2Fword", "keypass", "ZGVza2hvb2stZGVtby1rZXktMzItYnl0ZXMtbG9uZyE=",
 		"whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODk=", "MDEyMzQ1Njc4OTAxMjM0NTY3ODk=", "YWJjZGVmZ2hpamtsbW5vcHFyc3R1", "Bearer-tok", "urlpass"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("Secrets() misses %q: %q", want, got)
@@ -460,6 +480,9 @@ func TestExampleConfig(t *testing.T) {
 	if c.Sender.Endpoints[0].Headers == nil {
 		def.Sender.Endpoints[0].Headers = nil
 	}
+	if len(c.Admin.Hosts) == 0 {
+		def.Admin.Hosts = c.Admin.Hosts // [] vs nil
+	}
 	if !reflect.DeepEqual(c, def) {
 		t.Errorf("config.example.yaml shows values other than the defaults:\n got %+v\nwant %+v", *c, *def)
 	}
@@ -507,6 +530,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("a: &a [*a]\n")
 	f.Add("admin: {max_slot_lag: 99999999999999999999}\n")
 	f.Add("endpoints: [{url: http://x, headers: {A: {b: c}}}]\n")
+	f.Add("source: {dsn: x}\nendpoints: [{url: \"http://u:p@[::1]:1/\", timeout: 9999999h, retry: {schedule: [1.5h30m]}}]\nshutdown_timeout: +2000000h\n")
+	f.Add("source: {dsn: x}\nendpoints: [{url: http://x}]\nadmin: {listen: \"[::]:0\", probe_listen: \":1\", token: ${NOPE_UNSET}, hosts: [\"::1\", \"a.b.\"]}\n")
 	f.Fuzz(func(t *testing.T, doc string) {
 		c, err := ParseConfig([]byte(doc))
 		if err != nil {

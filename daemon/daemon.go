@@ -1,8 +1,10 @@
 // Package daemon wires deskhook's pipeline — cdc → mapping → outbox →
 // sender — into one long-lived component with an admin HTTP server
-// (/healthz, /readyz, /metrics and the operator API the CLI uses while the
-// daemon holds the store). It also owns deskhook.yaml: the composition of
-// the packages' Config sections, ${VAR} expansion and strict decoding.
+// (/healthz, /readyz, /metrics, open; and the operator API under /api/ the
+// CLI uses while the daemon holds the store, behind a bearer token and
+// Host/Origin checks: auth.go). It also owns deskhook.yaml: the
+// composition of the packages' Config sections, ${VAR} expansion and
+// strict decoding.
 //
 // `deskhook run`, `deskhook demo` and the end-to-end tests all run this.
 package daemon
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -34,12 +37,15 @@ type Options struct {
 	// /metrics (nil: a new one with the Go and process collectors).
 	Registry *prometheus.Registry
 	Version  string
+	// Redactor, when set, learns the admin token the daemon generates, so
+	// that the log scrubs it like the config's secrets.
+	Redactor *Redactor
 	// NoSync skips the outbox's fsync. Tests only.
 	NoSync bool
 }
 
-// Daemon is the running pipeline. New opens the store (so a second
-// daemon on the same file fails at once) and binds the admin port; Run
+// Daemon is the running pipeline. New binds the admin ports, then opens
+// the store (so a second daemon on the same file fails at once); Run
 // streams until its context ends.
 type Daemon struct {
 	cfg  *Config
@@ -55,7 +61,15 @@ type Daemon struct {
 
 	admin   *http.Server
 	adminLn net.Listener
+	probe   *http.Server // admin.probe_listen: probes and metrics only
+	probeLn net.Listener
+	// The operator API's token and the Host names it answers to.
+	token    string
+	hosts    map[string]bool
+	refusals refusals
+
 	health  health
+	source  *sourceCheck // the source's schema, verified while running (drift.go)
 	metrics *daemonMetrics
 	cfgMu   sync.Mutex // guards cfg during Reload
 	stall   struct {
@@ -72,14 +86,6 @@ type Daemon struct {
 	// restartStream wakes the stream loop's wait after a failure (a gap
 	// was just accepted).
 	restartStream chan struct{}
-	// last is the last batch appended in this process: after the stream
-	// restarts, batches up to it are skipped rather than mapped again
-	// (mapped again, with a fresh state, their bodies could differ).
-	last struct {
-		pos  change.Position
-		seq  int
-		done bool // its Last chunk was appended
-	}
 }
 
 // New builds the daemon from a validated config.
@@ -94,10 +100,20 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts, restartStream: make(chan struct{}, 1)}
+	fail := func(err error) (*Daemon, error) {
+		d.closeAll()
+		return nil, err
+	}
+	// The ports first: a port taken fails the start before anything is
+	// created on disk or registered in the store.
+	if err := d.listen(); err != nil {
+		return fail(storeInUse(cfg.Store.Path, err))
+	}
 	d.metrics = newDaemonMetrics(reg)
 
+	d.source = newSourceCheck(cfg.Source, log.With("component", "source"), reg)
 	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg,
-		Store: storeMark{d}, OnFailure: d.health.setStreamErr})
+		OnRelation: d.source.relation, Store: storeMark{d}, OnFailure: d.health.setStreamErr})
 	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
 		Logger:     log.With("component", "outbox"),
 		Registerer: reg,
@@ -105,12 +121,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		NoSync:     opts.NoSync,
 	})
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	d.ob = ob
-	fail := func(err error) (*Daemon, error) {
-		d.closeAll()
-		return nil, err
+	if d.adminLn != nil {
+		// After the store's lock: a second daemon on this store fails on
+		// the lock, not on the token file.
+		if err := d.loadToken(); err != nil {
+			return fail(err)
+		}
 	}
 	d.sd, err = sender.New(cfg.Sender, ob, sender.Options{
 		Logger:        log.With("component", "sender"),
@@ -129,14 +148,64 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.Admin.Listen != "off" {
-		d.adminLn, err = net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			return fail(fmt.Errorf("admin.listen: %w", err))
-		}
+	if d.adminLn != nil {
 		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
+	if d.probeLn != nil {
+		d.probe = &http.Server{Handler: d.probeHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
 	return d, nil
+}
+
+// listen binds admin.listen and admin.probe_listen.
+func (d *Daemon) listen() error {
+	var err error
+	if l := d.cfg.Admin.Listen; l != "off" {
+		if d.adminLn, err = net.Listen("tcp", l); err != nil {
+			return fmt.Errorf("admin.listen: %w", err)
+		}
+		d.hosts = apiHosts(d.cfg.Admin, d.adminLn.Addr())
+	}
+	if l := d.cfg.Admin.ProbeListen; l != "" {
+		if d.probeLn, err = net.Listen("tcp", l); err != nil {
+			return fmt.Errorf("admin.probe_listen: %w", err)
+		}
+	}
+	return nil
+}
+
+// storeInUse explains a port already taken when the reason is a daemon
+// already running on this store: its lock says more than the port does.
+func storeInUse(path string, listenErr error) error {
+	if _, err := os.Stat(path); err != nil {
+		return listenErr
+	}
+	ob, err := outbox.Open(path, outbox.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond})
+	if err == nil {
+		ob.Close()
+		return listenErr
+	}
+	if errors.Is(err, outbox.ErrInUse) {
+		return fmt.Errorf("%w; %v", err, listenErr)
+	}
+	return listenErr
+}
+
+// loadToken sets the operator API's token: admin.token, else the one
+// generated beside the store.
+func (d *Daemon) loadToken() error {
+	d.token = d.cfg.Admin.Token
+	if d.token == "" {
+		tok, err := loadOrCreateToken(TokenPath(d.cfg.Store.Path), d.log.With("component", "admin"))
+		if err != nil {
+			return err
+		}
+		d.token = tok
+	}
+	if d.opts.Redactor != nil {
+		d.opts.Redactor.Add([]string{d.token})
+	}
+	return nil
 }
 
 // AdminAddr is the admin server's address ("" when it is off).
@@ -146,6 +215,17 @@ func (d *Daemon) AdminAddr() string {
 	}
 	return d.adminLn.Addr().String()
 }
+
+// ProbeAddr is the probe server's address ("" without admin.probe_listen).
+func (d *Daemon) ProbeAddr() string {
+	if d.probeLn == nil {
+		return ""
+	}
+	return d.probeLn.Addr().String()
+}
+
+// AdminToken is the operator API's bearer token ("" when admin is off).
+func (d *Daemon) AdminToken() string { return d.token }
 
 // Outbox is the daemon's store, for in-process operator calls.
 func (d *Daemon) Outbox() *outbox.Outbox { return d.ob }
@@ -162,7 +242,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer stopSender()
 	defer stopReader()
 
-	fatal := make(chan error, 3)
+	fatal := make(chan error, 4)
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
@@ -178,18 +258,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	var auxWG sync.WaitGroup
-	if d.admin != nil {
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		if srv == nil {
+			return
+		}
 		auxWG.Add(1)
 		go func() {
 			defer auxWG.Done()
-			if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fatal <- fmt.Errorf("admin: %w", err)
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fatal <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
 	}
-	auxWG.Add(1)
+	serve("admin", d.admin, d.adminLn)
+	serve("admin probes", d.probe, d.probeLn)
+	auxWG.Add(2)
 	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
-	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(),
+	go func() { defer auxWG.Done(); d.source.run(auxCtx) }()
+	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(), "probes", d.ProbeAddr(),
 		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
 
 	var err error
@@ -217,10 +303,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	stopSender()
 	<-senderDone
 	stopAux()
-	if d.admin != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = d.admin.Shutdown(sctx)
-		cancel()
+	for _, srv := range []*http.Server{d.admin, d.probe} {
+		if srv != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+		}
 	}
 	auxWG.Wait()
 	if cerr := d.closeAll(); cerr != nil && err == nil {
@@ -241,8 +329,12 @@ func (d *Daemon) closeAll() error {
 	if d.lk != nil {
 		d.lk.Close()
 	}
-	if d.adminLn != nil && d.admin == nil {
-		errs = append(errs, d.adminLn.Close())
+	// The listeners, in case they were never served (Shutdown closed
+	// those that were: closing them again only says so).
+	for _, ln := range []net.Listener{d.adminLn, d.probeLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -257,6 +349,7 @@ func (d *Daemon) stream(ctx context.Context) error {
 	for {
 		started := time.Now()
 		err := d.autoSetup(ctx)
+		d.source.kick() // verify at start (after any setup) and after every restart
 		if err == nil {
 			err = d.rd.Run(ctx, intake{d})
 		}
@@ -294,6 +387,14 @@ func (d *Daemon) stream(ctx context.Context) error {
 // transactions at once it reads what their mapping lacks from the source in
 // one round, then maps and appends them one by one, in order, as it would
 // one at a time.
+//
+// After the stream restarts, the source resends what it had not yet
+// acknowledged, and the mapper (reset) maps it again, perhaps to other
+// bodies: it reads related rows as they are now. That is harmless: the
+// outbox skips transactions it has stored, and endpoints only send what is
+// stored, so an event already sent keeps its body; a transaction stored in
+// part (chunks) was never deliverable, and is mapped again whole, from its
+// first chunk, so its events keep their indexes.
 type intake struct{ d *Daemon }
 
 func (h intake) Handle(ctx context.Context, b *change.Batch) error {
@@ -302,19 +403,12 @@ func (h intake) Handle(ctx context.Context, b *change.Batch) error {
 
 func (h intake) HandleBatches(ctx context.Context, bs []*change.Batch) error {
 	d := h.d
-	// Those appended before in this process (they come first: batches
-	// arrive in order) are skipped below; prefetch for the others.
-	d.intakeMu.Lock()
-	i := 0
-	for i < len(bs) && d.seen(bs[i]) {
-		i++
-	}
-	d.intakeMu.Unlock()
-	if fresh := bs[i:]; len(fresh) > 1 {
+	if len(bs) > 1 {
 		// Only this goroutine uses the mapper; shutdown need not wait for
 		// the source, so intakeMu is not held.
-		if err := d.mp.Prefetch(ctx, fresh); err != nil {
-			return fmt.Errorf("mapping transactions %s to %s: %w", fresh[0].Pos, fresh[len(fresh)-1].Pos, err)
+		if err := d.mp.Prefetch(ctx, bs); err != nil {
+			d.sourceReadFailed(ctx, err)
+			return fmt.Errorf("mapping transactions %s to %s: %w", bs[0].Pos, bs[len(bs)-1].Pos, err)
 		}
 	}
 	for _, b := range bs {
@@ -336,33 +430,16 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	defer d.intakeMu.Unlock()
 	d.health.setStreamErr(nil)
 
-	if d.seen(b) {
-		// Already appended in this process: the outbox acknowledges it
-		// once committed (it may already have). Mapping it again would only
-		// risk different bodies under the same ids.
-		return nil
-	}
 	events, err := d.mp.Map(ctx, b)
 	if err != nil {
+		d.sourceReadFailed(ctx, err)
 		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
 	}
+	d.source.setReadErr(nil)
 	if err := d.ob.Append(ctx, b.Pos, b.Last, events); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
-	d.last.pos, d.last.seq, d.last.done = b.Pos, b.Seq, b.Last
 	return nil
-}
-
-// seen reports whether b was appended before in this process.
-func (d *Daemon) seen(b *change.Batch) bool {
-	l := d.last
-	switch {
-	case b.Pos < l.pos:
-		return true
-	case b.Pos > l.pos:
-		return false
-	}
-	return l.done || b.Seq <= l.seq
 }
 
 // maxStreamBackoff bounds the wait between restarts of the replication

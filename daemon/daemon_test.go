@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,6 +57,18 @@ func TestNewFailsOnABusyAdminPort(t *testing.T) {
 	cfg2.Admin.Listen = d.AdminAddr()
 	if _, err := New(ctx, cfg2, Options{NoSync: true}); err == nil || !strings.Contains(err.Error(), "admin.listen") {
 		t.Errorf("admin port in use: %v; want an error naming admin.listen", err)
+	}
+	// The port is bound before the store is created.
+	if _, err := os.Stat(cfg2.Store.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed New created the store: %v", err)
+	}
+	cfg4 := offlineConfig(t)
+	cfg4.Admin.Listen, cfg4.Admin.ProbeListen = "127.0.0.1:0", d.AdminAddr()
+	if _, err := New(ctx, cfg4, Options{NoSync: true}); err == nil || !strings.Contains(err.Error(), "admin.probe_listen") {
+		t.Errorf("probe port in use: %v; want an error naming admin.probe_listen", err)
+	}
+	if _, err := os.Stat(cfg4.Store.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed New created the store: %v", err)
 	}
 	// The failed daemon let go of its store.
 	d3, err := New(ctx, cfg2.withListen("off"), Options{NoSync: true})

@@ -62,10 +62,10 @@ func (h *health) setSlot(s cdc.Slot, err error) {
 	h.mu.Unlock()
 }
 
-func (h *health) snapshot() (streamErr error, slot cdc.Slot, slotErr error, slotAt time.Time) {
+func (h *health) snapshot() (slot cdc.Slot, slotAt time.Time, streamErr, slotErr error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.streamErr, h.slot, h.slotErr, h.slotAt
+	return h.slot, h.slotAt, h.streamErr, h.slotErr
 }
 
 type daemonMetrics struct {

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/deskhook/deskhook/outbox"
@@ -45,12 +48,33 @@ func OpenOps(ctx context.Context, cfg *Config, write bool) (Ops, error) {
 	if cfg.Admin.Listen == "off" {
 		return nil, fmt.Errorf("%w; and admin.listen is off, so the daemon cannot be asked instead", err)
 	}
-	rc := &remoteOps{base: "http://" + cfg.Admin.Listen, hc: &http.Client{Timeout: 30 * time.Second}}
+	token, err := ClientToken(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store %s is held by a running daemon, but %w", cfg.Store.Path, err)
+	}
+	rc := &remoteOps{base: "http://" + dialAddr(cfg.Admin.Listen), token: token, hc: &http.Client{Timeout: 30 * time.Second}}
 	if _, err := rc.Status(ctx); err != nil {
 		return nil, fmt.Errorf("store %s is held by a running daemon, whose admin API at %s does not answer: %w",
 			cfg.Store.Path, cfg.Admin.Listen, err)
 	}
 	return rc, nil
+}
+
+// dialAddr is where a client on this host reaches a listener bound to
+// listen: a wildcard address is reached through loopback.
+func dialAddr(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		} else {
+			host = "127.0.0.1"
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // localOps works on the store file while no daemon runs.
@@ -60,7 +84,14 @@ type localOps struct {
 }
 
 func (l *localOps) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Slot: slotStatus(ctx, l.cfg.Source)}
+	st := &Status{Slot: SlotStatus{Name: l.cfg.Source.Slot}}
+	if p, v, unset := l.cfg.unresolvedUnder("source"); unset {
+		// The database's password lives where this user cannot read it:
+		// the slot is not this command's business then.
+		st.Slot.Error = fmt.Sprintf("unavailable: %s refers to %s, which is not set in this environment", p, v)
+	} else {
+		st.Slot = slotStatus(ctx, l.cfg.Source)
+	}
 	var err error
 	st.Outbox, st.Endpoints, err = storeStatus(l.ob, l.cfg.Sender.Endpoints, time.Now())
 	return st, err
@@ -94,8 +125,9 @@ func (l *localOps) Close() error { return l.ob.Close() }
 
 // remoteOps asks the running daemon.
 type remoteOps struct {
-	base string
-	hc   *http.Client
+	base  string
+	token string
+	hc    *http.Client
 }
 
 func (r *remoteOps) do(ctx context.Context, method, path string, q url.Values, out any) error {
@@ -107,6 +139,7 @@ func (r *remoteOps) do(ctx context.Context, method, path string, q url.Values, o
 	if err != nil {
 		return err
 	}
+	req.Header.Set("Authorization", "Bearer "+r.token)
 	resp, err := r.hc.Do(req)
 	if err != nil {
 		return err
@@ -149,7 +182,11 @@ func (r *remoteOps) DeadLetter(ctx context.Context, endpoint, id string) (outbox
 
 func (r *remoteOps) count(ctx context.Context, op string, f outbox.DeadFilter) (int, error) {
 	var res struct{ Count int }
-	err := r.do(ctx, http.MethodPost, "/api/dlq/"+op, filterQuery(f), &res)
+	q := filterQuery(f)
+	if selectsAll(f) {
+		q.Set("all", "true") // the API wants it said
+	}
+	err := r.do(ctx, http.MethodPost, "/api/dlq/"+op, q, &res)
 	return res.Count, err
 }
 
@@ -174,3 +211,19 @@ func (r *remoteOps) Disable(ctx context.Context, endpoint, reason string) error 
 }
 
 func (r *remoteOps) Close() error { return nil }
+
+// unresolvedUnder returns the first (by path) value under section that
+// LoadOpsConfig left unexpanded, and the variable it refers to.
+func (c *Config) unresolvedUnder(section string) (path, variable string, ok bool) {
+	paths := make([]string, 0, len(c.Unresolved))
+	for p := range c.Unresolved {
+		if p == section || strings.HasPrefix(p, section+".") {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) == 0 {
+		return "", "", false
+	}
+	sort.Strings(paths)
+	return paths[0], c.Unresolved[paths[0]], true
+}

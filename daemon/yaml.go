@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -12,16 +13,37 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/sender"
 )
 
 // LoadConfig reads, expands, decodes strictly, defaults and validates the
 // file at path.
 func LoadConfig(path string) (*Config, error) {
+	return loadConfig(path, nil)
+}
+
+// LoadOpsConfig is LoadConfig for the operator commands (status, dlq,
+// endpoints), which need only store.path and the admin section: a ${VAR}
+// elsewhere that is not set in this environment (the database password,
+// an endpoint secret: systemd keeps them in a root-only file) is no error.
+// Such values stay unexpanded, unvalidated and listed in
+// Config.Unresolved; admin.token may be unresolved too, and is then an
+// error only when the token is needed (ClientToken).
+func LoadOpsConfig(path string) (*Config, error) {
+	return loadConfig(path, func(p string) bool {
+		return p == "admin.token" || !(p == "store" || strings.HasPrefix(p, "store.") ||
+			p == "admin" || strings.HasPrefix(p, "admin."))
+	})
+}
+
+func loadConfig(path string, mayBeUnset func(yamlPath string) bool) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &ConfigError{Path: path, Err: err}
 	}
-	c, err := ParseConfig(raw)
+	c, err := parseConfig(raw, mayBeUnset)
 	if err != nil {
 		return nil, &ConfigError{Path: path, Err: err}
 	}
@@ -34,6 +56,13 @@ func LoadConfig(path string) (*Config, error) {
 // line. Every problem is reported at once — unset variables, unknown keys,
 // values of the wrong type and invalid values — each naming its YAML path.
 func ParseConfig(raw []byte) (*Config, error) {
+	return parseConfig(raw, nil)
+}
+
+// parseConfig is ParseConfig; a value at a YAML path for which mayBeUnset
+// (when not nil) is true may refer to unset variables: it is then left
+// out of every check and listed in Config.Unresolved.
+func parseConfig(raw []byte, mayBeUnset func(yamlPath string) bool) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(raw, &root); err != nil {
 		return nil, err
@@ -47,15 +76,36 @@ func ParseConfig(raw []byte) (*Config, error) {
 	idx := indexPaths(&root)
 
 	var errs []error
-	expandNode(&root, idx, &errs)
+	unset := map[string]string{}
+	expandNode(&root, idx, &errs, unset)
 	errs = append(errs, unknownKeys(raw, idx)...)
 	var c Config
 	if err := root.Decode(&c); err != nil {
 		errs = append(errs, translateYAMLErrors(err, idx)...)
 	}
+	// Values left unexpanded where that is allowed: no error about them.
+	skipped := map[string]bool{}
+	for p, v := range unset {
+		if mayBeUnset != nil && mayBeUnset(p) {
+			skipped[p] = true
+			if c.Unresolved == nil {
+				c.Unresolved = map[string]string{}
+			}
+			c.Unresolved[p] = v
+		}
+	}
+	if len(skipped) > 0 {
+		kept := errs[:0]
+		for _, e := range errs {
+			if !coveredBy(e.Error(), skipped) {
+				kept = append(kept, e)
+			}
+		}
+		errs = kept
+	}
 	// Validate too, so one run reports everything; but not a second error
 	// for a value already reported (an unset variable, a wrong type).
-	reported := map[string]bool{}
+	reported := skipped
 	for _, e := range errs {
 		if p, _, ok := strings.Cut(e.Error(), ": "); ok {
 			reported[p] = true
@@ -183,16 +233,17 @@ var varRE = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{[^}]*\}?
 
 // expandNode replaces ${VAR} in every scalar value below n. Expansion works
 // on parsed values, never on the raw text, so a secret holding YAML syntax
-// (#, :, quotes) stays one value.
-func expandNode(n *yaml.Node, idx *pathIndex, errs *[]error) {
+// (#, :, quotes) stays one value. A value referring to an unset variable is
+// an error, and is listed in unset (its path → "${VAR}").
+func expandNode(n *yaml.Node, idx *pathIndex, errs *[]error, unset map[string]string) {
 	switch n.Kind {
 	case yaml.DocumentNode, yaml.SequenceNode:
 		for _, c := range n.Content {
-			expandNode(c, idx, errs)
+			expandNode(c, idx, errs, unset)
 		}
 	case yaml.MappingNode:
 		for i := 1; i < len(n.Content); i += 2 {
-			expandNode(n.Content[i], idx, errs)
+			expandNode(n.Content[i], idx, errs, unset)
 		}
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "$") {
@@ -211,6 +262,7 @@ func expandNode(n *yaml.Node, idx *pathIndex, errs *[]error) {
 			v, ok := os.LookupEnv(sub[1])
 			if !ok {
 				*errs = append(*errs, fmt.Errorf("%s: environment variable %s is not set (line %d)", path, sub[1], n.Line))
+				unset[path] = m
 				return m
 			}
 			return v
@@ -304,6 +356,10 @@ func translateYAMLError(msg string, idx *pathIndex) error {
 	if !ok {
 		return errors.New(msg)
 	}
+	if into == "time.Duration" && n.Kind == yaml.ScalarNode && durationSyntaxRE.MatchString(n.Value) {
+		// Written as a duration, but beyond what one can hold (~292 years).
+		return fmt.Errorf("%s: must be at most %s (got %q, line %d)", path, durationLimit(path), n.Value, line)
+	}
 	var got string
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -314,6 +370,32 @@ func translateYAMLError(msg string, idx *pathIndex) error {
 		got = strconv.Quote(n.Value)
 	}
 	return fmt.Errorf("%s: %s (got %s, line %d)", path, expected(into), got, line)
+}
+
+// durationSyntaxRE matches what time.ParseDuration reads, whatever the
+// size.
+var durationSyntaxRE = regexp.MustCompile(`^\+?((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// durationLimits are the bounds Validate sets on durations, quoted when a
+// value is too long to be read at all.
+var durationLimits = []struct {
+	path *regexp.Regexp
+	max  time.Duration
+}{
+	{regexp.MustCompile(`^endpoints\[\d+\]\.timeout$`), sender.MaxTimeout},
+	{regexp.MustCompile(`^endpoints\[\d+\]\.retry\.schedule\[\d+\]$`), sender.MaxRetryDelay},
+	{regexp.MustCompile(`^retry_after_cap$`), sender.MaxRetryAfterCap},
+	{regexp.MustCompile(`^shutdown_timeout$`), MaxShutdownTimeout},
+	{regexp.MustCompile(`^source\.status_interval$`), cdc.MaxStatusInterval},
+}
+
+func durationLimit(path string) time.Duration {
+	for _, l := range durationLimits {
+		if l.path.MatchString(path) {
+			return l.max
+		}
+	}
+	return time.Duration(math.MaxInt64).Truncate(time.Hour)
 }
 
 // expected says in words what a Go type accepts.

@@ -38,11 +38,13 @@ type committerState struct {
 // one transaction, commits (two fdatasyncs in bbolt: pages, then meta) and
 // then reports.
 //
-// Nothing waits for a commit on the way to the receivers (the early notice
-// comes from Append), so a commit may wait for company: appends up to
-// CommitDelay, results alone up to ResultDelay. Fewer, larger commits cost
-// less CPU and disk per event; the price is a later acknowledgement of the
-// source and, after a crash, a few more redeliveries.
+// An append is committed at once, with whatever else is queued by then:
+// the endpoints hear of an event only after its commit (so that what they
+// send is what is stored), so waiting for company would add to every
+// event's latency. Company comes by itself under load: what queues during
+// one commit goes into the next. Delivery results alone wait up to
+// ResultDelay for more: nothing waits for them, and fewer commits cost less
+// CPU and disk; the price is, after a crash, a few more redeliveries.
 func (o *Outbox) run() {
 	defer close(o.done)
 	batch := make([]request, 0, o.opts.QueueLen)
@@ -53,11 +55,8 @@ func (o *Outbox) run() {
 		select {
 		case r := <-o.in:
 			batch = append(batch, r)
-			if r.isAppend() {
-				batch = o.linger(batch, time.Now().Add(o.opts.CommitDelay), timer)
-			}
 		case <-o.resSignal:
-			batch = o.linger(batch, time.Now().Add(o.opts.ResultDelay), timer)
+			batch = o.lingerForResults(batch, timer)
 		case <-o.quit:
 			o.drain(batch)
 			return
@@ -68,34 +67,18 @@ func (o *Outbox) run() {
 	}
 }
 
-// linger collects appends until deadline, an append's CommitDelay after it
-// arrived if that is sooner, a full group, an operator request (which runs
-// at once, with what was collected before it) or Close.
-func (o *Outbox) linger(batch []request, deadline time.Time, timer *time.Timer) []request {
-	n, size := groupSize(batch)
-	for !o.full(n, size) {
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			return batch
-		}
-		timer.Reset(wait)
-		select {
-		case r := <-o.in:
-			timer.Stop()
-			batch = append(batch, r)
-			if !r.isAppend() {
-				return batch
-			}
-			n, size = n+len(r.events), size+r.bytes
-			if d := time.Now().Add(o.opts.CommitDelay); d.Before(deadline) {
-				deadline = d
-			}
-		case <-timer.C:
-			return batch
-		case <-o.quit:
-			timer.Stop()
-			return batch
-		}
+// lingerForResults lets results gather for up to ResultDelay. Anything
+// queued (an append, an operator request) or Close ends the wait: it is
+// committed at once, with the results.
+func (o *Outbox) lingerForResults(batch []request, timer *time.Timer) []request {
+	timer.Reset(o.opts.ResultDelay)
+	select {
+	case r := <-o.in:
+		timer.Stop()
+		batch = append(batch, r)
+	case <-timer.C:
+	case <-o.quit:
+		timer.Stop()
 	}
 	return batch
 }
@@ -185,19 +168,6 @@ func (o *Outbox) takeResults() []Result {
 	return rs
 }
 
-// requeue puts deferred results back, ahead of those recorded since. The
-// events they wait for are queued (their early notices come after), so a
-// later group writes them; after a write error stopped intake they never
-// will, and the results are dropped.
-func (o *Outbox) requeue(rs []Result) {
-	if len(rs) == 0 || o.Err() != nil {
-		return
-	}
-	o.resMu.Lock()
-	o.results = append(rs, o.results...)
-	o.resMu.Unlock()
-}
-
 func (o *Outbox) giveBack(rs []Result) {
 	if cap(rs) == 0 || cap(rs) > 1<<16 {
 		return
@@ -252,8 +222,7 @@ func (o *Outbox) commitGroup(appends []request, results []Result) {
 		return
 	}
 	took := time.Since(start)
-	o.requeue(g.deferred)
-	o.m.committed(took, g.appended, len(results)-len(g.deferred))
+	o.m.committed(took, g.appended, len(results))
 	if took > slowCommit {
 		o.log.Warn("outbox commit was slow: is the disk overloaded?", "took", took, "events", g.appended, "results", len(results))
 	}
@@ -341,12 +310,8 @@ func (o *Outbox) apply(g *group) {
 
 	advanced := g.stored > g.startStored
 	for _, s := range o.c.subs {
-		if s.Notify == nil {
-			continue
-		}
-		f := g.flags[s.Name]
-		if advanced || f != (noticeFlags{}) {
-			s.Notify(Notice{From: g.startStored, To: g.stored, Committed: true, Reset: f.reset, State: f.state})
+		if f := g.flags[s.Name]; s.Notify != nil && (advanced || f != (noticeFlags{})) {
+			s.Notify(Notice{To: g.stored, Reset: f.reset, State: f.state})
 		}
 	}
 	if g.durable > 0 && o.opts.OnDurable != nil {

@@ -19,44 +19,29 @@ type Subscription struct {
 	// committer for every stored event, so it must be quick. nil: the
 	// endpoint gets no new events but keeps its queue (a paused endpoint).
 	Wants func(*mapping.Event) bool
-	// Notify, when set, gets the endpoint's notices: an early one from
-	// Append for each transaction appended in one piece, with its events,
-	// as soon as it is queued (Committed false), and a committed one from
-	// the committer after each group commit that stores transactions or
-	// changes the endpoint's state (Committed true). Early notices come in
-	// queue order, committed ones too, but the two kinds come from
-	// different goroutines, possibly at once, and a committed notice may
-	// come before the early notice of a transaction it includes. It must
-	// not block (hand the notice to a goroutine's inbox) and must not call
-	// the Outbox.
+	// Notify, when set, gets the endpoint's notices, from the committer
+	// goroutine, in commit order: one after each commit that stores
+	// transactions or changes the endpoint's state. It must not block
+	// (hand the notice to a goroutine's inbox) and must not call the
+	// Outbox.
 	Notify func(Notice)
 }
 
-// Notice tells an endpoint's reader of new deliveries or a change of its
-// state.
-//
-// Delivering from an early notice, before the commit is durable, is safe:
-// if the commit fails or the process dies first, the source was not
-// acknowledged and sends the transaction again, and the event goes out
-// again with the same id and body. It keeps the committer and its fsyncs
-// out of the path from the source to the receivers.
+// Notice tells an endpoint's reader that a commit is durable: what it
+// stored is in Pending from now on. The reader learns of new deliveries
+// only this way, after their commit, so everything it sends is in the
+// store: an event sent again after a crash, or after the source resent its
+// transaction and the mapper mapped it again, goes out with the body it
+// was first sent with.
 type Notice struct {
-	// From and To are the stored position before and after the commit (for
-	// an early notice: the transaction queued before and this one):
-	// deliveries of events with From < Pos ≤ To become available.
-	From, To change.Position
-	// Committed: the commit is durable, and Pending reads what it stored.
-	// Otherwise this is the early notice of one transaction (To), sent only
-	// when Events holds every new delivery of the endpoint in (From, To],
-	// in key order (the events are shared and must not be changed).
-	Committed bool
-	Events    []*mapping.Event
-	// Reset (committed notices only) says pending entries appeared behind
-	// any reader's cursor (dead letters replayed): read the queue again
-	// from the start.
+	// To is the stored position after the commit: deliveries of events
+	// with Pos ≤ To are in the store (up to To when Pending reads them).
+	To change.Position
+	// Reset says pending entries appeared behind any reader's cursor (dead
+	// letters replayed): read the queue again from the start.
 	Reset bool
-	// State (committed notices only) says the endpoint's persisted state
-	// changed (enabled, disabled): read it with Endpoint.
+	// State says the endpoint's persisted state changed (enabled,
+	// disabled): read it with Endpoint.
 	State bool
 }
 

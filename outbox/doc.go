@@ -5,24 +5,26 @@
 //
 // Writes go through one committer goroutine that groups many source
 // transactions and delivery results into one bbolt transaction and its
-// fsyncs (group commit), waiting a few milliseconds for company
-// (Options.CommitDelay, ResultDelay). Only after that commit does it report
-// the position through Options.OnDurable, so the source may acknowledge it
-// (design rule 1). Positions already stored are skipped, so a source that
-// resends after a restart does not duplicate anything.
+// fsyncs (group commit). An append is committed at once with whatever is
+// queued by then (under load, what queued during the previous commit);
+// delivery results alone wait up to Options.ResultDelay for company. Only
+// after the commit does it report the position through Options.OnDurable,
+// so the source may acknowledge it (design rule 1), and tell the endpoints'
+// readers (Subscription.Notify). Positions already stored are skipped, so a
+// source that resends after a restart duplicates nothing and changes
+// nothing: an event is sent only once it is durable, and always with the
+// body stored, even if the mapper maps its transaction again differently.
 //
 // Fan-out happens when an event is stored: it gets a pending entry for every
 // registered endpoint whose Subscription wants it. An event's body is
 // deleted once no endpoint needs it any more (delivered, or its dead letter
 // dropped), so the file stays bounded while endpoints keep up.
 //
-// The package does no HTTP: package sender reads pending deliveries
-// (Pending), is handed new ones by Append as they are queued, before they
-// are written, and told when they are committed (Subscription.Notify), and
-// records outcomes (Record), which ride along in the next group commit (an
-// outcome recorded before its event is written waits for it). The operator
-// functions (dead letters, replay, queue depth, enable/disable) are for the
-// CLI and the admin API.
+// The package does no HTTP: package sender is told after each commit
+// (Subscription.Notify), reads pending deliveries (Pending) and records
+// outcomes (Record), which ride along in the next group commit. The
+// operator functions (dead letters, replay, queue depth, enable/disable)
+// are for the CLI and the admin API.
 //
 // Layout of the file:
 //

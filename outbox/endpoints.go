@@ -60,12 +60,10 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		keep[s.Name] = true
 	}
 	subs = append([]Subscription(nil), subs...)
-	// Appends wait while the change is queued and committed: those queued
-	// after it are planned (early notices) with the new subscriptions, as
-	// the committer will write them.
-	if err := o.lockPlan(ctx); err != nil {
-		return err
-	}
+	// Appends queued after the change are written with the new
+	// subscriptions. The committer answers every queued request, also at
+	// Close; if ctx ends first (a disk that hangs), the caller goes on and
+	// the change is applied, in order, when the committer gets to it.
 	done, err := o.enqueue(ctx, func(g *group) error {
 		now := time.Now().UTC()
 		for _, s := range subs {
@@ -95,25 +93,12 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 		return nil
 	})
 	if err != nil {
-		o.unlockPlan()
 		return err
-	}
-	// The committer answers every queued request, also at Close. If ctx
-	// ends first (a disk that hangs), the caller goes on and the plan is
-	// brought up to date, and the appends let through, when the answer
-	// comes.
-	finish := func(err error) {
-		if err == nil {
-			o.plan.subs = subs
-		}
-		o.unlockPlan()
 	}
 	select {
 	case err := <-done:
-		finish(err)
 		return err
 	case <-ctx.Done():
-		go func() { finish(<-done) }()
 		return fmt.Errorf("outbox: changing the subscriptions: %w (the change is queued and may still be applied)", ctx.Err())
 	}
 }

@@ -40,7 +40,6 @@ type group struct {
 	// newStates are the endpoint states this group writes, for the
 	// committer's cache once it is committed.
 	newStates map[string]EndpointState
-	deferred  []Result // results for events not written yet
 	// arena holds the group's small new values (delivery records,
 	// reference counts): bbolt keeps values (not copies) until the
 	// commit, so they share a few allocations.
@@ -307,8 +306,8 @@ func (g *group) release(kb []byte) error {
 }
 
 // record applies one delivery result. Results for entries that are gone
-// (a removed endpoint, a result recorded twice) are ignored; results for
-// events not written yet are deferred.
+// (a removed endpoint, a result recorded twice) are ignored: deliveries
+// are read from the store, so an entry is always written before its result.
 func (g *group) record(r *Result) {
 	eb := g.endpoint(r.Endpoint)
 	if eb == nil {
@@ -318,11 +317,6 @@ func (g *group) record(r *Result) {
 	pc := eb.pendingCursor()
 	v := seekExact(pc, kb)
 	if v == nil {
-		if g.maxKey.Less(r.Key) {
-			// Delivered from an early notice before the committer wrote the
-			// event: the result waits for the group that writes it.
-			g.deferred = append(g.deferred, *r)
-		}
 		return
 	}
 	st := g.statusOf(r.Endpoint)

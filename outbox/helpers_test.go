@@ -104,6 +104,27 @@ func (n *notices) take() []Notice {
 
 func all(*mapping.Event) bool { return true }
 
+// blockCommitter runs an operator request that holds the committer until
+// the returned function is called.
+func blockCommitter(t *testing.T, o *Outbox) (release func()) {
+	t.Helper()
+	started, unblock, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		done <- o.do(context.Background(), func(*group) error {
+			close(started)
+			<-unblock
+			return nil
+		})
+	}()
+	<-started
+	return func() {
+		close(unblock)
+		if err := <-done; err != nil {
+			t.Errorf("blocking request: %v", err)
+		}
+	}
+}
+
 func testLogger(t testing.TB) (*slog.Logger, *testenv.Output) {
 	buf := &testenv.Output{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf

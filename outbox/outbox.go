@@ -49,11 +49,6 @@ type Options struct {
 	// MaxGroupEvents bounds the events written in one commit (default
 	// 5000), so one commit never grows without limit during a backlog.
 	MaxGroupEvents int
-	// CommitDelay is how long an append waits for more appends and results
-	// before it is committed (default 5ms; negative: no wait). Deliveries
-	// never wait for commits (see Notice); the acknowledgement through
-	// OnDurable does.
-	CommitDelay time.Duration
 	// ResultDelay is how long delivery results alone wait for more results
 	// before they are committed (default 10ms). A crash loses the results
 	// of the last ResultDelay: those events are delivered again.
@@ -78,9 +73,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxGroupEvents <= 0 {
 		o.MaxGroupEvents = 5000
-	}
-	if o.CommitDelay == 0 {
-		o.CommitDelay = 5 * time.Millisecond
 	}
 	if o.ResultDelay <= 0 {
 		o.ResultDelay = 10 * time.Millisecond
@@ -139,12 +131,7 @@ type Outbox struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stored atomic.Uint64 // the stored position
-	// planLock (a semaphore of one, so that waiting for it can end with
-	// ctx) is held by Append from planning to queueing, and by
-	// SetSubscriptions until its change is committed; it guards plan.
-	planLock  chan struct{}
-	plan      planner
+	stored    atomic.Uint64 // the stored position
 	intakeErr atomic.Pointer[error]
 	subsSet   atomic.Bool
 
@@ -191,7 +178,6 @@ func Open(path string, opts Options) (*Outbox, error) {
 		in:        make(chan request, opts.QueueLen),
 		budget:    semaphore.NewWeighted(opts.MaxQueuedBytes),
 		resSignal: make(chan struct{}, 1),
-		planLock:  make(chan struct{}, 1),
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 		eps:       map[string]*endpointCounters{},
@@ -200,7 +186,6 @@ func Open(path string, opts Options) (*Outbox, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("outbox: store %s: %w", path, err)
 	}
-	o.plan.stored, o.plan.maxKey = o.Position(), o.c.maxKey
 	o.m = newMetrics(opts.Registerer, o)
 	if opts.ReadOnly {
 		close(o.done)
@@ -283,14 +268,15 @@ func (o *Outbox) stopIntake(err error) {
 // Append queues one source transaction, or one chunk of it, for the next
 // group commit; last marks the chunk that ends the transaction (all chunks
 // share pos). Events must carry pos and be in index order; the Outbox keeps
-// the slice until it is delivered, so the caller must not change it.
+// the slice until it is written, so the caller must not change it.
 //
 // Append returns once the request is queued, blocking only while the queue
-// is full; durability is reported later through Options.OnDurable. A
-// transaction appended in one piece is handed to the subscriptions' Notify
-// (the early notice) before Append returns. A transaction at or before the
-// stored position is skipped but still reported. After a write error Append
-// returns that error.
+// is full; durability is reported later through Options.OnDurable, and the
+// subscriptions hear of the new deliveries (Subscription.Notify) after the
+// same commit: nothing is delivered before it is durable, so an event sent
+// again after a crash is the one stored, byte for byte. A transaction at or
+// before the stored position is skipped but still reported. After a write
+// error Append returns that error.
 func (o *Outbox) Append(ctx context.Context, pos change.Position, last bool, events []mapping.Event) error {
 	if err := o.Err(); err != nil {
 		return err
@@ -325,20 +311,9 @@ func (o *Outbox) Append(ctx context.Context, pos change.Position, last bool, eve
 	if err := o.budget.Acquire(ctx, size); err != nil {
 		return err
 	}
-	if err := o.lockPlan(ctx); err != nil {
-		o.budget.Release(size)
-		return err
-	}
-	defer o.unlockPlan()
-	before := o.plan
-	early := o.plan.plan(pos, last, events)
 	if err := o.send(ctx, request{pos: pos, last: last, events: events, bytes: size}); err != nil {
-		o.plan = before
 		o.budget.Release(size)
 		return err
-	}
-	for _, n := range early {
-		n.notify(n.n)
 	}
 	return nil
 }
@@ -378,18 +353,6 @@ func (o *Outbox) Close() error {
 	})
 	return o.closeErr
 }
-
-// lockPlan takes planLock, or gives up when ctx ends.
-func (o *Outbox) lockPlan(ctx context.Context) error {
-	select {
-	case o.planLock <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (o *Outbox) unlockPlan() { <-o.planLock }
 
 // enqueue queues op (see do) and returns where its commit is answered.
 func (o *Outbox) enqueue(ctx context.Context, op func(g *group) error) (<-chan error, error) {

@@ -50,7 +50,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			r.SetKeep(false)
 			path := filepath.Join(b.TempDir(), "outbox.db")
 			reg := prometheus.NewRegistry()
-			ob, err := outbox.Open(path, outbox.Options{NoSync: benchNoSync, ResultDelay: benchResultDelay, CommitDelay: benchCommitDelay, Registerer: reg})
+			ob, err := outbox.Open(path, outbox.Options{NoSync: benchNoSync, ResultDelay: benchResultDelay, Registerer: reg})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func BenchmarkLiveLatency(b *testing.B) {
 			})
 			reg := prometheus.NewRegistry()
 			ob, err := outbox.Open(filepath.Join(b.TempDir(), "outbox.db"),
-				outbox.Options{Registerer: reg, ResultDelay: benchResultDelay, CommitDelay: benchCommitDelay})
+				outbox.Options{Registerer: reg, ResultDelay: benchResultDelay})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -219,10 +219,6 @@ func commits(b *testing.B, g prometheus.Gatherer) float64 {
 // benchResultDelay sets the outbox's ResultDelay (BENCH_RESULT_DELAY=10ms;
 // unset: the default).
 var benchResultDelay, _ = time.ParseDuration(os.Getenv("BENCH_RESULT_DELAY"))
-
-// benchCommitDelay sets the outbox's CommitDelay (BENCH_COMMIT_DELAY=-1ns
-// for none; unset: the default).
-var benchCommitDelay, _ = time.ParseDuration(os.Getenv("BENCH_COMMIT_DELAY"))
 
 // cpuTime is the CPU time the process used so far (user and system). The
 // benchmark shares the machine with its receiver, so CPU per event says more

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -86,6 +87,14 @@ const (
 	DefaultTimeout       = 15 * time.Second
 	DefaultMaxInFlight   = 16
 	DefaultRetryAfterCap = time.Hour
+)
+
+// Bounds of the durations: past them a value is a typo (2000000h), not a
+// policy, and would park an event or a worker for centuries.
+const (
+	MaxTimeout       = 10 * time.Minute
+	MaxRetryDelay    = 7 * 24 * time.Hour
+	MaxRetryAfterCap = 7 * 24 * time.Hour
 )
 
 // Defaults returns a Config with every default set (and no endpoints).
@@ -171,6 +180,9 @@ func (c Config) Validate(path string) error {
 	if c.RetryAfterCap < 0 {
 		errs = append(errs, fmt.Errorf("%s: must not be negative (got %s)", at("retry_after_cap"), c.RetryAfterCap))
 	}
+	if c.RetryAfterCap > MaxRetryAfterCap {
+		errs = append(errs, fmt.Errorf("%s: must be at most %s (got %s)", at("retry_after_cap"), MaxRetryAfterCap, c.RetryAfterCap))
+	}
 	seen := map[string]int{}
 	for i, e := range c.Endpoints {
 		p := at(fmt.Sprintf("endpoints[%d]", i))
@@ -207,6 +219,8 @@ func (e Endpoint) Validate(path string) error {
 		bad("url", "must be http or https (got %q)", redactURL(e.URL))
 	} else if u.Host == "" {
 		bad("url", "has no host (got %q)", redactURL(e.URL))
+	} else if u.Scheme == "http" && u.User != nil && !isLoopback(u.Hostname()) {
+		bad("url", "holds credentials over plain http, which anyone on the network can read: use https, or a header (got %q)", redactURL(e.URL))
 	}
 	if len(e.Events) == 0 {
 		bad("events", "must name at least one event")
@@ -235,6 +249,9 @@ func (e Endpoint) Validate(path string) error {
 	if e.Timeout <= 0 {
 		bad("timeout", "must be positive (got %s)", e.Timeout)
 	}
+	if e.Timeout > MaxTimeout {
+		bad("timeout", "must be at most %s (got %s)", MaxTimeout, e.Timeout)
+	}
 	if e.MaxInFlight < 1 || e.MaxInFlight > 1024 {
 		bad("max_in_flight", "must be 1-1024 (got %d)", e.MaxInFlight)
 	}
@@ -244,6 +261,9 @@ func (e Endpoint) Validate(path string) error {
 	for i, d := range e.Retry.Schedule {
 		if d < 0 {
 			bad(fmt.Sprintf("retry.schedule[%d]", i), "must not be negative (got %s)", d)
+		}
+		if d > MaxRetryDelay {
+			bad(fmt.Sprintf("retry.schedule[%d]", i), "must be at most %s (got %s)", MaxRetryDelay, d)
 		}
 	}
 	for i, id := range e.Filter.Departments {
@@ -262,6 +282,16 @@ func (e Endpoint) Validate(path string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isLoopback reports whether host (a URL's, without port) stays on this
+// machine: credentials sent there cross no network.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // parseSecrets decodes space-separated "whsec_" secrets. Errors name the

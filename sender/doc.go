@@ -7,11 +7,18 @@
 // the retry schedule with jitter, Retry-After, 410 Gone, dead letters, and
 // the delivery metrics.
 //
+// The store is reached through one interface, Store, which *outbox.Outbox
+// implements. The store tells each endpoint after every commit how far it
+// now goes; the endpoint's dispatcher then reads its queue from the store
+// into a bounded window (Options.Window). Everything sent is read from the
+// store, so it is durable before it is sent: after a crash an event goes
+// out again with the same id and the same body.
+//
 // Each endpoint is independent: its own queue, goroutines and connection
 // pool, so a slow or dead endpoint never slows another. Delivery is per
 // ticket in order: only a ticket's oldest pending event is ever in flight,
 // and while it waits for a retry the ticket's later events wait too, while
-// other tickets go on. Outcomes are recorded in the outbox (batched into its
+// other tickets go on. Outcomes are recorded in the store (batched into its
 // group commits), so the retry schedule survives restarts; the outbox, not
 // the sender, acknowledges the source, so deliveries never hold back the
 // replication slot.

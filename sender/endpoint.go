@@ -33,10 +33,8 @@ type endpoint struct {
 	window    int
 	m         endpointMetrics
 
-	inMu        sync.Mutex
-	inbox       []outbox.Notice
-	inboxEvents int
-	wake        chan struct{}
+	in   inbox
+	wake chan struct{}
 
 	// The store is read by a loader goroutine, so the dispatcher keeps
 	// dispatching while a page is read.
@@ -54,22 +52,16 @@ type dispatchState struct {
 	ready      readyQueue
 	timers     timerHeap
 	loaded     int             // entries in memory, in flight included
-	cursor     outbox.Key      // the store was read (or early notices taken) up to here
-	committed  change.Position // the stored position as of the last committed notice
+	cursor     outbox.Key      // the store was read up to here
+	committed  change.Position // the stored position as of the last notice
 	needScan   bool            // the store may hold entries after cursor
 	rescan     map[int64]*ticketQ
 	lastRescan time.Time
 	retryRead  time.Time // after a failed read of the store
-	// lastStallCheck is when the safety net last ran (see stall.go).
-	lastStallCheck time.Time
-	free           freeLists
-	inboxSpare     []outbox.Notice
-	// early holds early notices the window cannot take yet (see holdEarly).
-	early       []outbox.Notice
-	earlyEvents int
-	reading     bool // a read is with the loader
-	gen         int  // bumped by reset: pages read before are stale
-	inFlight    map[outbox.Key]bool
+	free       freeLists
+	reading    bool // a read is with the loader
+	gen        int  // bumped by reset: pages read before are stale
+	inFlight   map[outbox.Key]bool
 	// stale holds the keys in flight at the last reset: they stay in memory
 	// (as heads, or done), so rereading them from the store, where their
 	// outcome may not be committed yet, must not load them again.
@@ -182,8 +174,6 @@ func (ep *endpoint) run(ctx context.Context) {
 		rescan:   map[int64]*ticketQ{},
 		inFlight: map[outbox.Key]bool{},
 		needScan: true,
-		// The first check comes an interval after the start.
-		lastStallCheck: time.Now(),
 	}
 	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReqs()
@@ -211,7 +201,6 @@ func (ep *endpoint) run(ctx context.Context) {
 	}()
 
 	ep.refreshState()
-	d.committed = ep.s.ob.Position()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -223,7 +212,6 @@ func (ep *endpoint) run(ctx context.Context) {
 		ep.fill()
 		ep.dispatch(work)
 		ep.flushResults()
-		ep.checkStall(time.Now())
 		timer.Reset(ep.nextWake(began))
 		select {
 		case <-ctx.Done():
@@ -287,7 +275,6 @@ func (ep *endpoint) nextWake(began time.Time) time.Duration {
 	if d.needScan {
 		consider(d.retryRead)
 	}
-	consider(d.lastStallCheck.Add(ep.stallCheckInterval()))
 	if next.IsZero() {
 		return time.Hour
 	}

@@ -163,8 +163,8 @@ func TestTimingOutEndpointDoesNotSlowAnother(t *testing.T) {
 	t.Logf("fast endpoint, append → arrival over %d events while the other endpoint times out: p50 %v p99 %v max %v",
 		len(lat), lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
 	// The source position is not held back by the endpoint that never answers.
-	// (The fast endpoint got the last events from the early notice, before
-	// their commit: wait for it, then read the acknowledgement and depth.)
+	// (The endpoints hear of a commit just before OnDurable reports it:
+	// wait for it, then read the acknowledgement and depth.)
 	if err := h.ob.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}

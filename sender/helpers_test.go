@@ -30,9 +30,7 @@ type harness struct {
 	logs   *testenv.Output
 	cancel context.CancelFunc
 	done   chan error
-	// expectStall: the test provokes a stall on purpose.
-	expectStall bool
-	hooks       testHooks
+	hooks  testHooks
 
 	mu      sync.Mutex
 	pos     change.Position
@@ -87,10 +85,7 @@ func (h *harness) open(cfg Config, opts Options) {
 		t.Fatal(err)
 	}
 	h.ob, h.s = ob, s
-	// The safety net against stalls runs often in tests, and finding
-	// anything fails the test (see stop): it is a bug.
 	s.hooks = h.hooks
-	s.hooks.stallCheckEvery = 100 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- s.Run(ctx) }()
@@ -120,9 +115,6 @@ func (h *harness) stop() {
 		h.t.Errorf("closing the outbox: %v", err)
 	}
 	h.cancel = nil
-	if strings.Contains(h.logs.String(), stallMessage) && !h.expectStall {
-		h.t.Errorf("the safety net found a stall")
-	}
 	if h.t.Failed() {
 		h.t.Logf("logs:\n%s", h.logs)
 	}

@@ -13,8 +13,8 @@ import (
 
 // TestDisabledEndpointSleeps: an endpoint disabled by a 410 has nothing to
 // do until it is enabled again. Its dispatcher must sleep, not wake over and
-// over for times it cannot act on (the safety net's next check, here every
-// 100 ms, once it is due while the endpoint is disabled).
+// over for times it cannot act on (a retry that fell due while it is
+// disabled, notices of commits with nothing it may send).
 func TestDisabledEndpointSleeps(t *testing.T) {
 	r := testenv.NewReceiver(t)
 	r.Script("/", testenv.Reply{Status: http.StatusGone})
@@ -41,53 +41,20 @@ func TestDisabledEndpointSleeps(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // the safety net's check falls due
+	time.Sleep(300 * time.Millisecond) // the first event's retry falls due
 	before := rounds.Load()
-	time.Sleep(time.Second)
-	// Awake for its own reasons it would go round ~10 times (one safety-net
-	// interval each); a loop that spins goes round hundreds of thousands.
+	more := [][]mapping.Event{first}
+	for range 10 { // notices, one per commit
+		more = append(more, h.txn(2))
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Awake for its own reasons it would go round a few times per notice; a
+	// loop that spins goes round hundreds of thousands.
 	if n := rounds.Load() - before; n > 100 {
 		t.Errorf("the disabled endpoint's dispatcher went round %d times in a second", n)
 	}
 	if err := h.ob.Enable(ctx, "hook"); err != nil {
 		t.Fatal(err)
 	}
-	waitDelivered(t, r, 10*time.Second, ids(first)...)
-}
-
-// TestHeldEarlyNoticesBounded: while an endpoint's window is full its
-// reader does not read the store, and early notices that come after one it
-// had to drop are held until the store is read up to them. An endpoint that
-// wants few of the events (here only ticket_created) gets a notice without
-// events for every other transaction: those must not pile up without bound
-// while the window stays full (a receiver down for a day).
-func TestHeldEarlyNoticesBounded(t *testing.T) {
-	r := testenv.NewReceiver(t)
-	r.Default(testenv.Reply{Status: http.StatusServiceUnavailable})
-	ep := endpointTo("hook", r, "/")
-	ep.Events = []string{mapping.TicketCreated}
-	ep.MaxInFlight = 1
-	const window = 2
-	var held, most atomic.Int64
-	h := newHarnessWith(t, Config{Endpoints: []Endpoint{ep}}, Options{Window: window},
-		testHooks{round: func(ep *endpoint) {
-			n := int64(len(ep.d.early))
-			held.Store(n)
-			if n > most.Load() {
-				most.Store(n)
-			}
-		}})
-	for tk := int64(1); tk <= window+1; tk++ { // the window fills; the last one's notice is dropped
-		h.txnOf(mapping.TicketCreated, tk)
-	}
-	for i := 0; i < 300; i++ { // notices without events for the endpoint, one at a time
-		h.txn(100)
-		time.Sleep(time.Millisecond)
-	}
-	// Every notice is queued; give the dispatcher time to take them all.
-	time.Sleep(time.Second)
-	t.Logf("early notices held at most %d, now %d", most.Load(), held.Load())
-	if m := most.Load(); m > 2*window {
-		t.Errorf("the dispatcher held up to %d early notices with a window of %d events", m, window)
-	}
+	waitDelivered(t, r, 10*time.Second, ids(more...)...)
 }

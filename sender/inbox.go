@@ -2,54 +2,36 @@ package sender
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/deskhook/deskhook/outbox"
 )
 
-// The dispatcher learns of new deliveries from the outbox's notices: early
-// ones carry the events of each transaction as it is queued, before it is
-// written (taken straight into the window when it is caught up), committed
-// ones send it to the store for whatever it could not take.
+// The dispatcher learns of new deliveries from the outbox's notices, one
+// after each commit: they only say how far the store now goes, and the
+// dispatcher reads it from its cursor on (window.go). Every event it sends
+// is thus read from the store, durable: after a crash the same event goes
+// out again with the same body.
 
-// notify is called by Append and the outbox's committer: it must not block.
+// inbox holds the notices the dispatcher has not taken yet, merged into
+// one: it acts on the latest position and on any flag anyway.
+type inbox struct {
+	mu sync.Mutex
+	n  outbox.Notice
+}
+
+// notify is called by the outbox's committer: it must not block.
 func (ep *endpoint) notify(n outbox.Notice) {
-	if h := ep.s.hooks.dropNotice; h != nil && h(ep.name, n) {
-		return
-	}
-	wake := true
-	ep.inMu.Lock()
-	k := len(ep.inbox)
-	switch {
-	case !n.Committed && ep.inboxEvents+len(n.Events) > ep.window:
-		// Too much waiting already: the committed notice will send the
-		// reader to the store instead.
-	case !n.Committed && k > 0 && !ep.inbox[k-1].Committed && ep.inbox[k-1].To == n.From:
-		// The next transaction: one notice for both (the events slices
-		// are each notice's own).
-		last := &ep.inbox[k-1]
-		last.To = n.To
-		last.Events = append(last.Events, n.Events...)
-		ep.inboxEvents += len(n.Events)
-		wake = len(n.Events) > 0
-	case n.Committed && k > 0 && ep.inbox[k-1].Committed:
-		last := &ep.inbox[k-1] // the reader acts on the latest anyway: merge
-		last.To = max(last.To, n.To)
-		last.Reset = last.Reset || n.Reset
-		last.State = last.State || n.State
+	in := &ep.in
+	in.mu.Lock()
+	in.n.To = max(in.n.To, n.To)
+	in.n.Reset = in.n.Reset || n.Reset
+	in.n.State = in.n.State || n.State
+	in.mu.Unlock()
+	select {
+	case ep.wake <- struct{}{}:
 	default:
-		ep.inboxEvents += len(n.Events)
-		ep.inbox = append(ep.inbox, n)
-		// A transaction with nothing for this endpoint only moves the
-		// notices' chain on: the reader learns of it with the next wake-up.
-		wake = n.Committed || len(n.Events) > 0
-	}
-	ep.inMu.Unlock()
-	if wake {
-		select {
-		case ep.wake <- struct{}{}:
-		default:
-		}
 	}
 }
 
@@ -72,96 +54,24 @@ func (ep *endpoint) refreshState() {
 }
 
 func (ep *endpoint) takeInbox() {
-	d := &ep.d
-	ep.inMu.Lock()
-	notices := ep.inbox
-	ep.inbox, ep.inboxEvents = d.inboxSpare[:0], 0 // two slices take turns
-	ep.inMu.Unlock()
-	defer func() {
-		clear(notices)
-		d.inboxSpare = notices
-	}()
-	for _, n := range notices {
-		if !n.Committed {
-			ep.holdEarly(n)
-			continue
-		}
-		d.committed = max(d.committed, n.To)
-		if n.State {
-			ep.refreshState()
-		}
-		if n.Reset {
-			ep.reset()
-		}
-		if d.cursor.Less(endKey(n.To)) {
-			d.needScan = true
-		}
-	}
-	ep.applyEarly()
-}
-
-// holdEarly keeps an early notice until the window can take its events:
-// once everything before them is read (the cursor is at or past From).
-// Until then the reader reads the store, which catches up with the
-// notices at the next commit; from there on the early notices feed the
-// window again, ahead of the commits.
-func (ep *endpoint) holdEarly(n outbox.Notice) {
-	d := &ep.d
-	// Bounded by events and by notices: a filtered endpoint gets many
-	// notices without events for it while its window is full.
-	if d.disabled || d.earlyEvents+len(n.Events) > ep.window || len(d.early) >= ep.window {
-		ep.dropEarly()
+	in := &ep.in
+	in.mu.Lock()
+	n := in.n
+	in.n = outbox.Notice{}
+	in.mu.Unlock()
+	if n == (outbox.Notice{}) {
 		return
 	}
-	d.early = append(d.early, n)
-	d.earlyEvents += len(n.Events)
-}
-
-// dropEarly forgets the early notices held: their events are read from
-// the store (their committed notices send the reader there).
-func (ep *endpoint) dropEarly() {
 	d := &ep.d
-	clear(d.early)
-	d.early, d.earlyEvents = d.early[:0], 0
-	d.needScan = true
-}
-
-// applyEarly takes the events of the early notices that the cursor has
-// reached, in order, skipping those read from the store meanwhile.
-func (ep *endpoint) applyEarly() {
-	d := &ep.d
-	i := 0
-	for ; i < len(d.early); i++ {
-		n := &d.early[i]
-		if !d.cursor.Less(endKey(n.To)) {
-			continue // read from the store already
-		}
-		if d.cursor.Less(endKey(n.From)) {
-			break // the store is not read up to it yet
-		}
-		if d.disabled || d.loaded+len(n.Events) > ep.window {
-			ep.dropEarly()
-			return
-		}
-		for _, ev := range n.Events {
-			k := outbox.KeyOf(ev)
-			if !d.cursor.Less(k) {
-				continue // read from the store
-			}
-			if t := d.tickets[ev.TicketID]; t != nil && t.gap {
-				continue // left for the ticket's rescan
-			}
-			ep.add(outbox.Delivery{Key: k, Event: ev})
-		}
-		d.cursor = endKey(n.To)
+	d.committed = max(d.committed, n.To)
+	if n.State {
+		ep.refreshState()
 	}
-	if i > 0 {
-		for _, n := range d.early[:i] {
-			d.earlyEvents -= len(n.Events)
-		}
-		n := copy(d.early, d.early[i:])
-		clear(d.early[n:])
-		d.early = d.early[:n]
+	if n.Reset {
+		ep.reset()
+	}
+	if d.cursor.Less(endKey(n.To)) {
+		d.needScan = true
 	}
 }
 
@@ -191,7 +101,5 @@ func (ep *endpoint) reset() {
 	}
 	clear(d.rescan)
 	d.cursor, d.needScan = outbox.Key{}, true
-	// Early notices held stay: they apply once the store is read up to
-	// them again.
 	d.gen++ // a page being read now is stale
 }

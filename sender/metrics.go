@@ -14,7 +14,6 @@ type metrics struct {
 	collectors []prometheus.Collector
 	deliveries *prometheus.CounterVec
 	attempts   *prometheus.HistogramVec
-	stalls     *prometheus.CounterVec
 }
 
 type endpointMetrics struct {
@@ -41,11 +40,7 @@ func newMetrics(reg prometheus.Registerer, s *Sender) *metrics {
 		Help:    "Duration of delivery attempts (request sent to response read).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"endpoint"})
-	m.stalls = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "deskhook_sender_stalls_total",
-		Help: "Times the safety net found events in the outbox that the endpoint's reader had passed over (a bug; logged as an error).",
-	}, []string{"endpoint"})
-	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.stalls, &queueCollector{s: s}} {
+	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, &queueCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			s.log.Warn("sender: metric not registered", "err", err)
 			continue
@@ -69,7 +64,6 @@ func (m *metrics) forget(name string) {
 	}
 	m.deliveries.DeletePartialMatch(prometheus.Labels{"endpoint": name})
 	m.attempts.DeleteLabelValues(name)
-	m.stalls.DeleteLabelValues(name)
 }
 
 func (m *metrics) unregister() {
@@ -82,12 +76,6 @@ func (m *metrics) unregister() {
 func (em endpointMetrics) attempt(_ string, res attemptResult) {
 	if em.latency != nil {
 		em.latency.Observe(res.attempt.Latency.Seconds())
-	}
-}
-
-func (em endpointMetrics) stalled() {
-	if em.m.reg != nil {
-		em.m.stalls.WithLabelValues(em.name).Inc()
 	}
 }
 

@@ -139,12 +139,6 @@ func (h *timerHeap) Pop() any {
 
 func (h *timerHeap) add(t *ticketQ) { heap.Push(h, t) }
 
-func (h *timerHeap) remove(t *ticketQ) {
-	if t.timer >= 0 {
-		heap.Remove(h, t.timer)
-	}
-}
-
 // popDue moves every ticket whose head is due at now to the ready queue.
 func (h *timerHeap) popDue(now time.Time, r *readyQueue) {
 	for h.Len() > 0 && !(*h)[0].q[0].next.After(now) {

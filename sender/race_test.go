@@ -3,13 +3,9 @@ package sender
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/outbox"
@@ -19,15 +15,10 @@ import (
 // TestCommitDuringFirstReadIsNotLost forces the interleaving behind a rare
 // stall (TestGoneDisablesUntilEnabled once waited 10 s for an event that
 // was stored): the endpoint's first read of its queue sees the store before
-// a commit; the commit's early notice is lost (as it was once passed over
-// while a read was under way; early notices are now held until the read is
-// in, see TestEarlyNoticeDuringAReadIsNotWasted) and its committed notice is
-// taken while the read is still out; then the page arrives. The page's end
-// must not hide the commit it predates.
+// a commit; the commit's notice is taken while the read is still out; then
+// the page arrives. The page's end must not hide the commit it predates.
 func TestCommitDuringFirstReadIsNotLost(t *testing.T) {
-	h, r, ep, release := pausedAtFirstRead(t, outbox.Options{NoSync: true}, testHooks{
-		dropNotice: func(_ string, n outbox.Notice) bool { return !n.Committed },
-	})
+	h, r, ep, release := pausedAtFirstRead(t, outbox.Options{NoSync: true}, testHooks{})
 	evs := h.txn(1)
 	if err := h.ob.Flush(context.Background()); err != nil { // committed: its notice is in the inbox
 		t.Fatal(err)
@@ -79,70 +70,14 @@ func pausedAtFirstRead(t *testing.T, obOpts outbox.Options, hooks testHooks) (*h
 func waitInboxTaken(t *testing.T, ep *endpoint) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		ep.inMu.Lock()
-		n := len(ep.inbox)
-		ep.inMu.Unlock()
-		if n == 0 {
+		ep.in.mu.Lock()
+		n := ep.in.n
+		ep.in.mu.Unlock()
+		if n == (outbox.Notice{}) {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the dispatcher never took its notices")
 		}
-	}
-}
-
-// TestSafetyNetFindsLostEvents: when every notice of a transaction is lost
-// (as a bug in the notice logic would lose them), the safety net finds its
-// events in the store, says so loudly, and they are delivered.
-func TestSafetyNetFindsLostEvents(t *testing.T) {
-	r := testenv.NewReceiver(t)
-	var lose atomic.Uint64 // the position whose notices are lost
-	var lost atomic.Int32
-	h := newHarnessWith(t, Config{Endpoints: []Endpoint{endpointTo("hook", r, "/")}}, Options{}, testHooks{
-		dropNotice: func(_ string, n outbox.Notice) bool {
-			if uint64(n.To) == lose.Load() {
-				lost.Add(1)
-				return true
-			}
-			return false
-		},
-	})
-	h.expectStall = true
-	first := h.txn(1)
-	waitDelivered(t, r, 5*time.Second, ids(first)...)
-	lose.Store(uint64(h.pos + 10))
-	evs := h.txn(2)
-	if err := h.ob.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if lost.Load() != 2 {
-		t.Fatalf("%d notices of the transaction lost, want its early and committed notices", lost.Load())
-	}
-	waitDelivered(t, r, 5*time.Second, ids(evs)...)
-	if logs := h.logs.String(); !strings.Contains(logs, stallMessage) {
-		t.Errorf("the safety net delivered the lost event without saying so")
-	}
-	if n := testutil.ToFloat64(h.s.m.stalls.WithLabelValues("hook")); n != 1 {
-		t.Errorf("deskhook_sender_stalls_total %v, want 1", n)
-	}
-}
-
-// TestEarlyNoticeDuringAReadIsNotWasted: an early notice that comes while
-// the reader's first read of the store is out (which began before the
-// transaction was queued) is delivered once that read is in, without
-// waiting for the commit. (It was once passed over, and the reader then
-// followed the commits rather than the early notices for as long as
-// appends kept coming faster than the commit delay.)
-func TestEarlyNoticeDuringAReadIsNotWasted(t *testing.T) {
-	// Appends are not committed during the test unless flushed (nor by a
-	// delivery result, which would otherwise commit them with it).
-	h, r, ep, release := pausedAtFirstRead(t,
-		outbox.Options{NoSync: true, CommitDelay: time.Hour, ResultDelay: time.Hour}, testHooks{})
-	evs := append(h.txn(1), h.txn(2)...)
-	waitInboxTaken(t, ep) // the early notices, while the read is out
-	release()
-	waitDelivered(t, r, 5*time.Second, ids(evs)...)
-	if p := h.ob.Position(); p != 0 {
-		t.Errorf("stored position %s: the test meant to deliver before the commit", p)
 	}
 }

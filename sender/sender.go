@@ -29,7 +29,7 @@ type Options struct {
 
 // Sender delivers the outbox's queues to the configured endpoints.
 type Sender struct {
-	ob   *outbox.Outbox
+	ob   Store
 	opts Options
 	log  *slog.Logger
 	m    *metrics
@@ -51,20 +51,15 @@ type testHooks struct {
 	// afterRead runs in an endpoint's loader after it read a page of the
 	// queue and before the dispatcher gets it.
 	afterRead func(endpoint string)
-	// dropNotice, when it returns true, loses a notice on its way to an
-	// endpoint (to check the safety net against stalls).
-	dropNotice func(endpoint string, n outbox.Notice) bool
-	// stallCheckEvery replaces stallCheckEvery.
-	stallCheckEvery time.Duration
 	// round runs at the start of each round of an endpoint's dispatcher
 	// loop, in its goroutine (to count wake-ups, to look at its state).
 	round func(ep *endpoint)
 }
 
 // New validates cfg, builds the endpoints' clients and subscribes them to
-// the outbox, so events appended from now on are queued for them. Call it
+// the store, so events appended from now on are queued for them. Call it
 // before the source starts appending; Run starts the deliveries.
-func New(cfg Config, ob *outbox.Outbox, opts Options) (*Sender, error) {
+func New(cfg Config, ob Store, opts Options) (*Sender, error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(""); err != nil {
 		return nil, fmt.Errorf("sender: invalid configuration:\n%w", err)

@@ -14,6 +14,11 @@ import (
 // done (a rescan). A failing ticket thus holds back only its own events,
 // in bounded memory.
 
+// room is how many more entries the window takes. Entries come in only
+// through add (read pages, rescans) and leave only through pop and reset,
+// so the window's bound is d.loaded against this alone.
+func (ep *endpoint) room() int { return ep.window - ep.d.loaded }
+
 // readPage is how many entries one read of the store asks for.
 const readPage = 512
 
@@ -54,10 +59,10 @@ func (ep *endpoint) fill() {
 	if !d.needScan || d.reading || now.Before(d.retryRead) {
 		return
 	}
-	if d.loaded >= ep.window {
+	if ep.room() <= 0 {
 		ep.compactIfStuck()
 	}
-	room := ep.window - d.loaded
+	room := ep.room()
 	idle := d.ready.len() == 0 && len(d.inFlight) < ep.cfg.MaxInFlight
 	if room >= min(readPage, ep.window/2) || (room > 0 && idle) {
 		d.reading = true
@@ -78,9 +83,6 @@ func (ep *endpoint) applyPage(p readResp) {
 		return
 	}
 	for _, dl := range p.page.Deliveries {
-		if !d.cursor.Less(dl.Key) {
-			continue // taken from an early notice while the page was read
-		}
 		if d.inFlight[dl.Key] || d.stale[dl.Key] {
 			continue
 		}
@@ -92,11 +94,9 @@ func (ep *endpoint) applyPage(p readResp) {
 	if d.cursor.Less(p.page.Last) {
 		d.cursor = p.page.Last
 	}
-	// The page shows the store as of its read. A committed notice taken
-	// while it was out may lie beyond it: the page's end does not end the
-	// scan then.
+	// The page shows the store as of its read. A notice taken while it was
+	// out may lie beyond it: the page's end does not end the scan then.
 	d.needScan = !p.page.End || d.cursor.Less(endKey(d.committed))
-	ep.applyEarly()
 }
 
 // rescanGaps reads the left-behind entries of tickets whose in-memory
@@ -104,12 +104,7 @@ func (ep *endpoint) applyPage(p readResp) {
 func (ep *endpoint) rescanGaps(now time.Time) {
 	d := &ep.d
 	d.lastRescan = now
-	// Entries taken from early notices may not be committed yet: the rescan
-	// can only be complete up to the committed position.
-	until, short := d.cursor, false
-	if c := endKey(d.committed); c.Less(until) {
-		until, short = c, true
-	}
+	until := d.cursor // what lies beyond is read by fill
 	from := until
 	for _, t := range d.rescan {
 		if t.gapAfter.Less(from) {
@@ -119,7 +114,7 @@ func (ep *endpoint) rescanGaps(now time.Time) {
 	page, err := ep.s.ob.Pending(ep.name, outbox.PendingQuery{
 		After: from,
 		Until: until,
-		Max:   max(ep.window-d.loaded, 64),
+		Max:   max(ep.room(), 64),
 		Filter: func(k outbox.Key, ticket int64) bool {
 			t := d.rescan[ticket]
 			return t != nil && t.gapAfter.Less(k)
@@ -132,10 +127,9 @@ func (ep *endpoint) rescanGaps(now time.Time) {
 	for _, dl := range page.Deliveries {
 		ep.add(dl)
 	}
-	done := page.End && !short
 	for id, t := range d.rescan {
 		switch {
-		case done:
+		case page.End:
 			t.gap = false
 			delete(d.rescan, id)
 			if len(t.q) == 0 && !t.busy {

@@ -103,12 +103,21 @@ func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 // user and schema, building it first if needed. The result must not be
 // modified: copy it.
 func cachedDataDir(ctx context.Context, bins binaries, u osUser) (string, error) {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d\x00%s", cacheFormat, bins.dir, bins.version, u.uid, schemaHash())))
+	key := fmt.Sprintf("pg%d-%s", bins.major, hex.EncodeToString(sum[:])[:16])
+	entry, err := cachedEntry(ctx, u, key, bins.version, func(tmp string) error { return buildCache(ctx, bins, u, tmp) })
+	return filepath.Join(entry, "data"), err
+}
+
+// cachedEntry returns the cache entry named key, a directory shared by all
+// test processes of this user, building it first if needed: build fills a
+// fresh directory owned by the server user, which is then marked READY
+// (holding version) and moved into place.
+func cachedEntry(ctx context.Context, u osUser, key, version string, build func(tmp string) error) (string, error) {
 	root, err := cacheRoot(u)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d\x00%s", cacheFormat, bins.dir, bins.version, u.uid, schemaHash())))
-	key := fmt.Sprintf("pg%d-%s", bins.major, hex.EncodeToString(sum[:])[:16])
 	entry := filepath.Join(root, key)
 	ready := filepath.Join(entry, "READY")
 
@@ -118,14 +127,43 @@ func cachedDataDir(ctx context.Context, bins binaries, u osUser) (string, error)
 	}
 	defer unlock()
 	if _, err := os.Stat(ready); err != nil {
-		if err := buildCache(ctx, bins, u, root, key, entry); err != nil {
+		if err := buildEntry(u, root, key, version, build); err != nil {
 			return "", err
 		}
 	}
 	now := time.Now()
 	os.Chtimes(ready, now, now) // marks the entry as in use for pruning
 	pruneCache(root, key)
-	return filepath.Join(entry, "data"), nil
+	return entry, nil
+}
+
+// buildEntry builds the entry key in a temporary directory and moves it
+// into place. Called with the cache lock held.
+func buildEntry(u osUser, root, key, version string, build func(tmp string) error) error {
+	tmp, err := os.MkdirTemp(root, key+".build-")
+	if err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := u.own(tmp); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	if err := build(tmp); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "READY"), []byte(version+"\n"), 0o644); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(root, key)); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	ok = true
+	return nil
 }
 
 // pruneCache removes entries not used for an hour (another schema version,
@@ -150,22 +188,9 @@ func pruneCache(root, keep string) {
 	}
 }
 
-// buildCache runs initdb, loads the schema into the template database and
-// moves the result into place as entry. Called with the cache lock held.
-func buildCache(ctx context.Context, bins binaries, u osUser, root, key, entry string) error {
-	tmp, err := os.MkdirTemp(root, key+".build-")
-	if err != nil {
-		return fmt.Errorf("testenv: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.RemoveAll(tmp)
-		}
-	}()
-	if err := u.own(tmp); err != nil {
-		return fmt.Errorf("testenv: %w", err)
-	}
+// buildCache runs initdb into tmp/data and loads the schema into the
+// template database. Called with the cache lock held.
+func buildCache(ctx context.Context, bins binaries, u osUser, tmp string) error {
 	data := filepath.Join(tmp, "data")
 	cmd := exec.CommandContext(ctx, bins.initdb(), "-D", data, "-U", superuser, "--auth=trust",
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
@@ -205,16 +230,8 @@ func buildCache(ctx context.Context, bins binaries, u osUser, root, key, entry s
 	s := &Server{Host: "127.0.0.1", DataDir: data, bins: bins, user: u, dir: tmp,
 		settings: serverSettings(options{noFsync: true}, "")}
 	s.logPath = filepath.Join(data, "server.log")
-	for attempt := 0; ; attempt++ {
-		if s.Port, err = freePort(); err != nil {
-			return err
-		}
-		if err = s.Start(ctx); err == nil {
-			break
-		}
-		if attempt == 4 || !errors.Is(err, errPortInUse) {
-			return err
-		}
+	if err := startOnFreePort(&s.Port, func() error { return s.Start(ctx) }); err != nil {
+		return err
 	}
 	err = loadTemplate(ctx, s)
 	if serr := s.Stop(context.Background()); err == nil {
@@ -226,13 +243,6 @@ func buildCache(ctx context.Context, bins binaries, u osUser, root, key, entry s
 	for _, f := range []string{"server.log", "deskhook.conf", "postmaster.opts"} {
 		os.Remove(filepath.Join(data, f))
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "READY"), []byte(bins.version+"\n"), 0o644); err != nil {
-		return fmt.Errorf("testenv: %w", err)
-	}
-	if err := os.Rename(tmp, entry); err != nil {
-		return fmt.Errorf("testenv: %w", err)
-	}
-	ok = true
 	return nil
 }
 

@@ -2,22 +2,24 @@ package testenv
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Helpdesk writes to a Faveo database the rows Faveo writes for each agent
-// or client action, statement by statement, so deskhook sees the same WAL.
-// Each method returns the ids it wrote, so a test can predict the events.
-// Methods may be called from several goroutines at once; actions on one
-// ticket are serialized by a row lock, as Faveo's would be by its users.
+// or client action, statement by statement, so deskhook sees the same WAL
+// or binlog. The same actions run on PostgreSQL (NewHelpdesk) and on
+// MySQL/MariaDB (NewMySQLHelpdesk). Each method returns the ids it wrote,
+// so a test can predict the events. Methods may be called from several
+// goroutines at once; actions on one ticket are serialized by a row lock,
+// as Faveo's would be by its users.
 type Helpdesk struct {
-	pool *pgxpool.Pool
+	db helpdeskDB
 
 	// Now is the clock written into created_at, updated_at and friends,
 	// truncated to whole seconds in UTC (Faveo's datetime columns hold no
@@ -25,9 +27,10 @@ type Helpdesk struct {
 	Now func() time.Time
 }
 
-// NewHelpdesk returns a simulator writing through pool.
+// NewHelpdesk returns a simulator writing to a PostgreSQL database through
+// pool.
 func NewHelpdesk(pool *pgxpool.Pool) *Helpdesk {
-	return &Helpdesk{pool: pool, Now: time.Now}
+	return &Helpdesk{db: newPGHelpdeskDB(pool), Now: time.Now}
 }
 
 // Write says what an action wrote.
@@ -99,12 +102,15 @@ func (h *Helpdesk) CreateTicket(ctx context.Context, n NewTicket) (Write, error)
 	n.setDefaults()
 	w := Write{At: h.now()}
 	due := w.At.Add(dueIn)
-	insertTicket := func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, "SELECT nextval(pg_get_serial_sequence('tickets', 'id'))").Scan(&w.TicketID); err != nil {
+	// transferred_at is left out, as Faveo leaves it: NULL on PostgreSQL,
+	// the zero date on MySQL.
+	insertTicket := func(tx sqlRunner) error {
+		var err error
+		if w.TicketID, err = h.db.nextTicketID(ctx, tx); err != nil {
 			return err
 		}
 		w.TicketNumber = TicketNumber(w.TicketID)
-		_, err := tx.Exec(ctx, `INSERT INTO tickets (id, ticket_number, user_id, dept_id, team_id, priority_id, sla,
+		_, err = tx.exec(ctx, `INSERT INTO tickets (id, ticket_number, user_id, dept_id, team_id, priority_id, sla,
 				help_topic_id, status, rating, ratingreply, flags, ip_address, assigned_to, lock_by, source, isoverdue,
 				reopened, isanswered, html, is_deleted, closed, is_transferred, duedate, created_at, updated_at, type,
 				location_id, creator_id, response_due_by, is_manual_duedate, resolution_due_by)
@@ -114,11 +120,12 @@ func (h *Helpdesk) CreateTicket(ctx context.Context, n NewTicket) (Write, error)
 			due, w.At, n.Type, n.Creator)
 		return err
 	}
-	insertThread := func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source, reply_rating,
-				rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
-			VALUES ($1, $2, NULL, 'client', NULL, 0, 0, 0, $3, $4, '', '', $5, $5) RETURNING id`,
-			w.TicketID, n.Requester, n.Subject, n.Body, w.At).Scan(&w.ThreadID)
+	insertThread := func(tx sqlRunner) (err error) {
+		w.ThreadID, err = tx.insert(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source,
+				reply_rating, rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
+			VALUES ($1, $2, NULL, 'client', NULL, 0, 0, 0, $3, $4, '', '', $5, $5)`,
+			w.TicketID, n.Requester, n.Subject, n.Body, w.At)
+		return err
 	}
 	var err error
 	if n.TwoTransactions {
@@ -126,7 +133,7 @@ func (h *Helpdesk) CreateTicket(ctx context.Context, n NewTicket) (Write, error)
 			err = h.tx(ctx, &w, insertThread)
 		}
 	} else {
-		err = h.tx(ctx, &w, func(tx pgx.Tx) error {
+		err = h.tx(ctx, &w, func(tx sqlRunner) error {
 			if err := insertTicket(tx); err != nil {
 				return err
 			}
@@ -145,12 +152,12 @@ func (h *Helpdesk) CreateTicket(ctx context.Context, n NewTicket) (Write, error)
 // ticket's updated_at moves.
 func (h *Helpdesk) AgentReply(ctx context.Context, ticketID, agentID int64, body string) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx pgx.Tx) error {
+	err := h.tx(ctx, &w, func(tx sqlRunner) error {
 		created, err := lockTicket(ctx, tx, ticketID)
 		if err != nil {
 			return err
 		}
-		err = tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM ticket_thread
+		err = tx.queryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM ticket_thread
 			WHERE ticket_id = $1 AND thread_type = 'first_reply' AND poster = 'support')`, ticketID).Scan(&w.FirstReply)
 		if err != nil {
 			return err
@@ -160,18 +167,19 @@ func (h *Helpdesk) AgentReply(ctx context.Context, ticketID, agentID int64, body
 			threadType = "first_reply"
 		}
 		responseMinutes := int(math.Round(w.At.Sub(created).Minutes()))
-		err = tx.QueryRow(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source, reply_rating,
-				rating_count, is_internal, title, body, format, ip_address, response_time, created_at, updated_at)
-			VALUES ($1, $2, $3, 'support', NULL, 0, 0, 0, '', $4, '', '', $5, $6, $6) RETURNING id`,
-			ticketID, agentID, threadType, body, responseMinutes, w.At).Scan(&w.ThreadID)
+		w.ThreadID, err = tx.insert(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source,
+				reply_rating, rating_count, is_internal, title, body, format, ip_address, response_time, created_at,
+				updated_at)
+			VALUES ($1, $2, $3, 'support', NULL, 0, 0, 0, '', $4, '', '', $5, $6, $6)`,
+			ticketID, agentID, threadType, body, responseMinutes, w.At)
 		if err != nil {
 			return err
 		}
 		if w.FirstReply {
-			_, err = tx.Exec(ctx, `UPDATE tickets SET isanswered = 1, first_response_time = $2, response_due_by = NULL,
+			_, err = tx.exec(ctx, `UPDATE tickets SET isanswered = 1, first_response_time = $2, response_due_by = NULL,
 				updated_at = $2 WHERE id = $1`, ticketID, w.At)
 		} else {
-			_, err = tx.Exec(ctx, `UPDATE tickets SET isanswered = 1, updated_at = $2 WHERE id = $1`, ticketID, w.At)
+			_, err = tx.exec(ctx, `UPDATE tickets SET isanswered = 1, updated_at = $2 WHERE id = $1`, ticketID, w.At)
 		}
 		return err
 	})
@@ -184,18 +192,19 @@ func (h *Helpdesk) AgentReply(ctx context.Context, ticketID, agentID int64, body
 // ClientReply adds a client's message (poster 'client') to a ticket.
 func (h *Helpdesk) ClientReply(ctx context.Context, ticketID, clientID int64, body string) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx pgx.Tx) error {
-		if _, err := lockTicket(ctx, tx, ticketID); err != nil {
-			return err
-		}
-		err := tx.QueryRow(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source, reply_rating,
-				rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
-			VALUES ($1, $2, NULL, 'client', NULL, 0, 0, 0, '', $3, '', '', $4, $4) RETURNING id`,
-			ticketID, clientID, body, w.At).Scan(&w.ThreadID)
+	err := h.tx(ctx, &w, func(tx sqlRunner) error {
+		_, err := lockTicket(ctx, tx, ticketID)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE tickets SET isanswered = 0, last_message_at = $2, updated_at = $2 WHERE id = $1`,
+		w.ThreadID, err = tx.insert(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source,
+				reply_rating, rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
+			VALUES ($1, $2, NULL, 'client', NULL, 0, 0, 0, '', $3, '', '', $4, $4)`,
+			ticketID, clientID, body, w.At)
+		if err != nil {
+			return err
+		}
+		_, err = tx.exec(ctx, `UPDATE tickets SET isanswered = 0, last_message_at = $2, updated_at = $2 WHERE id = $1`,
 			ticketID, w.At)
 		return err
 	})
@@ -209,18 +218,19 @@ func (h *Helpdesk) ClientReply(ctx context.Context, ticketID, clientID int64, bo
 // 'note', poster the agent's role.
 func (h *Helpdesk) InternalNote(ctx context.Context, ticketID, agentID int64, body string) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx pgx.Tx) error {
-		if _, err := lockTicket(ctx, tx, ticketID); err != nil {
-			return err
-		}
-		err := tx.QueryRow(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source, reply_rating,
-				rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
-			VALUES ($1, $2, 'note', (SELECT role FROM users WHERE id = $2), NULL, 0, 0, 1, '', $3, '', '', $4, $4)
-			RETURNING id`, ticketID, agentID, body, w.At).Scan(&w.ThreadID)
+	err := h.tx(ctx, &w, func(tx sqlRunner) error {
+		_, err := lockTicket(ctx, tx, ticketID)
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE tickets SET updated_at = $2 WHERE id = $1`, ticketID, w.At)
+		w.ThreadID, err = tx.insert(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source,
+				reply_rating, rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
+			VALUES ($1, $2, 'note', (SELECT role FROM users WHERE id = $2), NULL, 0, 0, 1, '', $3, '', '', $4, $4)`,
+			ticketID, agentID, body, w.At)
+		if err != nil {
+			return err
+		}
+		_, err = tx.exec(ctx, `UPDATE tickets SET updated_at = $2 WHERE id = $1`, ticketID, w.At)
 		return err
 	})
 	if err != nil {
@@ -234,17 +244,29 @@ func (h *Helpdesk) InternalNote(ctx context.Context, ticketID, agentID int64, bo
 // counts a reopening; a status of type deleted sets is_deleted=1.
 func (h *Helpdesk) ChangeStatus(ctx context.Context, ticketID, statusID int64) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE tickets t SET status = s.id, status_changed_at = $3, updated_at = $3,
-				closed = CASE WHEN s.purpose_of_status = 2 THEN 1 ELSE 0 END,
-				closed_at = CASE WHEN s.purpose_of_status = 2 THEN $3 ELSE t.closed_at END,
-				reopened = CASE WHEN t.closed = 1 AND s.purpose_of_status = 1 THEN t.reopened + 1 ELSE t.reopened END,
-				reopened_at = CASE WHEN t.closed = 1 AND s.purpose_of_status = 1 THEN $3 ELSE t.reopened_at END,
-				is_deleted = CASE WHEN s.purpose_of_status = 4 THEN 1 ELSE 0 END
-			FROM ticket_status s WHERE t.id = $1 AND s.id = $2`, ticketID, statusID, w.At)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = fmt.Errorf("no ticket %d or no status %d", ticketID, statusID)
+	err := h.tx(ctx, &w, func(tx sqlRunner) error {
+		var closed, purpose int64
+		err := tx.queryRow(ctx, `SELECT closed FROM tickets WHERE id = $1 FOR UPDATE`, ticketID).Scan(&closed)
+		if err == nil {
+			err = tx.queryRow(ctx, `SELECT purpose_of_status FROM ticket_status WHERE id = $1`, statusID).Scan(&purpose)
 		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("no ticket %d or no status %d", ticketID, statusID)
+		}
+		if err != nil {
+			return err
+		}
+		// One UPDATE, whose SET reads no column another of its assignments
+		// changes: MySQL, unlike PostgreSQL, would read the new value.
+		set := "status = $2, status_changed_at = $3, updated_at = $3, closed = $4, is_deleted = $5"
+		if purpose == StatusTypeClosed {
+			set += ", closed_at = $3"
+		}
+		if closed == 1 && purpose == StatusTypeOpen {
+			set += ", reopened = reopened + 1, reopened_at = $3"
+		}
+		_, err = tx.exec(ctx, "UPDATE tickets SET "+set+" WHERE id = $1", ticketID, statusID, w.At,
+			oneIf(purpose == StatusTypeClosed), oneIf(purpose == StatusTypeDeleted))
 		return err
 	})
 	if err != nil {
@@ -265,20 +287,21 @@ func (h *Helpdesk) ChangeDepartment(ctx context.Context, ticketID, deptID int64)
 // (thread_type 'ticket_assign_alert') written by actor.
 func (h *Helpdesk) AssignAgent(ctx context.Context, ticketID, agentID, actor int64) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE tickets SET assigned_to = $2, assigned_at = $3, team_id = NULL, updated_at = $3
+	err := h.tx(ctx, &w, func(tx sqlRunner) error {
+		n, err := tx.exec(ctx, `UPDATE tickets SET assigned_to = $2, assigned_at = $3, team_id = NULL, updated_at = $3
 			WHERE id = $1`, ticketID, agentID, w.At)
-		if err == nil && tag.RowsAffected() == 0 {
+		if err == nil && n == 0 {
 			err = errNoTicket
 		}
 		if err != nil {
 			return err
 		}
-		return tx.QueryRow(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source, reply_rating,
-				rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
+		w.ThreadID, err = tx.insert(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source,
+				reply_rating, rating_count, is_internal, title, body, format, ip_address, created_at, updated_at)
 			VALUES ($1, $2, 'ticket_assign_alert', 'support', NULL, 0, 0, 1, '',
-				(SELECT 'Assigned to ' || first_name || ' ' || last_name FROM users WHERE id = $3), '', '', $4, $4)
-			RETURNING id`, ticketID, actor, agentID, w.At).Scan(&w.ThreadID)
+				(SELECT CONCAT('Assigned to ', first_name, ' ', last_name) FROM users WHERE id = $3), '', '', $4, $4)`,
+			ticketID, actor, agentID, w.At)
+		return err
 	})
 	if err != nil {
 		return w, fmt.Errorf("assign ticket %d to agent %d: %w", ticketID, agentID, err)
@@ -316,18 +339,18 @@ func (h *Helpdesk) Delete(ctx context.Context, ticketID int64) (Write, error) {
 // transaction.
 func (h *Helpdesk) HardDelete(ctx context.Context, ticketID int64) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx pgx.Tx) error {
+	err := h.tx(ctx, &w, func(tx sqlRunner) error {
 		for _, q := range []string{
-			`DELETE FROM ticket_attachments WHERE thread_id IN (SELECT id FROM ticket_thread WHERE ticket_id = $1)`,
+			h.db.attachments().deleteOfTicket,
 			`DELETE FROM ticket_collaborator WHERE ticket_id = $1`,
 			`DELETE FROM ticket_thread WHERE ticket_id = $1`,
 		} {
-			if _, err := tx.Exec(ctx, q, ticketID); err != nil {
+			if _, err := tx.exec(ctx, q, ticketID); err != nil {
 				return err
 			}
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM tickets WHERE id = $1`, ticketID)
-		if err == nil && tag.RowsAffected() == 0 {
+		n, err := tx.exec(ctx, `DELETE FROM tickets WHERE id = $1`, ticketID)
+		if err == nil && n == 0 {
 			err = errNoTicket
 		}
 		return err
@@ -342,9 +365,9 @@ func (h *Helpdesk) HardDelete(ctx context.Context, ticketID int64) (Write, error
 // which the ticket's collaborator_count counts.
 func (h *Helpdesk) AddCollaborator(ctx context.Context, ticketID, userID int64) (int64, error) {
 	at := h.now()
-	var id int64
-	err := h.pool.QueryRow(ctx, `INSERT INTO ticket_collaborator (isactive, ticket_id, user_id, role, created_at, updated_at)
-		VALUES (1, $1, $2, 'ccc', $3, $3) RETURNING id`, ticketID, userID, at).Scan(&id)
+	id, err := h.db.insert(ctx, `INSERT INTO ticket_collaborator (isactive, ticket_id, user_id, role, created_at,
+			updated_at)
+		VALUES (1, $1, $2, 'ccc', $3, $3)`, ticketID, userID, at)
 	if err != nil {
 		return 0, fmt.Errorf("collaborator on ticket %d: %w", ticketID, err)
 	}
@@ -355,11 +378,8 @@ func (h *Helpdesk) AddCollaborator(ctx context.Context, ticketID, userID int64) 
 // attachment_count counts.
 func (h *Helpdesk) AddAttachment(ctx context.Context, threadID int64, name string, content []byte) (int64, error) {
 	at := h.now()
-	var id int64
-	err := h.pool.QueryRow(ctx, `INSERT INTO ticket_attachments (name, thread_id, size, type, poster, file, path, driver,
-			created_at, updated_at)
-		VALUES ($1, $2, $3, 'application/octet-stream', 'ATTACHMENT', $4, '', 'database', $5, $5) RETURNING id`,
-		name, threadID, fmt.Sprint(len(content)), string(content), at).Scan(&id)
+	a := h.db.attachments()
+	id, err := h.db.insert(ctx, a.insert, name, threadID, fmt.Sprint(len(content)), a.content(content), at)
 	if err != nil {
 		return 0, fmt.Errorf("attachment on thread %d: %w", threadID, err)
 	}
@@ -370,11 +390,11 @@ var errNoTicket = errors.New("no such ticket")
 
 // update runs one UPDATE of a ticket with $1 the ticket, $2 the value and
 // $3 the time.
-func (h *Helpdesk) update(ctx context.Context, what string, ticketID int64, sql string, value any) (Write, error) {
+func (h *Helpdesk) update(ctx context.Context, what string, ticketID int64, query string, value any) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, sql, ticketID, value, w.At)
-		if err == nil && tag.RowsAffected() == 0 {
+	err := h.tx(ctx, &w, func(tx sqlRunner) error {
+		n, err := tx.exec(ctx, query, ticketID, value, w.At)
+		if err == nil && n == 0 {
 			err = errNoTicket
 		}
 		return err
@@ -388,20 +408,28 @@ func (h *Helpdesk) update(ctx context.Context, what string, ticketID int64, sql 
 // lockTicket takes the ticket's row lock (serializing concurrent actions on
 // one ticket; it changes nothing in the WAL stream's row data) and returns
 // its created_at.
-func lockTicket(ctx context.Context, tx pgx.Tx, ticketID int64) (time.Time, error) {
+func lockTicket(ctx context.Context, tx sqlRunner, ticketID int64) (time.Time, error) {
 	var created time.Time
-	err := tx.QueryRow(ctx, `SELECT created_at FROM tickets WHERE id = $1 FOR UPDATE`, ticketID).Scan(&created)
-	if errors.Is(err, pgx.ErrNoRows) {
+	err := tx.queryRow(ctx, `SELECT created_at FROM tickets WHERE id = $1 FOR UPDATE`, ticketID).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
 		err = errNoTicket
 	}
 	return created, err
 }
 
 // tx runs fn in a transaction and stamps the commit time.
-func (h *Helpdesk) tx(ctx context.Context, w *Write, fn func(pgx.Tx) error) error {
-	if err := pgx.BeginFunc(ctx, h.pool, fn); err != nil {
+func (h *Helpdesk) tx(ctx context.Context, w *Write, fn func(sqlRunner) error) error {
+	if err := h.db.inTx(ctx, fn); err != nil {
 		return err
 	}
 	w.CommittedAt = time.Now()
 	return nil
+}
+
+// oneIf is 1 when b holds, else 0 (Faveo's integer flags).
+func oneIf(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -311,6 +311,13 @@ func TestHardDelete(t *testing.T) {
 
 func TestActionsOnMissingTicket(t *testing.T) {
 	h, _, _ := newHelpdesk(t)
+	checkActionsOnMissingTicket(t, h)
+}
+
+// checkActionsOnMissingTicket: every action on a ticket that does not
+// exist fails, naming the ticket.
+func checkActionsOnMissingTicket(t *testing.T, h *Helpdesk) {
+	t.Helper()
 	ctx := context.Background()
 	actions := map[string]func() (Write, error){
 		"agent reply":  func() (Write, error) { return h.AgentReply(ctx, 42, AgentAlice, "x") },
@@ -339,15 +346,34 @@ func TestHelpdeskConcurrent(t *testing.T) {
 	h.Now = time.Now
 	ctx := context.Background()
 	const writers, perWriter = 4, 5
+	createConcurrently(t, h, writers, perWriter)
+	var tickets, firsts, withOneFirst int
+	err := pool.QueryRow(ctx, `SELECT count(*), sum(f), count(*) FILTER (WHERE f = 1) FROM (
+		SELECT t.id, count(th.id) FILTER (WHERE th.thread_type = 'first_reply') AS f
+		FROM tickets t LEFT JOIN ticket_thread th ON th.ticket_id = t.id GROUP BY t.id) x`).Scan(&tickets, &firsts, &withOneFirst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tickets != writers*perWriter || withOneFirst != tickets || firsts != tickets {
+		t.Errorf("%d tickets, %d first replies, %d tickets with exactly one", tickets, firsts, withOneFirst)
+	}
+}
+
+// createConcurrently has writers goroutines share h, each creating
+// perWriter tickets (every other one in two transactions) to which all
+// agents reply at once. Tickets get distinct numbers.
+func createConcurrently(t *testing.T, h *Helpdesk, writers, perWriter int) {
+	t.Helper()
+	ctx := context.Background()
 	var wg sync.WaitGroup
-	errs := make(chan error, writers*perWriter*3)
+	errs := make(chan error, writers*perWriter*(1+len(Agents)))
 	numbers := make(chan string, writers*perWriter)
 	for i := 0; i < writers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := 0; j < perWriter; j++ {
-				tk, err := h.CreateTicket(ctx, NewTicket{})
+				tk, err := h.CreateTicket(ctx, NewTicket{TwoTransactions: j%2 == 1})
 				if err != nil {
 					errs <- err
 					return
@@ -379,15 +405,5 @@ func TestHelpdeskConcurrent(t *testing.T) {
 			t.Errorf("ticket number %s twice", n)
 		}
 		seen[n] = true
-	}
-	var tickets, firsts, withOneFirst int
-	err := pool.QueryRow(ctx, `SELECT count(*), sum(f), count(*) FILTER (WHERE f = 1) FROM (
-		SELECT t.id, count(th.id) FILTER (WHERE th.thread_type = 'first_reply') AS f
-		FROM tickets t LEFT JOIN ticket_thread th ON th.ticket_id = t.id GROUP BY t.id) x`).Scan(&tickets, &firsts, &withOneFirst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tickets != writers*perWriter || withOneFirst != tickets || firsts != tickets {
-		t.Errorf("%d tickets, %d first replies, %d tickets with exactly one", tickets, firsts, withOneFirst)
 	}
 }

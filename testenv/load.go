@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand"
 	"sync"
@@ -177,13 +178,24 @@ func planTicket(rng *rand.Rand, cfg LoadConfig, kinds []ActionKind) ticketPlan {
 	return p
 }
 
-// Load drives the helpdesk: cfg.Tickets tickets, each created and then given
-// cfg.Replies replies and cfg.Updates updates in a random order, by
-// cfg.Writers concurrent writers each owning a share of the tickets and
-// interleaving them. Each ticket's actions happen in order. It returns what
-// it did, with the events deskhook should deliver; on error, what it did up
-// to then.
+// Load drives the helpdesk on PostgreSQL: cfg.Tickets tickets, each created
+// and then given cfg.Replies replies and cfg.Updates updates in a random
+// order, by cfg.Writers concurrent writers each owning a share of the
+// tickets and interleaving them. Each ticket's actions happen in order. It
+// returns what it did, with the events deskhook should deliver; on error,
+// what it did up to then.
 func Load(ctx context.Context, pool *pgxpool.Pool, cfg LoadConfig) (LoadResult, error) {
+	return load(ctx, NewHelpdesk(pool), cfg)
+}
+
+// LoadMySQL is Load on MySQL/MariaDB, through db from OpenFaveoMySQL (or
+// MySQLDB.Pool). The same configuration makes the same plan as on
+// PostgreSQL.
+func LoadMySQL(ctx context.Context, db *sql.DB, cfg LoadConfig) (LoadResult, error) {
+	return load(ctx, NewMySQLHelpdesk(db), cfg)
+}
+
+func load(ctx context.Context, h *Helpdesk, cfg LoadConfig) (LoadResult, error) {
 	if cfg.Writers <= 0 {
 		cfg.Writers = 1
 	}
@@ -204,7 +216,6 @@ func Load(ctx context.Context, pool *pgxpool.Pool, cfg LoadConfig) (LoadResult, 
 		plans[i] = planTicket(rng, cfg, kinds)
 	}
 
-	h := NewHelpdesk(pool)
 	res := LoadResult{Tickets: make([]TicketLoad, cfg.Tickets)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

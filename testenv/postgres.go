@@ -48,7 +48,9 @@ func collectOptions(opts []Option) options {
 func Dedicated() Option { return func(o *options) { o.dedicated = true } }
 
 // WithSettings sets postgresql.conf settings, e.g. {"wal_sender_timeout":
-// "10s"} or {"wal_level": "replica"}, overriding testenv's. It implies
+// "10s"} or {"wal_level": "replica"}, overriding testenv's; for MariaDB, the
+// server's options (my.cnf), e.g. {"binlog_format": "MIXED"}, where an empty
+// value removes one of testenv's ({"log_bin": ""}: no binlog). It implies
 // Dedicated.
 func WithSettings(settings map[string]string) Option {
 	return func(o *options) {

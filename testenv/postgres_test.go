@@ -30,19 +30,9 @@ func TestPostgresGivesSeededDatabase(t *testing.T) {
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM ticket_status").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if n != len(StatusIDs) {
-		t.Errorf("ticket_status rows = %d, want %d", n, len(StatusIDs))
-	}
-	for name, id := range StatusIDs {
-		var got string
-		var purpose int64
-		if err := pool.QueryRow(ctx, "SELECT name, purpose_of_status FROM ticket_status WHERE id = $1", id).Scan(&got, &purpose); err != nil {
-			t.Fatalf("status %d: %v", id, err)
-		}
-		if got != name || purpose != StatusPurpose[id] {
-			t.Errorf("status %d = %q purpose %d, want %q purpose %d", id, got, purpose, name, StatusPurpose[id])
-		}
-	}
+	checkSeededStatuses(t, n, func(id int64, name *string, purpose *int64) error {
+		return pool.QueryRow(ctx, "SELECT name, purpose_of_status FROM ticket_status WHERE id = $1", id).Scan(name, purpose)
+	})
 
 	start = time.Now()
 	db2 := Postgres(t)
@@ -60,6 +50,25 @@ func TestPostgresGivesSeededDatabase(t *testing.T) {
 	}
 	if n != 0 {
 		t.Errorf("second database sees %d audit_log rows of the first", n)
+	}
+}
+
+// checkSeededStatuses: the n statuses are those of StatusIDs, each with
+// its StatusPurpose; read fetches one.
+func checkSeededStatuses(t *testing.T, n int, read func(id int64, name *string, purpose *int64) error) {
+	t.Helper()
+	if n != len(StatusIDs) {
+		t.Errorf("ticket_status rows = %d, want %d", n, len(StatusIDs))
+	}
+	for name, id := range StatusIDs {
+		var got string
+		var purpose int64
+		if err := read(id, &got, &purpose); err != nil {
+			t.Fatalf("status %d: %v", id, err)
+		}
+		if got != name || purpose != StatusPurpose[id] {
+			t.Errorf("status %d = %q purpose %d, want %q purpose %d", id, got, purpose, name, StatusPurpose[id])
+		}
 	}
 }
 
@@ -116,23 +125,34 @@ func TestServerSettings(t *testing.T) {
 func TestServerRunsUnprivileged(t *testing.T) {
 	db := Postgres(t)
 	pid := postmasterPID(t, db.Server)
+	if uid, want := processUID(t, pid), expectedServerUID(); uid != want || uid == 0 {
+		t.Errorf("postmaster %d runs as uid %d, want %d (never 0)", pid, uid, want)
+	}
+}
+
+// processUID is the real uid process pid runs as.
+func processUID(t *testing.T, pid int) int {
+	t.Helper()
 	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var uid int = -1
 	for _, line := range strings.Split(string(status), "\n") {
 		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
-			uid, _ = strconv.Atoi(f[1])
+			uid, _ := strconv.Atoi(f[1])
+			return uid
 		}
 	}
-	want := os.Geteuid()
-	if want == 0 {
-		want = serverUser().uid
+	return -1
+}
+
+// expectedServerUID is the uid servers run as: this process's, or nobody's
+// when this process is root.
+func expectedServerUID() int {
+	if os.Geteuid() == 0 {
+		return serverUser().uid
 	}
-	if uid != want || uid == 0 {
-		t.Errorf("postmaster %d runs as uid %d, want %d (never 0)", pid, uid, want)
-	}
+	return os.Geteuid()
 }
 
 func postmasterPID(t *testing.T, s *Server) int {
@@ -262,15 +282,29 @@ func TestCloseRemovesEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid := postmasterPID(t, s)
+	checkCloseRemovesEverything(t, s, s.dir, postmasterPID(t, s))
+}
+
+// localServer is what Server and MySQLServer both offer.
+type localServer interface {
+	Start(context.Context) error
+	Stop(context.Context) error
+	Restart(context.Context) error
+	Close() error
+}
+
+// checkCloseRemovesEverything closes s, which runs as pid in dir: the
+// process and the directory are gone, and a second Close does nothing.
+func checkCloseRemovesEverything(t *testing.T, s localServer, dir string, pid int) {
+	t.Helper()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(s.dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cluster dir %s still there after Close: %v", s.dir, err)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("server dir %s still there after Close: %v", dir, err)
 	}
 	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
-		t.Errorf("postmaster %d still running after Close", pid)
+		t.Errorf("server process %d still running after Close", pid)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -278,10 +312,14 @@ func TestCloseRemovesEverything(t *testing.T) {
 }
 
 func TestSharedServerRefusesStop(t *testing.T) {
-	db := Postgres(t)
+	checkSharedServerRefuses(t, Postgres(t).Server)
+}
+
+func checkSharedServerRefuses(t *testing.T, s localServer) {
+	t.Helper()
 	ctx := context.Background()
 	for name, err := range map[string]error{
-		"Stop": db.Server.Stop(ctx), "Start": db.Server.Start(ctx), "Restart": db.Server.Restart(ctx), "Close": db.Server.Close(),
+		"Stop": s.Stop(ctx), "Start": s.Start(ctx), "Restart": s.Restart(ctx), "Close": s.Close(),
 	} {
 		if err == nil || !strings.Contains(err.Error(), "shared") {
 			t.Errorf("%s on the shared server: %v, want a refusal", name, err)
@@ -435,16 +473,7 @@ func TestMissingBinariesSayWhatToInstall(t *testing.T) {
 				}
 			}
 			// Postgres fails the test with the same message, never skips.
-			ft := &fatalTB{TB: t}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				Postgres(ft, withSearchPath(tt.dirs...))
-			}()
-			<-done
-			if ft.skipped || !strings.Contains(ft.fatal, tt.want[0]) {
-				t.Errorf("Postgres: fatal %q (skipped %v), want a failure saying %q", ft.fatal, ft.skipped, tt.want[0])
-			}
+			checkFailsNotSkips(t, func(tb testing.TB) { Postgres(tb, withSearchPath(tt.dirs...)) }, tt.want[0])
 		})
 	}
 	b, err := findBinaries(defaultSearchPath())
@@ -453,6 +482,21 @@ func TestMissingBinariesSayWhatToInstall(t *testing.T) {
 	}
 	if b.major < minMajorVersion {
 		t.Errorf("found %d", b.major)
+	}
+}
+
+// checkFailsNotSkips runs get, which is to fail its test saying want.
+func checkFailsNotSkips(t *testing.T, get func(testing.TB), want string) {
+	t.Helper()
+	ft := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(ft)
+	}()
+	<-done
+	if ft.skipped || !strings.Contains(ft.fatal, want) {
+		t.Errorf("fatal %q (skipped %v), want a failure saying %q", ft.fatal, ft.skipped, want)
 	}
 }
 

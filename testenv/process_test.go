@@ -23,6 +23,10 @@ func TestHelperProcess(t *testing.T) {
 	if mode == "" {
 		return
 	}
+	if strings.HasPrefix(mode, "mariadb") {
+		mariadbHelper(t, mode)
+		return
+	}
 	db := Postgres(t)
 	db.Exec(t, "INSERT INTO audit_log (message) VALUES ($1)", mode)
 	var n int
@@ -46,7 +50,7 @@ type helperResult struct {
 func runHelper(t *testing.T, tmp, mode string) helperResult {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v", "-test.timeout=3m")
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, DSNEnv+"=") && !strings.HasPrefix(kv, "TMPDIR=") {
+		if !strings.HasPrefix(kv, DSNEnv+"=") && !strings.HasPrefix(kv, MySQLDSNEnv+"=") && !strings.HasPrefix(kv, "TMPDIR=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -44,15 +43,15 @@ type Server struct {
 	template string // database new ones are created from
 	shared   bool   // the process-wide cluster: Stop, Start and Close refused
 
-	mu     sync.Mutex
-	proc   *exec.Cmd
-	exited chan struct{} // closed when proc has exited
-	reaper *exec.Cmd
-	reapIn io.WriteCloser
-	closed bool
+	serverProc
+	reaper *reaper
 	tmplMu sync.Mutex
 	tmplOK bool
 }
+
+// postgresSignals: SIGINT is PostgreSQL's fast shutdown (sessions are
+// ended), SIGQUIT its immediate one.
+var postgresSignals = serverSignals{stop: syscall.SIGINT, stopWithin: 30 * time.Second, quit: syscall.SIGQUIT}
 
 // StartServer starts a throwaway cluster for non-test use (the demo, the
 // benchmark). The caller must Close it. Options as for Postgres; Dedicated is
@@ -87,38 +86,53 @@ func startLocal(ctx context.Context, o options) (*Server, error) {
 	}
 	s.logPath = filepath.Join(s.DataDir, "server.log")
 	fail := func(err error) (*Server, error) {
-		s.stopReaper()
+		s.reaper.stop()
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := copyTree(cached, s.DataDir); err != nil {
-		return fail(fmt.Errorf("testenv: copying cached cluster: %w", err))
-	}
-	if err := u.own(dir); err != nil {
-		return fail(fmt.Errorf("testenv: handing %s to uid %d: %w", dir, u.uid, err))
-	}
-	// The socket lives in dir: clients of another user (root without
-	// CAP_DAC_OVERRIDE, when the server runs as nobody) must reach it, as
-	// they reach the TCP port. They may not list dir; the data directory
-	// inside stays 0700.
-	if err := os.Chmod(dir, 0o711); err != nil {
-		return fail(fmt.Errorf("testenv: %w", err))
-	}
-	if err := s.startReaper(); err != nil {
+	if err := layOutServerDir(cached, dir, s.DataDir, u); err != nil {
 		return fail(err)
 	}
-	// A free port can be taken by someone else between our probe and the
-	// server's bind; try a few.
+	if s.reaper, err = startReaper(dir, "data/postmaster.pid", "postgres", "INT"); err != nil {
+		return fail(err)
+	}
+	if err := startOnFreePort(&s.Port, func() error { return s.Start(ctx) }); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// layOutServerDir copies the cached data directory to dataDir, inside dir,
+// and hands dir to the server user. The server's socket lives in dir:
+// clients of another user (root without CAP_DAC_OVERRIDE, when the server
+// runs as nobody) must reach it, as they reach the TCP port. They may not
+// list dir; the data directory inside stays 0700.
+func layOutServerDir(cached, dir, dataDir string, u osUser) error {
+	if err := copyTree(cached, dataDir); err != nil {
+		return fmt.Errorf("testenv: copying cached data directory: %w", err)
+	}
+	if err := u.own(dir); err != nil {
+		return fmt.Errorf("testenv: handing %s to uid %d: %w", dir, u.uid, err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	return nil
+}
+
+// startOnFreePort sets port to a free one and starts the server there. A
+// free port can be taken by someone else between our probe and the
+// server's bind; it tries a few.
+func startOnFreePort(port *int, start func() error) error {
 	for attempt := 0; ; attempt++ {
-		if s.Port, err = freePort(); err != nil {
-			return fail(err)
+		p, err := freePort()
+		if err != nil {
+			return err
 		}
-		err = s.Start(ctx)
-		if err == nil {
-			return s, nil
-		}
-		if attempt == 4 || !errors.Is(err, errPortInUse) {
-			return fail(err)
+		*port = p
+		err = start()
+		if err == nil || attempt == 4 || !errors.Is(err, errPortInUse) {
+			return err
 		}
 	}
 }
@@ -186,52 +200,14 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return errors.New("testenv: Start on a closed server")
-	}
-	if s.proc != nil {
-		select {
-		case <-s.exited: // it died on its own (crash, kill): start afresh
-			s.proc, s.exited = nil, nil
-		default:
-			return errors.New("testenv: server already running")
-		}
+	if err := s.startableLocked(); err != nil {
+		return err
 	}
 	if err := s.writeConfig(); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("testenv: server log: %w", err)
-	}
-	defer logf.Close() // the child keeps its own descriptor
-	logStart, _ := logf.Seek(0, io.SeekEnd)
-
 	cmd := exec.Command(s.bins.postgres(), "-D", s.DataDir)
-	cmd.Env = childEnv()
-	cmd.Dir = "/"
-	cmd.Stdout, cmd.Stderr = logf, logf
-	s.user.apply(cmd)
-	// Should this process die without cleaning up, the server stops with it
-	// (the reaper then removes its files).
-	setPdeathsig(cmd.SysProcAttr, syscall.SIGINT)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("testenv: starting %s: %w", s.bins.postgres(), err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	s.proc, s.exited = cmd, exited
-
-	if err := s.waitReady(ctx, exited); err != nil {
-		cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		s.proc, s.exited = nil, nil
-		tail := s.logTail(logStart)
+	if tail, err := s.launchLocked(ctx, cmd, s.user, s.logPath, postgresSignals, s.waitReady); err != nil {
 		if strings.Contains(tail, "Address already in use") || strings.Contains(tail, "could not create any TCP/IP sockets") {
 			err = fmt.Errorf("%w: %w", errPortInUse, err)
 		}
@@ -277,9 +253,12 @@ func (s *Server) LogTail() string {
 	return s.logTail(0)
 }
 
-// logTail returns the server log written since offset, at most its last 4 KiB.
-func (s *Server) logTail(offset int64) string {
-	b, err := os.ReadFile(s.logPath)
+func (s *Server) logTail(offset int64) string { return fileTail(s.logPath, offset) }
+
+// fileTail returns what was written to the file at path since offset, at
+// most its last 4 KiB.
+func fileTail(path string, offset int64) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
@@ -300,30 +279,10 @@ func (s *Server) Stop(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stopLocked(ctx)
-}
-
-func (s *Server) stopLocked(ctx context.Context) error {
-	if s.proc == nil {
-		return nil
+	if !s.stopLocked(ctx, postgresSignals) {
+		return errNotStoppedInTime(s.Port)
 	}
-	proc, exited := s.proc, s.exited
-	s.proc, s.exited = nil, nil
-	proc.Process.Signal(syscall.SIGINT)
-	select {
-	case <-exited:
-		return nil
-	case <-ctx.Done():
-	case <-time.After(30 * time.Second):
-	}
-	proc.Process.Signal(syscall.SIGQUIT) // immediate shutdown
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-		proc.Process.Kill()
-		<-exited
-	}
-	return fmt.Errorf("testenv: server on port %d did not shut down in time; killed", s.Port)
+	return nil
 }
 
 // Restart stops and starts the server.
@@ -340,23 +299,12 @@ func (s *Server) Close() error {
 		return nil
 	}
 	if s.shared {
-		return errors.New("testenv: Close on the shared server (it lives as long as the test process)")
+		return errSharedClose
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err := s.stopLocked(ctx)
-	s.stopReaper()
-	if rerr := os.RemoveAll(s.dir); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("testenv: removing %s: %w", s.dir, rerr))
-	}
-	return err
+	return s.close(postgresSignals, &s.reaper, s.dir, s.Port)
 }
+
+var errSharedClose = errors.New("testenv: Close on the shared server (it lives as long as the test process)")
 
 // local refuses operations that only a local, private cluster supports.
 func (s *Server) local(op string) error {

@@ -20,7 +20,7 @@ GRANT SELECT ON "public"."tickets", "public"."ticket_thread", "public"."users", 
 
 -- The publication over the tables deskhook follows. The comment marks it as setup's: teardown
 -- drops it (and leaves the replica identity below as it is).
-CREATE PUBLICATION "deskhook" FOR TABLE "public"."tickets", "public"."ticket_thread", "public"."users", "public"."ticket_status", "public"."ticket_status_type", "public"."department", "public"."teams";
+CREATE PUBLICATION "deskhook" FOR TABLE "public"."tickets", "public"."ticket_thread", "public"."users", "public"."ticket_status", "public"."ticket_status_type", "public"."department", "public"."teams", "public"."ticket_collaborator", "public"."ticket_attachments";
 COMMENT ON PUBLICATION "deskhook" IS 'deskhook setup {}';
 
 -- Updates of tickets carry the old row, so deskhook tells which fields changed.

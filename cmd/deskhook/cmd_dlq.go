@@ -70,7 +70,7 @@ func cmdDLQ(ctx context.Context, e *env, args []string) error {
 	}
 	f.Limit = *limit
 
-	cfg, err := e.loadConfig(*cfgPath)
+	cfg, err := e.loadOpsConfig(*cfgPath)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/deskhook/deskhook/daemon"
@@ -52,7 +53,7 @@ func cmdEndpoints(ctx context.Context, e *env, args []string) error {
 		}
 		name = pos[0]
 	}
-	cfg, err := e.loadConfig(*cfgPath)
+	cfg, err := e.loadOpsConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -73,9 +74,9 @@ func cmdEndpoints(ctx context.Context, e *env, args []string) error {
 		w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(w, "NAME\tURL\tENABLED\tPENDING\tDEAD\tLAST SUCCESS")
 		for _, ep := range st.Endpoints {
-			enabled := fmt.Sprint(ep.Enabled)
-			if ep.DisabledBy != "" {
-				enabled += " (" + ep.DisabledBy + ": " + ep.DisabledReason + ")"
+			enabled := enabledText(ep)
+			if ep.DisabledReason != "" {
+				enabled = strings.TrimSuffix(enabled, ")") + ": " + ep.DisabledReason + ")"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", ep.Name, ep.URL, enabled, ep.Pending, ep.DeadLetters, timeOrDash(ep.LastSuccess))
 		}

@@ -35,7 +35,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log, Version: Version})
+	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log, Version: Version, Redactor: e.red})
 	if err != nil {
 		return err
 	}

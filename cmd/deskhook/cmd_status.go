@@ -24,7 +24,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := e.loadConfig(*cfgPath)
+	cfg, err := e.loadOpsConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -94,15 +94,7 @@ func printStatus(e *env, st *daemon.Status) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "ENDPOINT\tENABLED\tPENDING\tOLDEST\tDEAD\tLAST SUCCESS\tLAST ERROR")
 	for _, ep := range st.Endpoints {
-		enabled := "yes"
-		switch {
-		case !ep.Configured:
-			enabled = "not in config"
-		case !ep.Enabled && ep.DisabledBy != "":
-			enabled = "no (" + ep.DisabledBy + ")"
-		case !ep.Enabled:
-			enabled = "no"
-		}
+		enabled := enabledText(ep)
 		oldest := "-"
 		if ep.Pending > 0 {
 			oldest = time.Duration(ep.OldestPendingAge * float64(time.Second)).Round(time.Second).String()
@@ -110,6 +102,20 @@ func printStatus(e *env, st *daemon.Status) {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", ep.Name, enabled, ep.Pending, oldest, ep.DeadLetters,
 			timeOrDash(ep.LastSuccess), lastError(ep))
 	}
+}
+
+// enabledText says whether an endpoint is enabled as status and endpoints
+// list both show it: yes, no (who disabled it) or not in config.
+func enabledText(ep daemon.EndpointStatus) string {
+	switch {
+	case !ep.Configured:
+		return "not in config"
+	case !ep.Enabled && ep.DisabledBy != "":
+		return "no (" + ep.DisabledBy + ")"
+	case !ep.Enabled:
+		return "no"
+	}
+	return "yes"
 }
 
 func timeOrDash(t time.Time) string {

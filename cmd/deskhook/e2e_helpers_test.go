@@ -8,34 +8,36 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/deskhook/deskhook/daemon"
 	"github.com/deskhook/deskhook/testenv"
 )
 
 const e2eVersion = "e2e-test-1.2.3"
 
 var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
+	binDir   string
+	binPath  string
+	buildErr error
 )
 
+// TestMain builds the binary before any test starts: a build on a loaded
+// machine can take minutes, which no test's command deadline should count.
 func TestMain(m *testing.M) {
+	binDir, buildErr = buildDeskhook()
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -43,28 +45,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// deskhookBinary builds cmd/deskhook once per test process (on first use,
-// so unit tests alone do not pay for it) and returns its path.
+// buildDeskhook builds cmd/deskhook into a new temporary directory.
+func buildDeskhook() (string, error) {
+	dir, err := os.MkdirTemp("", "deskhook-e2e-bin-")
+	if err != nil {
+		return "", err
+	}
+	// go test puts its own toolchain's bin first on PATH.
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return dir, fmt.Errorf("no go tool to build the binary with: %w", err)
+	}
+	binPath = filepath.Join(dir, "deskhook")
+	cmd := exec.Command(goTool, "build", "-ldflags", "-X main.Version="+e2eVersion, "-o", binPath, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return dir, fmt.Errorf("go build ./cmd/deskhook: %v\n%s", err, out)
+	}
+	return dir, nil
+}
+
+// deskhookBinary returns the path of the binary TestMain built.
 func deskhookBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "deskhook-e2e-bin-")
-		if buildErr != nil {
-			return
-		}
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			if goTool, buildErr = exec.LookPath("go"); buildErr != nil {
-				buildErr = fmt.Errorf("no go tool to build the binary with: %w", buildErr)
-				return
-			}
-		}
-		binPath = filepath.Join(binDir, "deskhook")
-		cmd := exec.Command(goTool, "build", "-ldflags", "-X main.Version="+e2eVersion, "-o", binPath, ".")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/deskhook: %v\n%s", err, out)
-		}
-	})
 	if buildErr != nil {
 		t.Fatalf("building the deskhook binary: %v", buildErr)
 	}
@@ -278,4 +280,45 @@ func arrivals(reqs []testenv.Request) []arrival {
 		out = append(out, arrival{id: r.Header.Get("Webhook-Id"), event: ev, ticket: id, body: string(r.Body), seq: r.Seq})
 	}
 	return out
+}
+
+// storePath is the world's store file.
+func (e *e2e) storePath() string { return e.section("store")["path"].(string) }
+
+// adminToken reads the token the daemon generated beside the store.
+func (e *e2e) adminToken() string {
+	e.t.Helper()
+	b, err := os.ReadFile(daemon.TokenPath(e.storePath()))
+	if err != nil {
+		e.t.Fatalf("reading the admin token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// apiCall sends method u with the bearer token (none when token is "")
+// and the extra headers ("Host" sets the Host header), and returns the
+// status and body.
+func apiCall(t testing.TB, method, u, token string, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -12,11 +12,13 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/deskhook/deskhook/daemon"
 )
 
-// Version is set at build time with -ldflags "-X main.Version=...".
+// Version is set at build time: `make build` stamps `git describe --tags
+// --always --dirty` with -ldflags "-X main.Version=..." (README, Install).
 var Version = "dev"
 
 func main() {
@@ -87,15 +89,31 @@ type env struct {
 	// red scrubs the secrets of the configs loaded so far from what is
 	// printed.
 	red *daemon.Redactor
+	// config is the config file given before the command
+	// (`deskhook -c FILE status`): the default of the command's -c.
+	config string
 }
 
 // loadConfig loads the config file and remembers its secrets for scrubbing.
 func (e *env) loadConfig(path string) (*daemon.Config, error) {
-	cfg, err := daemon.LoadConfig(path)
+	return e.remember(daemon.LoadConfig(path))
+}
+
+// loadOpsConfig loads the config file for status, dlq and endpoints, which
+// need only the store and the admin API: variables the operator's
+// environment lacks elsewhere (the database password) are no error.
+func (e *env) loadOpsConfig(path string) (*daemon.Config, error) {
+	return e.remember(daemon.LoadOpsConfig(path))
+}
+
+func (e *env) remember(cfg *daemon.Config, err error) (*daemon.Config, error) {
 	if err != nil {
 		return nil, err
 	}
 	e.red.Add(cfg.Secrets())
+	if tok, err := daemon.ClientToken(cfg); err == nil {
+		e.red.Add([]string{tok}) // the generated one, when this user may read it
+	}
 	return cfg, nil
 }
 
@@ -106,6 +124,10 @@ func register(name, summary string, run func(context.Context, *env, []string) er
 }
 
 func (e *env) dispatch(ctx context.Context, args []string) error {
+	args, err := e.globalFlags(args)
+	if err != nil {
+		return err
+	}
 	if len(args) == 0 {
 		usage(e.stderr)
 		return usagef("no command given")
@@ -126,9 +148,28 @@ func (e *env) dispatch(ctx context.Context, args []string) error {
 	return cmd.run(ctx, e, args[1:])
 }
 
+// globalFlags takes -c/--config FILE given before the command, so that
+// `deskhook -c FILE status` works as `deskhook status -c FILE` does.
+func (e *env) globalFlags(args []string) ([]string, error) {
+	for len(args) > 0 {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		if !strings.HasPrefix(args[0], "-") || name != "c" && name != "config" {
+			return args, nil
+		}
+		if !hasValue {
+			if len(args) < 2 {
+				return nil, usagef("%s: which config file?", args[0])
+			}
+			value, args = args[1], args[1:]
+		}
+		e.config, args = value, args[1:]
+	}
+	return args, nil
+}
+
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "deskhook turns a Faveo helpdesk database into Faveo webhooks.")
-	fmt.Fprintln(w, "\nUsage: deskhook <command> [flags]   (deskhook <command> --help for its flags)")
+	fmt.Fprintln(w, "\nUsage: deskhook [-c deskhook.yaml] <command> [flags]   (deskhook <command> --help for its flags)")
 	fmt.Fprintln(w, "\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
@@ -147,7 +188,10 @@ func newFlags(e *env, name, args, summary string, config bool) (*flag.FlagSet, *
 	fs.SetOutput(e.stderr)
 	var path *string
 	if config {
-		def := e.getenv("DESKHOOK_CONFIG")
+		def := e.config
+		if def == "" {
+			def = e.getenv("DESKHOOK_CONFIG")
+		}
 		if def == "" {
 			def = "deskhook.yaml"
 		}

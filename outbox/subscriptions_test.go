@@ -8,10 +8,10 @@ import (
 )
 
 // TestSubscriptionChangeDoesNotTrapCallers: a subscription change waits for
-// its commit while appends wait for it. If the committer hangs (a disk that
-// does not answer), callers whose ctx ends must get their error back instead
-// of waiting with it (shutdown would hang), and the change must still take
-// effect, in order, once the committer answers.
+// its commit. If the committer hangs (a disk that does not answer), a
+// caller whose ctx ends must get its error back instead of waiting with it
+// (shutdown would hang), appends must not wait for the change, and the
+// change must still take effect, in order, once the committer answers.
 func TestSubscriptionChangeDoesNotTrapCallers(t *testing.T) {
 	var a, b notices
 	o := open(t, "", Options{NoSync: true}, Subscription{Name: "a", Wants: all, Notify: a.notify})
@@ -24,17 +24,16 @@ func TestSubscriptionChangeDoesNotTrapCallers(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("SetSubscriptions with the committer stuck: %v, want the deadline", err)
 	}
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
-	if err := o.Append(ctx2, 5, true, txn(5, 1)); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Append behind the stuck change: %v, want the deadline", err)
+	if err := o.Append(ctx2, 7, true, txn(7, 2)); err != nil {
+		t.Fatalf("Append behind the stuck change: %v, want it queued", err)
 	}
 
 	release()
-	mustAppend(t, o, 7, true, txn(7, 2))
 	mustFlush(t, o)
-	if got := b.take(); len(got) == 0 || got[0].Committed || len(got[0].Events) != 1 || got[0].To != 7 {
-		t.Errorf("endpoint b after the change was applied: notices %+v, want the early notice of 7", got)
+	if got := b.take(); len(got) != 1 || got[0].To != 7 {
+		t.Errorf("endpoint b after the change was applied: notices %+v, want one up to 7", got)
 	}
 	if _, err := o.Endpoint("b"); err != nil {
 		t.Errorf("endpoint b was not added: %v", err)
