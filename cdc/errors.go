@@ -151,6 +151,13 @@ func describeConnect(err error) error {
 	return &connError{msg: fmt.Sprintf("%v (%s)", last, where), err: err}
 }
 
+// IsConnectError reports whether err is a failure to connect to the source
+// at all (the reader reports those itself, once).
+func IsConnectError(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
+}
+
 func hostPort(c *pgconn.Config) string {
 	if strings.HasPrefix(c.Host, "/") {
 		return fmt.Sprintf("the socket in %s (port %d)", c.Host, c.Port)

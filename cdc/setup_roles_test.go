@@ -68,7 +68,7 @@ func TestSetupSaysWhatIsMissingAndChangesNothing(t *testing.T) {
 		cfg := newRole(t, f, "reader", "REPLICATION", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s")
 		_, err := Setup(testCtx(t, time.Minute), cfg)
 		for _, w := range []string{"nothing was changed", `ownership of "public"."tickets", "public"."ticket_thread", `,
-			`"public"."teams" (to publish them, to set REPLICA IDENTITY FULL)`, "CREATE on database"} {
+			`"public"."ticket_attachments" (to publish them, to set REPLICA IDENTITY FULL)`, "CREATE on database"} {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("Setup returned %v; want it to say %q", err, w)
 			}

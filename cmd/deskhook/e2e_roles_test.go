@@ -101,7 +101,9 @@ func (e *e2e) roleDSN(role, password string) string {
 func TestTwoRoleSetupFromREADME(t *testing.T) {
 	t.Parallel()
 	psql := psqlBinary(t)
-	e := newE2E(t, testenv.Dedicated(), testenv.NoFsync())
+	// README step 2's server settings.
+	e := newE2E(t, testenv.WithSettings(map[string]string{"wal_level": "logical", "max_slot_wal_keep_size": "10GB"}),
+		testenv.NoFsync())
 	passwordCluster(t, e)
 	const password = "s3cret pw"
 	env := []string{"DESKHOOK_DB_PASSWORD=" + password}
