@@ -34,7 +34,19 @@ type CheckResult struct {
 // pgoutput, not in use elsewhere, its WAL). It changes nothing. When the
 // connection fails there is nothing more to check and that is the only
 // result. Each problem is one result.
-func Check(ctx context.Context, cfg Config) []CheckResult {
+func Check(ctx context.Context, cfg Config) []CheckResult { return CheckWith(ctx, cfg, CheckOptions{}) }
+
+// CheckOptions is what Check compares the database with beyond the config.
+type CheckOptions struct {
+	// Mark returns what the daemon's store holds (nil: no store to compare
+	// the slot with). Check asks after reading the slot.
+	Mark func() (Mark, error)
+}
+
+// CheckWith is Check, comparing the slot with the store (see judgeSlot):
+// a slot dropped, invalidated, re-created or advanced past what the store
+// holds fails, naming both positions.
+func CheckWith(ctx context.Context, cfg Config, opts CheckOptions) []CheckResult {
 	cfg.SetDefaults()
 	var res []CheckResult
 	add := func(name string, ok bool, detail, fix string) {
@@ -90,7 +102,7 @@ func Check(ctx context.Context, cfg Config) []CheckResult {
 		checkTables(cfg, sc, add)
 	}
 	checkPublication(ctx, conn, cfg, add, failed)
-	checkSlot(ctx, conn, cfg, add, failed)
+	checkSlot(ctx, conn, cfg, opts.Mark, add, failed)
 	return res
 }
 
@@ -246,9 +258,13 @@ func checkPublication(ctx context.Context, conn *pgx.Conn, cfg Config, add addFu
 	}
 }
 
-func checkSlot(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, failed func(string, error)) {
+func checkSlot(ctx context.Context, conn *pgx.Conn, cfg Config, mark func() (Mark, error), add addFunc,
+	failed func(string, error)) {
 	name := "slot " + cfg.Slot
 	s, err := slotInfo(ctx, conn, cfg)
+	if mark != nil && (err == nil || errors.Is(err, ErrSlotMissing)) && !checkGap(ctx, conn, cfg, s, err == nil, mark, add, failed) {
+		return
+	}
 	if errors.Is(err, ErrSlotMissing) {
 		add(name, false, "does not exist", fmt.Sprintf("run deskhook setup, or: SELECT "+
 			"pg_create_logical_replication_slot(%s, 'pgoutput');", quoteLiteral(cfg.Slot)))
@@ -278,13 +294,38 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, fai
 	switch s.WALStatus {
 	case "lost":
 		add(wal, false, detail+": changes since the slot's position are gone",
-			"recreate the slot: deskhook teardown && deskhook setup (events in between are lost)")
+			"re-create the slot: deskhook setup --accept-gap (events in between are lost)")
 	case "unreserved":
 		add(wal, false, detail+": past max_wal_size, the WAL may be removed at the next checkpoint",
 			"start deskhook so the slot advances, or raise max_slot_wal_keep_size")
 	default:
 		add(wal, true, detail, "")
 	}
+}
+
+// checkGap compares the slot with the store; false when it does not fit
+// (the slot's own checks would only repeat it).
+func checkGap(ctx context.Context, conn *pgx.Conn, cfg Config, s Slot, exists bool, mark func() (Mark, error),
+	add addFunc, failed func(string, error)) bool {
+	name := "slot " + cfg.Slot + " position"
+	source := databaseSource(ctx, conn)
+	m, err := mark()
+	if err != nil {
+		add(name, false, "cannot read the store: "+err.Error(), "")
+		return true
+	}
+	g := judgeSlot(cfg.Slot, m, slotView{exists: exists, confirmed: s.ConfirmedFlush, walStatus: s.WALStatus, source: source})
+	switch {
+	case g != nil:
+		add(name, false, strings.TrimPrefix(g.Error(), "cdc: "), "deskhook setup --accept-gap (the changes in "+
+			"between are lost; the store records the gap)")
+		return false
+	case !m.Streamed():
+		add(name, true, "the store has not streamed yet: it starts from the slot", "")
+	default:
+		add(name, true, fmt.Sprintf("at %s, within what the store holds (%s)", s.ConfirmedFlush, m.upTo()), "")
+	}
+	return true
 }
 
 // HumanBytes writes a byte count as people read it ("1.5 GiB"), as the

@@ -138,7 +138,7 @@ func (c Config) Validate(path string) error {
 		bad("dsn", "required (a PostgreSQL connection string or URL)")
 	} else if _, err := pgconn.ParseConfig(c.DSN); err != nil {
 		// pgconn's message quotes the DSN; ours quotes it redacted.
-		bad("dsn", "not a valid PostgreSQL connection string (got %q)", RedactDSN(c.DSN))
+		bad("dsn", "not a valid PostgreSQL connection string: %s (got %q)", DSNError(err), RedactDSN(c.DSN))
 	}
 	if !slotNameRE.MatchString(c.Slot) {
 		bad("slot", "must be 1-63 lowercase letters, digits or underscores (got %q)", c.Slot)

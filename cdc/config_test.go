@@ -37,7 +37,10 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"dsn missing", "slot: s", []string{`source.dsn: required`}},
 		{"dsn garbage, password redacted", `dsn: "postgres://u:hunter22@host:notaport/db"`,
-			[]string{`source.dsn: not a valid PostgreSQL connection string (got "postgres://u:xxxxx@host:notaport/db")`}},
+			[]string{`source.dsn: not a valid PostgreSQL connection string: invalid port (got "postgres://u:xxxxx@host:notaport/db")`}},
+		{"dsn unterminated quote, reason given", `dsn: "host=db password='hunter22"`,
+			[]string{`source.dsn: not a valid PostgreSQL connection string: failed to parse as keyword/value ` +
+				`(unterminated quoted string in connection info string) (got "host=db password=xxxxx")`}},
 		{"slot name", "dsn: host=db\nslot: Desk-Hook", []string{`source.slot: must be 1-63 lowercase letters, digits or underscores (got "Desk-Hook")`}},
 		{"long publication", "dsn: host=db\npublication: " + strings.Repeat("p", 64), []string{`source.publication: longer than`}},
 		{"duplicate tables", "dsn: host=db\ntables: {users: tickets}", []string{`source.tables.users: same table as source.tables.tickets (got "tickets")`}},

@@ -20,5 +20,8 @@
 // The durability rule: the slot is confirmed only up to what the consumer
 // acknowledged with Reader.Ack (or, when nothing is pending, up to the
 // server's WAL end), so a crash anywhere hands over again what was not
-// acknowledged, and never what was.
+// acknowledged, and never what was. With the consumer's Store, a slot that
+// no longer fits what the store holds (dropped, invalidated, re-created,
+// moved by someone else) is refused instead of streamed from (gap.go), and
+// Setup creates one for such a store only when told to accept the gap.
 package cdc

@@ -22,10 +22,16 @@ import (
 // test if it keeps running.
 func runUntilError(t *testing.T, cfg Config, h Handler, during func(r *Reader)) error {
 	t.Helper()
+	return runUntilErrorWith(t, cfg, h, ReaderOptions{}, during)
+}
+
+// runUntilErrorWith is runUntilError with opts.
+func runUntilErrorWith(t *testing.T, cfg Config, h Handler, opts ReaderOptions, during func(r *Reader)) error {
+	t.Helper()
 	if h == nil {
 		h = newRecorder(true)
 	}
-	run := startReader(t, cfg, h, ReaderOptions{})
+	run := startReader(t, cfg, h, opts)
 	if during != nil {
 		during(run.reader)
 	}

@@ -41,6 +41,14 @@ type ReaderOptions struct {
 	// ApplicationName is shown in pg_stat_replication unless the DSN sets
 	// one. Default "deskhook".
 	ApplicationName string
+	// Store is the consumer's durable record of the source (nil: none).
+	// With it, Run refuses a slot that does not fit the store (ErrSlotGap)
+	// and confirms nothing the store neither holds nor has recorded; see
+	// gap.go.
+	Store Store
+	// OnFailure, if set, is called with every reason the stream is down:
+	// each failed connection the reader retries, and the error Run returns.
+	OnFailure func(error)
 	// OnRelation, if set, is called with schema.table whenever the stream
 	// describes a configured table (on each connection before its first
 	// change, and again when its definition changed), so the caller can
@@ -144,6 +152,12 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 		}
 	}()
 
+	if r.opts.Store != nil {
+		recorderDone := make(chan struct{})
+		defer func() { <-recorderDone }()
+		go func() { defer close(recorderDone); r.recordConfirmations(runCtx) }()
+	}
+
 	st := &runState{q: q, handlerDone: handlerDone}
 	st.dec = newDecoder(r.rels, r.cfg.MaxBatchChanges, r.cfg.MaxBatchBytes)
 	st.dec.onBegin = func(pos change.Position, xid uint32) (beginPlan, error) { return r.plan(st, pos, xid) }
@@ -152,11 +166,67 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	<-handlerDone
 	switch {
 	case handlerErr != nil:
-		return fmt.Errorf("cdc: handler: %w", handlerErr)
+		err = fmt.Errorf("cdc: handler: %w", handlerErr)
 	case ctx.Err() != nil:
 		return nil
 	}
+	r.failed(err)
 	return err
+}
+
+// failed tells OnFailure why the stream is down.
+func (r *Reader) failed(err error) {
+	if err != nil && r.opts.OnFailure != nil {
+		r.opts.OnFailure(err)
+	}
+}
+
+// recordConfirmations has the store record the positions the reader
+// wishes to confirm beyond what it holds (the server's WAL end, while
+// idle), at most once per status interval, and lets the reader confirm
+// them once recorded.
+func (r *Reader) recordConfirmations(ctx context.Context) {
+	var last time.Time
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.prog.want:
+		}
+		if wait := r.cfg.StatusInterval - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
+		if err := r.recordWish(ctx); err != nil && ctx.Err() == nil {
+			if failures++; failures == 1 || failures%100 == 0 {
+				r.log.Warn("cannot record the position to confirm in the store; the slot keeps its WAL "+
+					"meanwhile", "err", err, "failures", failures)
+			}
+			signal(r.prog.want) // try again next interval
+		} else if err == nil {
+			failures = 0
+		}
+	}
+}
+
+// recordWish records the wished position, if any, and allows it.
+func (r *Reader) recordWish(ctx context.Context) error {
+	pos, source := r.prog.wish()
+	if pos == 0 {
+		return nil
+	}
+	if err := r.opts.Store.RecordConfirmed(ctx, source, change.Position(pos)); err != nil {
+		return err
+	}
+	r.prog.mayConfirm(pos)
+	return nil
 }
 
 // plan decides, as a transaction begins, whether it was handed over already.
@@ -176,6 +246,7 @@ func (r *Reader) plan(st *runState, pos change.Position, xid uint32) (beginPlan,
 // reconnectLoop runs connections until ctx ends or an error won't heal.
 func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 	attempt := 0
+	var said RepeatFilter
 	for {
 		streamed, err := r.session(ctx, st)
 		if ctx.Err() != nil {
@@ -183,15 +254,19 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 		}
 		err = explainServerError(err, r.cfg)
 		if permanent(err) {
-			r.log.Error("replication stopped", "slot", r.cfg.Slot, "err", err)
-			return err
+			return err // Run's caller says it
 		}
+		r.failed(err)
 		if streamed {
-			attempt = 0
+			attempt, said = 0, RepeatFilter{}
 		}
 		attempt++
 		delay := backoff(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
-		r.log.Warn("replication connection failed; reconnecting", "slot", r.cfg.Slot, "err", err,
+		level := slog.LevelWarn
+		if !said.Fresh(err, time.Now()) {
+			level = slog.LevelDebug // said already
+		}
+		r.log.Log(ctx, level, "replication connection failed; reconnecting", "slot", r.cfg.Slot, "err", err,
 			"attempt", attempt, "retry_in", delay)
 		r.metrics.reconnects.Inc()
 		r.prog.mu.Lock()
@@ -217,6 +292,29 @@ func backoff(attempt int, lo, hi time.Duration) time.Duration {
 		}
 	}
 	return d/2 + rand.N(d/2+1)
+}
+
+// RepeatEvery is how often a failure that keeps repeating is logged again
+// at its level (in between, at DEBUG).
+const RepeatEvery = 10 * time.Minute
+
+// RepeatFilter tells a failure worth logging from the same one again: each
+// failure is said once, then again only every RepeatEvery while it lasts.
+// The zero value is ready; reset it (to the zero value) once the failure is
+// over.
+type RepeatFilter struct {
+	last string
+	at   time.Time
+}
+
+// Fresh reports whether err should be logged at its level now.
+func (f *RepeatFilter) Fresh(err error, now time.Time) bool {
+	msg := err.Error()
+	if msg == f.last && now.Sub(f.at) < RepeatEvery {
+		return false
+	}
+	f.last, f.at = msg, now
+	return true
 }
 
 // enqueued records a batch as handed over.

@@ -5,23 +5,27 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/deskhook/deskhook/change"
 )
 
 // connect opens an ordinary (non-replication) connection.
 func connect(ctx context.Context, cfg Config) (*pgx.Conn, error) {
 	pc, err := pgx.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("cdc: source.dsn is not a valid connection string (%s)", RedactDSN(cfg.DSN))
+		return nil, invalidDSN(cfg.DSN, err)
 	}
 	if pc.RuntimeParams["application_name"] == "" {
 		pc.RuntimeParams["application_name"] = "deskhook"
 	}
 	conn, err := pgx.ConnectConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("cdc: connecting to the source database: %w", err)
+		return nil, describeConnect(err)
 	}
 	return conn, nil
 }
@@ -54,146 +58,6 @@ func parseSetupComment(c string) (setupRecord, bool) {
 func (r setupRecord) comment() string {
 	b, _ := json.Marshal(r)
 	return setupComment + string(b)
-}
-
-// Setup makes the database ready for the Reader: the publication over the
-// configured tables, REPLICA IDENTITY FULL on tickets (old values make
-// diffs exact) and the pgoutput slot. It is idempotent: it creates or adds
-// only what is missing, and returns what it did (nothing on a second run).
-// The publication's comment records that Setup made it and what the
-// tickets replica identity was, so Teardown undoes exactly that.
-func Setup(ctx context.Context, cfg Config) (done []string, err error) {
-	cfg.SetDefaults()
-	if err := cfg.Validate(""); err != nil {
-		return nil, fmt.Errorf("cdc: invalid config: %w", err)
-	}
-	conn, err := connect(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.Background())
-
-	var walLevel string
-	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
-		return nil, fmt.Errorf("cdc: setup: %w", err)
-	}
-	if walLevel != "logical" {
-		return nil, &objectError{kind: ErrWALLevel, msg: fmt.Sprintf("cdc: setup: wal_level is %q; set it to "+
-			"logical (ALTER SYSTEM SET wal_level = logical;) and restart PostgreSQL, then run setup again", walLevel)}
-	}
-	var missing []string
-	for _, t := range cfg.Tables.List() {
-		var ok bool
-		if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", cfg.qualified(t)).Scan(&ok); err != nil {
-			return nil, fmt.Errorf("cdc: setup: %w", err)
-		}
-		if !ok {
-			missing = append(missing, cfg.displayName(t))
-		}
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("cdc: setup: table(s) %s not found; check source.schema and source.tables",
-			strings.Join(missing, ", "))
-	}
-
-	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		d, err := setupPublication(ctx, tx, cfg)
-		done = append(done, d...)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("cdc: setup: %w", err)
-	}
-
-	// A logical slot cannot be created in a transaction that wrote.
-	var plugin, slotType, slotDB, db string
-	err = conn.QueryRow(ctx, `SELECT coalesce(plugin, ''), slot_type, coalesce(database, ''), current_database()
-		FROM pg_replication_slots WHERE slot_name = $1`, cfg.Slot).Scan(&plugin, &slotType, &slotDB, &db)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		var lsn string
-		if err := conn.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-			cfg.Slot).Scan(&lsn); err != nil {
-			return done, fmt.Errorf("cdc: setup: creating replication slot %s: %w", quoteIdent(cfg.Slot), err)
-		}
-		done = append(done, fmt.Sprintf("created replication slot %s (pgoutput) at %s", cfg.Slot, lsn))
-	case err != nil:
-		return done, fmt.Errorf("cdc: setup: %w", err)
-	case plugin != "pgoutput" || slotType != "logical" || slotDB != db:
-		return done, &objectError{kind: ErrSlotInvalid, msg: fmt.Sprintf("cdc: setup: replication slot %s exists "+
-			"as a %s slot with plugin %q in database %q; pick another source.slot, or drop it "+
-			"(SELECT pg_drop_replication_slot(%s);) and run setup again",
-			quoteIdent(cfg.Slot), slotType, plugin, slotDB, quoteLiteral(cfg.Slot))}
-	}
-	return done, nil
-}
-
-func setupPublication(ctx context.Context, tx pgx.Tx, cfg Config) (done []string, err error) {
-	pub := quoteIdent(cfg.Publication)
-	var comment string
-	var ins, upd, del, trunc bool
-	err = tx.QueryRow(ctx, `SELECT coalesce(obj_description(oid, 'pg_publication'), ''),
-		pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1`,
-		cfg.Publication).Scan(&comment, &ins, &upd, &del, &trunc)
-	var rec setupRecord
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		names := make([]string, 0, 7)
-		for _, t := range cfg.Tables.List() {
-			names = append(names, cfg.qualified(t))
-		}
-		if _, err := tx.Exec(ctx, "CREATE PUBLICATION "+pub+" FOR TABLE "+strings.Join(names, ", ")); err != nil {
-			return nil, fmt.Errorf("creating publication %s: %w", pub, err)
-		}
-		done = append(done, fmt.Sprintf("created publication %s for %d tables", cfg.Publication, len(names)))
-	case err != nil:
-		return nil, err
-	default:
-		var ours bool
-		if rec, ours = parseSetupComment(comment); !ours {
-			return nil, fmt.Errorf("publication %s exists and was not made by deskhook setup; choose another "+
-				"source.publication, or drop it (DROP PUBLICATION %s;) and run setup again", pub, pub)
-		}
-		missing, _, err := publicationTables(ctx, tx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		if len(missing) > 0 {
-			if _, err := tx.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+strings.Join(missing, ", ")); err != nil {
-				return nil, fmt.Errorf("adding tables to publication %s: %w", pub, err)
-			}
-			done = append(done, fmt.Sprintf("added %s to publication %s", strings.Join(missing, ", "), cfg.Publication))
-		}
-		if !ins || !upd || !del || !trunc {
-			if _, err := tx.Exec(ctx, "ALTER PUBLICATION "+pub+" SET (publish = 'insert, update, delete, truncate')"); err != nil {
-				return nil, err
-			}
-			done = append(done, fmt.Sprintf("set publication %s to publish insert, update, delete, truncate", cfg.Publication))
-		}
-	}
-
-	tickets := cfg.qualified(cfg.Tables.Tickets)
-	var ident, index string
-	if err := tx.QueryRow(ctx, `SELECT c.relreplident::text, coalesce((SELECT ic.relname::text
-		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = c.oid AND i.indisreplident), '')
-		FROM pg_class c WHERE c.oid = to_regclass($1)`, tickets).Scan(&ident, &index); err != nil {
-		return nil, fmt.Errorf("reading the replica identity of %s: %w", tickets, err)
-	}
-	if ident != "f" {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+tickets+" REPLICA IDENTITY FULL"); err != nil {
-			return nil, fmt.Errorf("setting REPLICA IDENTITY FULL on %s: %w", tickets, err)
-		}
-		if rec.RestoreIdentity == nil {
-			rec.RestoreIdentity = &identityRecord{Table: tickets, Was: ident, Index: index}
-		}
-		done = append(done, fmt.Sprintf("set REPLICA IDENTITY FULL on %s (was %s)",
-			cfg.displayName(cfg.Tables.Tickets), identityName(ident)))
-	}
-	if c := rec.comment(); c != comment {
-		if _, err := tx.Exec(ctx, "COMMENT ON PUBLICATION "+pub+" IS "+quoteLiteral(c)); err != nil {
-			return nil, err
-		}
-	}
-	return done, nil
 }
 
 func identityName(relreplident string) string {
@@ -248,10 +112,383 @@ func publicationTables(ctx context.Context, q interface {
 	return missing, extra, nil
 }
 
+// SetupOptions say what Setup may do about the slot of a consumer whose
+// store has streamed before.
+type SetupOptions struct {
+	// Mark returns what the consumer's store holds (nil: there is no
+	// store, as for one that never streamed). Setup asks after reading the
+	// slot, so a daemon confirming meanwhile is not taken for a gap.
+	Mark func() (Mark, error)
+	// AcceptGap lets Setup create a missing slot, re-create an invalidated
+	// one or accept one that starts past the store (see GapError): the
+	// changes in between are lost, and SetupResult.Gap says which, for the
+	// caller to record in its store. Without it Setup refuses such a slot
+	// with the GapError and changes nothing.
+	AcceptGap bool
+}
+
+// SetupResult is what Setup did.
+type SetupResult struct {
+	Done []string // one line each
+	// Gap is the gap accepted, if any: changes committed after From and
+	// before To (where the slot now starts) are lost.
+	Gap *Gap
+}
+
+// Gap is a gap Setup accepted.
+type Gap struct {
+	Reason   GapReason
+	From, To change.Position
+	Source   string // the database streamed from now on (sourceID)
+}
+
+// Setup makes the database ready for a consumer that has no store yet:
+// SetupWith with no store.
+func Setup(ctx context.Context, cfg Config) ([]string, error) {
+	res, err := SetupWith(ctx, cfg, SetupOptions{})
+	return res.Done, err
+}
+
+// SetupWith makes the database ready for the Reader: the publication over
+// the configured tables, REPLICA IDENTITY FULL on tickets (old values make
+// diffs exact) and the pgoutput slot. It is idempotent: it creates or adds
+// only what is missing, and says what it did (nothing on a second run).
+// The publication's comment records that Setup made it and what the
+// tickets replica identity was, so Teardown undoes exactly that.
+//
+// It reads everything first and changes nothing when it cannot finish: a
+// privilege the role lacks (all of them named at once), a slot that does
+// not fit the store (unless opts.AcceptGap), no free replication slot. The
+// publication and replica identity change in one transaction; the slot is
+// created after it (a slot older than its publication cannot decode what
+// was committed in between), and should that fail, the transaction's
+// changes are taken back.
+func SetupWith(ctx context.Context, cfg Config, opts SetupOptions) (SetupResult, error) {
+	var res SetupResult
+	cfg.SetDefaults()
+	if err := cfg.Validate(""); err != nil {
+		return res, fmt.Errorf("cdc: invalid config: %w", err)
+	}
+	conn, err := connect(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close(context.Background())
+	f, err := readFacts(ctx, conn, cfg)
+	if err != nil {
+		return res, fmt.Errorf("cdc: setup: %w", err)
+	}
+	if f.walLevel != "logical" {
+		return res, &objectError{kind: ErrWALLevel, msg: fmt.Sprintf("cdc: setup: wal_level is %q; set it to "+
+			"logical (ALTER SYSTEM SET wal_level = logical;) and restart PostgreSQL, then run setup again", f.walLevel)}
+	}
+	if len(f.missingTables) > 0 {
+		return res, fmt.Errorf("cdc: setup: table(s) %s not found; check source.schema and source.tables",
+			strings.Join(f.missingTables, ", "))
+	}
+	pub := quoteIdent(cfg.Publication)
+	if f.pub.exists && !f.pub.ours {
+		return res, fmt.Errorf("cdc: setup: publication %s exists and was not made by deskhook setup; choose another "+
+			"source.publication, or drop it (DROP PUBLICATION %s;) and run setup again", pub, pub)
+	}
+	var need needs
+	steps := planPublication(cfg, f, &need)
+	sp, gap, err := planSlot(cfg, f, opts, &need)
+	if err != nil {
+		return res, err
+	}
+	if err := need.err("setup", f.user); err != nil {
+		return res, err
+	}
+
+	if err := runSteps(ctx, conn, steps); err != nil {
+		return res, fmt.Errorf("cdc: setup: %w; nothing was changed", err)
+	}
+	res.Done = append(res.Done, said(steps)...)
+	at, did, err := sp.run(ctx, conn, cfg)
+	res.Done = append(res.Done, did...)
+	if err != nil {
+		if uerr := undoSteps(ctx, conn, steps); uerr != nil {
+			return res, fmt.Errorf("cdc: setup: %w; taking back the publication changes failed too: %v", err, uerr)
+		}
+		if len(steps) > 0 {
+			res.Done = append(res.Done, "took back the publication changes")
+		}
+		return res, fmt.Errorf("cdc: setup: %w", err)
+	}
+	if gap != nil {
+		gap.To = f.slot.confirmed
+		if sp.create {
+			gap.To = at
+		}
+		res.Gap = gap
+	}
+	return res, nil
+}
+
+// step is one statement of Setup or Teardown, with what it did in words
+// and, for Setup's publication steps, the statement that takes it back.
+type step struct {
+	sql, did, undo string
+}
+
+// needs collects the privileges the role lacks for what is planned; the
+// tables it would have to own are named together.
+type needs struct {
+	what   []string
+	why    map[string][]string
+	tables []string
+}
+
+func (n *needs) need(ok bool, what, why string) {
+	if ok {
+		return
+	}
+	if n.why == nil {
+		n.why = map[string][]string{}
+	}
+	if _, seen := n.why[what]; !seen {
+		n.what = append(n.what, what)
+	}
+	if !slices.Contains(n.why[what], why) {
+		n.why[what] = append(n.why[what], why)
+	}
+}
+
+// own needs the ownership of tables (quoted names) not owned.
+func (n *needs) own(tables []string, owned func(string) bool, why string) {
+	var not []string
+	for _, t := range tables {
+		if !owned(t) {
+			not = append(not, t)
+			if !slices.Contains(n.tables, t) {
+				n.tables = append(n.tables, t)
+			}
+		}
+	}
+	n.need(len(not) == 0, "ownership of tables", why)
+}
+
+func (n *needs) err(op, user string) error {
+	if len(n.what) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "cdc: %s: role %s lacks what %s needs, so nothing was changed: it needs ", op, quoteIdent(user), op)
+	for i, w := range n.what {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		what := w
+		if w == "ownership of tables" {
+			what = "ownership of " + strings.Join(n.tables, ", ")
+		}
+		fmt.Fprintf(&b, "%s (%s)", what, strings.Join(n.why[w], ", "))
+	}
+	fmt.Fprintf(&b, ". Run %s as a role that has them (the tables' owner, or a superuser), or have a DBA run "+
+		"what `deskhook setup --print-sql` prints", op)
+	return errors.New(b.String())
+}
+
+// planPublication plans the publication and replica identity steps.
+func planPublication(cfg Config, f *dbFacts, need *needs) []step {
+	pub := quoteIdent(cfg.Publication)
+	rec := f.pub.recorded
+	var steps []step
+	owns := func(tables []string, why string) {
+		need.own(tables, func(t string) bool { return f.super || f.owns[t] }, why)
+	}
+	if !f.pub.exists {
+		names := make([]string, 0, 9)
+		for _, t := range cfg.Tables.List() {
+			names = append(names, cfg.qualified(t))
+		}
+		steps = append(steps, step{sql: "CREATE PUBLICATION " + pub + " FOR TABLE " + strings.Join(names, ", "),
+			did:  fmt.Sprintf("created publication %s for %d tables", cfg.Publication, len(names)),
+			undo: "DROP PUBLICATION " + pub})
+		need.need(f.super || f.createOnDB, "CREATE on database "+quoteIdent(f.db), "to create publication "+pub)
+		owns(names, "to publish them")
+	} else {
+		if m := f.pub.missing; len(m) > 0 {
+			steps = append(steps, step{sql: "ALTER PUBLICATION " + pub + " ADD TABLE " + strings.Join(m, ", "),
+				did:  fmt.Sprintf("added %s to publication %s", strings.Join(m, ", "), cfg.Publication),
+				undo: "ALTER PUBLICATION " + pub + " DROP TABLE " + strings.Join(m, ", ")})
+			need.need(f.super || f.pub.owned, "ownership of publication "+pub, "to change it")
+			owns(m, "to publish them")
+		}
+		if p := f.pub; !p.ins || !p.upd || !p.del || !p.trunc {
+			steps = append(steps, step{sql: "ALTER PUBLICATION " + pub + " SET (publish = 'insert, update, delete, truncate')",
+				did:  fmt.Sprintf("set publication %s to publish insert, update, delete, truncate", cfg.Publication),
+				undo: "ALTER PUBLICATION " + pub + " SET (publish = " + quoteLiteral(p.publish) + ")"})
+			need.need(f.super || f.pub.owned, "ownership of publication "+pub, "to change it")
+		}
+	}
+	if t := f.tickets; t.ident != "f" {
+		was := identityName(t.ident)
+		if t.ident == "i" {
+			was += " " + quoteIdent(t.index)
+		}
+		steps = append(steps, step{sql: "ALTER TABLE " + t.table + " REPLICA IDENTITY FULL",
+			did:  fmt.Sprintf("set REPLICA IDENTITY FULL on %s (was %s)", t.name, identityName(t.ident)),
+			undo: "ALTER TABLE " + t.table + " REPLICA IDENTITY " + was})
+		owns([]string{t.table}, "to set REPLICA IDENTITY FULL")
+		if rec.RestoreIdentity == nil {
+			rec.RestoreIdentity = &identityRecord{Table: t.table, Was: t.ident, Index: t.index}
+		}
+	}
+	if c := rec.comment(); !f.pub.exists || c != f.pub.comment {
+		undo := ""
+		if f.pub.exists {
+			old := "NULL"
+			if !f.pub.commentNull {
+				old = quoteLiteral(f.pub.comment)
+			}
+			undo = "COMMENT ON PUBLICATION " + pub + " IS " + old
+			need.need(f.super || f.pub.owned, "ownership of publication "+pub, "to change it")
+		}
+		steps = append(steps, step{sql: "COMMENT ON PUBLICATION " + pub + " IS " + quoteLiteral(c), undo: undo})
+	}
+	return steps
+}
+
+// slotPlan is what Setup does to the slot.
+type slotPlan struct{ drop, create bool }
+
+// planSlot decides what to do with the slot, given the store's record:
+// create it for a store that never streamed; otherwise only when the gap
+// is accepted (see SetupOptions). It returns the gap to be accepted.
+func planSlot(cfg Config, f *dbFacts, opts SetupOptions, need *needs) (slotPlan, *Gap, error) {
+	var p slotPlan
+	s, slot := f.slot, quoteIdent(cfg.Slot)
+	if s.exists && (s.plugin != "pgoutput" || s.typ != "logical" || s.database != f.db) {
+		return p, nil, &objectError{kind: ErrSlotInvalid, msg: fmt.Sprintf("cdc: setup: replication slot %s exists "+
+			"as a %s slot with plugin %q in database %q; pick another source.slot, or drop it "+
+			"(SELECT pg_drop_replication_slot(%s);) and run setup again",
+			slot, s.typ, s.plugin, s.database, quoteLiteral(cfg.Slot))}
+	}
+	var mark Mark
+	if opts.Mark != nil {
+		var err error
+		if mark, err = opts.Mark(); err != nil {
+			return p, nil, fmt.Errorf("cdc: setup: reading the store: %w", err)
+		}
+	}
+	view := slotView{exists: s.exists, confirmed: s.confirmed, walStatus: s.walStatus, source: f.source}
+	var gap *Gap
+	switch g := judgeSlot(cfg.Slot, mark, view); {
+	case g != nil && !opts.AcceptGap:
+		return p, nil, g
+	case g != nil:
+		gap = &Gap{Reason: g.Reason, From: g.From, Source: f.source}
+	case s.exists && s.walStatus == "lost":
+		// Nothing stored depends on it, but what the slot kept is gone.
+		if !opts.AcceptGap {
+			return p, nil, &objectError{kind: ErrSlotLost, msg: fmt.Sprintf("cdc: setup: replication slot %s "+
+				"was invalidated (wal_status lost): the changes committed since %s are lost. Run `deskhook "+
+				"setup --accept-gap` to re-create it", slot, s.confirmed)}
+		}
+		gap = &Gap{Reason: GapSlotLost, From: s.confirmed, Source: f.source}
+	}
+	p.create = !s.exists || s.walStatus == "lost"
+	p.drop = s.exists && s.walStatus == "lost"
+	if gap != nil && gap.Reason == GapOtherSource {
+		// The store skips what is at or before its position: the slot must
+		// start past it.
+		at := s.confirmed
+		if p.create {
+			at = f.currentLSN
+		}
+		if at <= mark.Stored {
+			return p, nil, fmt.Errorf("cdc: setup: the store holds positions up to %s of database %s, and "+
+				"replication slot %s in database %s starts at %s, not past it: the store would take this "+
+				"database's changes for ones it has. Point store.path at a new file for this database",
+				mark.Stored, mark.Source, slot, f.source, at)
+		}
+	}
+	if p.drop && s.activePID != nil {
+		return p, nil, fmt.Errorf("cdc: setup: replication slot %s is in use by process %d; stop the other "+
+			"consumer first", slot, *s.activePID)
+	}
+	if p.create {
+		need.need(f.super || f.replication, "REPLICATION", "to create replication slot "+slot)
+		if !p.drop && f.usedSlots >= f.maxSlots {
+			return p, nil, fmt.Errorf("cdc: setup: all %d replication slots of the server are taken "+
+				"(max_replication_slots); raise it (a restart) or drop a slot nobody uses", f.maxSlots)
+		}
+	}
+	return p, gap, nil
+}
+
+// run drops and creates the slot as planned; at is where a created slot
+// starts.
+func (p slotPlan) run(ctx context.Context, conn *pgx.Conn, cfg Config) (at change.Position, done []string, err error) {
+	slot := quoteIdent(cfg.Slot)
+	if p.drop {
+		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", cfg.Slot); err != nil {
+			return 0, nil, fmt.Errorf("dropping the invalidated replication slot %s: %w", slot, err)
+		}
+		done = append(done, "dropped the invalidated replication slot "+cfg.Slot)
+	}
+	if !p.create {
+		return 0, done, nil
+	}
+	var lsn string
+	if err := conn.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+		cfg.Slot).Scan(&lsn); err != nil {
+		return 0, done, fmt.Errorf("creating replication slot %s: %w", slot, err)
+	}
+	if l, err := pglogrepl.ParseLSN(lsn); err == nil {
+		at = change.Position(l)
+	}
+	return at, append(done, fmt.Sprintf("created replication slot %s (pgoutput) at %s", cfg.Slot, lsn)), nil
+}
+
+// said is what steps did, in words (a comment goes unsaid).
+func said(steps []step) []string {
+	var out []string
+	for _, st := range steps {
+		if st.did != "" {
+			out = append(out, st.did)
+		}
+	}
+	return out
+}
+
+// runSteps runs steps in one transaction.
+func runSteps(ctx context.Context, conn *pgx.Conn, steps []step) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for _, st := range steps {
+			if _, err := tx.Exec(ctx, st.sql); err != nil {
+				return fmt.Errorf("%s: %w", st.sql, err)
+			}
+		}
+		return nil
+	})
+}
+
+// undoSteps takes back steps that runSteps ran, in one transaction.
+func undoSteps(ctx context.Context, conn *pgx.Conn, steps []step) error {
+	var back []step
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].undo != "" {
+			back = append(back, step{sql: steps[i].undo})
+		}
+		if strings.HasPrefix(steps[i].undo, "DROP PUBLICATION") {
+			break // it takes everything after it along
+		}
+	}
+	return runSteps(context.WithoutCancel(ctx), conn, back)
+}
+
 // Teardown removes what Setup made: the slot, the publication (only if
 // Setup made it) and, if Setup changed it, the tickets replica identity
-// back to what it was. It is idempotent and returns what it did. It refuses
-// to drop a slot that a process is reading.
+// back to what it was. It is idempotent and returns what it did. Like
+// Setup, it reads first and changes nothing when it cannot finish: a
+// privilege the role lacks, a slot a process is reading. The slot goes
+// last, after the publication's transaction.
 func Teardown(ctx context.Context, cfg Config) (done []string, err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(""); err != nil {
@@ -262,85 +499,78 @@ func Teardown(ctx context.Context, cfg Config) (done []string, err error) {
 		return nil, err
 	}
 	defer conn.Close(context.Background())
-
-	var active *int32
-	err = conn.QueryRow(ctx, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", cfg.Slot).Scan(&active)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
+	f, err := readFacts(ctx, conn, cfg)
+	if err != nil {
 		return nil, fmt.Errorf("cdc: teardown: %w", err)
-	case active != nil:
-		return nil, fmt.Errorf("cdc: teardown: replication slot %s is in use by process %d; stop deskhook "+
-			"(or the other consumer) first", quoteIdent(cfg.Slot), *active)
+	}
+	slot, pub := quoteIdent(cfg.Slot), quoteIdent(cfg.Publication)
+	var need needs
+	if f.slot.exists {
+		if f.slot.activePID != nil {
+			return nil, fmt.Errorf("cdc: teardown: replication slot %s is in use by process %d; stop deskhook "+
+				"(or the other consumer) first", slot, *f.slot.activePID)
+		}
+		need.need(f.super || f.replication, "REPLICATION", "to drop replication slot "+slot)
+	}
+	var steps []step
+	var notes []string
+	switch {
+	case !f.pub.exists:
+	case !f.pub.ours:
+		notes = append(notes, fmt.Sprintf("left publication %s in place: deskhook setup did not make it", cfg.Publication))
 	default:
+		if ri := f.pub.recorded.RestoreIdentity; ri != nil {
+			st, owned, err := restoreIdentity(ctx, conn, ri)
+			if err != nil {
+				return nil, fmt.Errorf("cdc: teardown: %w", err)
+			}
+			if st != nil {
+				steps = append(steps, *st)
+				need.own([]string{ri.Table}, func(string) bool { return f.super || owned }, "to restore its replica identity")
+			}
+		}
+		steps = append(steps, step{sql: "DROP PUBLICATION " + pub, did: "dropped publication " + cfg.Publication})
+		need.need(f.super || f.pub.owned, "ownership of publication "+pub, "to drop it")
+	}
+	if err := need.err("teardown", f.user); err != nil {
+		return nil, err
+	}
+	if err := runSteps(ctx, conn, steps); err != nil {
+		return nil, fmt.Errorf("cdc: teardown: %w; nothing was changed", err)
+	}
+	done = said(steps)
+	if f.slot.exists {
 		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", cfg.Slot); err != nil {
-			return nil, fmt.Errorf("cdc: teardown: dropping replication slot %s: %w", quoteIdent(cfg.Slot), err)
+			return done, fmt.Errorf("cdc: teardown: dropping replication slot %s: %w", slot, err)
 		}
 		done = append(done, "dropped replication slot "+cfg.Slot)
 	}
-
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		var comment string
-		err := tx.QueryRow(ctx, `SELECT coalesce(obj_description(oid, 'pg_publication'), '')
-			FROM pg_publication WHERE pubname = $1`, cfg.Publication).Scan(&comment)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		rec, ours := parseSetupComment(comment)
-		if !ours {
-			done = append(done, fmt.Sprintf("left publication %s in place: deskhook setup did not make it", cfg.Publication))
-			return nil
-		}
-		if ri := rec.RestoreIdentity; ri != nil {
-			d, err := restoreIdentity(ctx, tx, ri)
-			if err != nil {
-				return err
-			}
-			done = append(done, d...)
-		}
-		if _, err := tx.Exec(ctx, "DROP PUBLICATION "+quoteIdent(cfg.Publication)); err != nil {
-			return err
-		}
-		done = append(done, "dropped publication "+cfg.Publication)
-		return nil
-	})
-	if err != nil {
-		return done, fmt.Errorf("cdc: teardown: %w", err)
-	}
-	return done, nil
+	return append(done, notes...), nil
 }
 
-// restoreIdentity puts a table's replica identity back, if it is still the
-// FULL that Setup set (someone may have changed it since, or dropped the
-// table or the index).
-func restoreIdentity(ctx context.Context, tx pgx.Tx, ri *identityRecord) ([]string, error) {
+// restoreIdentity plans putting a table's replica identity back, if it is
+// still the FULL that Setup set (someone may have changed it since, or
+// dropped the table or the index); owned says whether the role owns it.
+func restoreIdentity(ctx context.Context, conn *pgx.Conn, ri *identityRecord) (st *step, owned bool, err error) {
 	var ident string
-	err := tx.QueryRow(ctx, "SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($1)", ri.Table).Scan(&ident)
+	var indexExists bool
+	err = conn.QueryRow(ctx, `SELECT c.relreplident::text, pg_has_role(c.relowner, 'USAGE'),
+		EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+		        WHERE i.indrelid = c.oid AND ic.relname = $2)
+		FROM pg_class c WHERE c.oid = to_regclass($1)`, ri.Table, ri.Index).Scan(&ident, &owned, &indexExists)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && ident != "f") {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	to := "DEFAULT"
-	switch ri.Was {
-	case "n":
+	switch {
+	case ri.Was == "n":
 		to = "NOTHING"
-	case "i":
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-			WHERE i.indrelid = to_regclass($1) AND ic.relname = $2)`, ri.Table, ri.Index).Scan(&exists); err != nil {
-			return nil, err
-		}
-		if exists {
-			to = "USING INDEX " + quoteIdent(ri.Index)
-		}
+	case ri.Was == "i" && indexExists:
+		to = "USING INDEX " + quoteIdent(ri.Index)
 	}
-	if _, err := tx.Exec(ctx, "ALTER TABLE "+ri.Table+" REPLICA IDENTITY "+to); err != nil {
-		return nil, fmt.Errorf("restoring the replica identity of %s: %w", ri.Table, err)
-	}
-	return []string{fmt.Sprintf("restored REPLICA IDENTITY %s on %s", to, ri.Table)}, nil
+	return &step{sql: "ALTER TABLE " + ri.Table + " REPLICA IDENTITY " + to,
+		did: fmt.Sprintf("restored REPLICA IDENTITY %s on %s", to, ri.Table)}, owned, nil
 }

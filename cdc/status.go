@@ -43,9 +43,52 @@ type progress struct {
 	pid        uint32
 	reconnects uint64
 	acks       chan struct{} // signalled on every Ack that advances
+
+	// With a consumer's Store (capped), nothing is confirmed past what the
+	// store holds (acked) or has recorded (bound): see gap.go. A wish to
+	// confirm more while idle (the server's WAL end) is passed to the
+	// recorder through wanted and want, and confirmed once recorded.
+	capped bool
+	source string // the database's sourceID, for the recorder
+	bound  uint64
+	wanted uint64
+	want   chan struct{}
 }
 
-func newProgress() *progress { return &progress{acks: make(chan struct{}, 1)} }
+func newProgress() *progress {
+	return &progress{acks: make(chan struct{}, 1), want: make(chan struct{}, 1)}
+}
+
+// mayConfirm raises the highest position the reader may confirm, now that
+// the store holds or has recorded it, and turns the cap on.
+func (p *progress) mayConfirm(pos uint64) {
+	p.mu.Lock()
+	p.capped, p.bound = true, max(p.bound, pos)
+	p.mu.Unlock()
+}
+
+func (p *progress) setSource(source string) {
+	p.mu.Lock()
+	p.source = source
+	p.mu.Unlock()
+}
+
+func (p *progress) sourceOf() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.source
+}
+
+// wish returns the position waiting to be recorded, and its source (0:
+// none).
+func (p *progress) wish() (uint64, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.capped || p.wanted <= max(p.bound, uint64(p.acked)) {
+		return 0, ""
+	}
+	return p.wanted, p.source
+}
 
 // ack records that every transaction with position <= pos is durable
 // downstream.
@@ -125,17 +168,41 @@ func (p *progress) idleLocked() bool { return !p.open && p.head == len(p.outstan
 
 // positions returns what to report: write = received, flush = apply =
 // acknowledged; when nothing is pending, the server's WAL end (so an idle
-// slot retains no WAL). It records flush as sent.
+// slot retains no WAL). With a Store, flush stays within what the store
+// holds or has recorded; more is asked of the recorder. flush never goes
+// below what was sent before. It records flush as sent.
 func (p *progress) positions() (write, flush uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	flush = p.flush
-	if p.idleLocked() {
+	flush = p.allowedLocked()
+	write = max(p.received, flush)
+	p.sent = flush
+	return write, flush
+}
+
+// allowedLocked is the flush position to report now (see positions).
+func (p *progress) allowedLocked() uint64 {
+	flush := p.flush
+	idle := p.idleLocked()
+	if idle {
 		flush = max(flush, p.serverEnd)
 	}
-	write = max(p.received, flush)
-	p.sent = max(p.sent, flush)
-	return write, flush
+	if bound := max(p.bound, uint64(p.acked)); p.capped && flush > bound {
+		if idle && flush > p.wanted {
+			p.wanted = flush
+			signal(p.want)
+		}
+		flush = bound
+	}
+	return max(flush, p.sent)
+}
+
+// noteWish records, without reporting anything, what positions would wish
+// to confirm now.
+func (p *progress) noteWish() {
+	p.mu.Lock()
+	p.allowedLocked()
+	p.mu.Unlock()
 }
 
 func (p *progress) ackedPos() change.Position {
@@ -221,4 +288,13 @@ func sendStatus(conn *pgconn.PgConn, write, flush uint64, now time.Time, reply b
 		buf = append(buf, 0)
 	}
 	return conn.Frontend().SendUnbufferedEncodedCopyData(buf)
+}
+
+// signal wakes whoever waits on c, without blocking when a wake-up is
+// already pending.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }

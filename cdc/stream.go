@@ -20,7 +20,7 @@ import (
 func (r *Reader) replicationConfig() (*pgconn.Config, error) {
 	pc, err := pgconn.ParseConfig(r.cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("cdc: source.dsn is not a valid connection string (%s)", RedactDSN(r.cfg.DSN))
+		return nil, invalidDSN(r.cfg.DSN, err)
 	}
 	pc.RuntimeParams["replication"] = "database"
 	pc.RuntimeParams["DateStyle"] = "ISO"
@@ -37,16 +37,24 @@ func (r *Reader) replicationConfig() (*pgconn.Config, error) {
 type slotState struct {
 	senderTimeout time.Duration // 0: disabled
 	confirmed     uint64
+	source        string // sourceID of the database
 }
 
 // preflight checks, on the replication connection, what START_REPLICATION
 // would otherwise report less clearly (or, for a missing publication, only
-// at the first change).
+// at the first change), and whether the slot fits the consumer's store.
 func (r *Reader) preflight(ctx context.Context, conn *pgconn.PgConn) (slotState, error) {
 	var st slotState
 	if conn.ParameterStatus("standard_conforming_strings") != "on" {
 		return st, errors.New("cdc: the server has standard_conforming_strings off; deskhook needs it on")
 	}
+	// The replication protocol's own command: any role that may stream may
+	// ask it, where pg_control_system() may be locked away.
+	id, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return st, err
+	}
+	st.source = sourceID(id.SystemID, id.DBName)
 	sql := `SELECT current_setting('wal_level'), current_setting('wal_sender_timeout'), current_database(),
 	  EXISTS (SELECT 1 FROM pg_publication WHERE pubname = ` + quoteLiteral(r.cfg.Publication) + `),
 	  s.plugin, s.slot_type, s.database, s.active_pid, s.confirmed_flush_lsn, s.wal_status
@@ -72,7 +80,32 @@ func (r *Reader) preflight(ctx context.Context, conn *pgconn.PgConn) (slotState,
 		return st, &objectError{kind: ErrPublicationMissing, msg: fmt.Sprintf("cdc: publication %s does not exist in "+
 			"database %s; run `deskhook setup` or fix source.publication", pub, db)}
 	}
-	if row[5] == nil { // slot_type; plugin is NULL for a physical slot
+	// slot_type is NULL only when there is no slot (plugin is NULL for a
+	// physical slot too).
+	view := slotView{exists: row[5] != nil, walStatus: col(9), source: st.source}
+	if row[8] != nil {
+		lsn, err := pglogrepl.ParseLSN(col(8))
+		if err != nil {
+			return st, fmt.Errorf("cdc: slot %s confirmed_flush_lsn: %w", slot, err)
+		}
+		st.confirmed = uint64(lsn)
+		view.confirmed = change.Position(lsn)
+	}
+	if prev := r.prog.sourceOf(); prev != "" && prev != st.source {
+		// Positions this Reader holds belong to the other database.
+		return st, &objectError{kind: ErrSlotGap, msg: fmt.Sprintf("cdc: source.dsn now reaches database %s, "+
+			"not %s as before: restart deskhook", st.source, prev)}
+	}
+	var mark Mark
+	if r.opts.Store != nil {
+		if mark, err = r.opts.Store.Mark(); err != nil {
+			return st, &storeError{err: err}
+		}
+		if gap := judgeSlot(r.cfg.Slot, mark, view); gap != nil {
+			return st, gap
+		}
+	}
+	if !view.exists {
 		return st, &objectError{kind: ErrSlotMissing, msg: fmt.Sprintf("cdc: replication slot %s does not exist; "+
 			"run `deskhook setup` or fix source.slot", slot)}
 	}
@@ -82,21 +115,27 @@ func (r *Reader) preflight(ctx context.Context, conn *pgconn.PgConn) (slotState,
 			"source.slot or drop this one (SELECT pg_drop_replication_slot(%s)) and run `deskhook setup`",
 			slot, col(5), col(4), col(6), db, quoteLiteral(r.cfg.Slot))}
 	}
-	if col(9) == "lost" {
+	if view.walStatus == "lost" {
 		return st, &objectError{kind: ErrSlotLost, msg: fmt.Sprintf("cdc: replication slot %s has lost WAL it "+
-			"needed (wal_status lost, max_slot_wal_keep_size exceeded): recreate it with `deskhook teardown && "+
-			"deskhook setup`; changes in between are lost", slot)}
+			"needed (wal_status lost, max_slot_wal_keep_size exceeded): re-create it with `deskhook setup "+
+			"--accept-gap`; changes in between are lost", slot)}
 	}
 	if row[7] != nil {
 		return st, &objectError{kind: ErrSlotInUse, msg: fmt.Sprintf("cdc: replication slot %s is in use by "+
 			"process %s (another deskhook or consumer)", slot, col(7))}
 	}
-	if row[8] != nil {
-		lsn, err := pglogrepl.ParseLSN(col(8))
-		if err != nil {
-			return st, fmt.Errorf("cdc: slot %s confirmed_flush_lsn: %w", slot, err)
+	r.prog.setSource(st.source)
+	if r.opts.Store != nil {
+		if mark.Source == "" {
+			// The store's first stream (or one from before sources were
+			// recorded, which passed the check above): from now on it
+			// belongs to this database, resuming from this slot.
+			if err := r.opts.Store.RecordConfirmed(ctx, st.source, view.confirmed); err != nil {
+				return st, &storeError{err: err}
+			}
+			mark.Confirmed = max(mark.Confirmed, view.confirmed)
 		}
-		st.confirmed = uint64(lsn)
+		r.prog.mayConfirm(uint64(mark.upTo()))
 	}
 	return st, nil
 }
@@ -141,7 +180,7 @@ func (r *Reader) session(ctx context.Context, st *runState) (streamed bool, err 
 	}
 	conn, err := pgconn.ConnectConfig(ctx, pc)
 	if err != nil {
-		return false, err
+		return false, describeConnect(err)
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -353,6 +392,15 @@ func (r *Reader) finish(conn *pgconn.PgConn, st *runState) error {
 			case <-wctx.Done():
 			}
 		}
+	}
+	if r.opts.Store != nil {
+		// The last word: let it confirm the server's WAL end if idle.
+		r.prog.noteWish()
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := r.recordWish(rctx); err != nil {
+			r.log.Warn("cannot record the position to confirm in the store", "err", err)
+		}
+		cancel()
 	}
 	err := r.status(conn, time.Now(), false)
 	write, flush := r.prog.positions()

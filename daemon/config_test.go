@@ -277,7 +277,7 @@ func TestParseConfigInvalidFields(t *testing.T) {
 		want string
 	}{
 		{"dsn required", "source: {dsn: \"\"}", true, "source.dsn: required"},
-		{"dsn unparsable", "source: {dsn: \"postgres://u:secretpw@h:notaport/db\"}", true, `source.dsn: not a valid PostgreSQL connection string (got "postgres://u:xxxxx@h:notaport/db")`},
+		{"dsn unparsable", "source: {dsn: \"postgres://u:secretpw@h:notaport/db\"}", true, `source.dsn: not a valid PostgreSQL connection string: invalid port (got "postgres://u:xxxxx@h:notaport/db")`},
 		{"slot", "source: {dsn: x, slot: Bad-Slot}", true, `source.slot: must be 1-63 lowercase letters, digits or underscores (got "Bad-Slot")`},
 		{"publication", "source: {dsn: x, publication: " + strings.Repeat("p", 64) + "}", true, "source.publication: longer than PostgreSQL's 63-byte identifier limit"},
 		{"schema", "source: {dsn: x, schema: " + strings.Repeat("s", 70) + "}", true, "source.schema: longer than"},

@@ -83,6 +83,9 @@ type Daemon struct {
 	// takes it to stop intake between batches.
 	intakeMu   sync.Mutex
 	stopIntake bool
+	// restartStream wakes the stream loop's wait after a failure (a gap
+	// was just accepted).
+	restartStream chan struct{}
 }
 
 // New builds the daemon from a validated config.
@@ -96,7 +99,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts}
+	d := &Daemon{cfg: cfg, log: log, reg: reg, opts: opts, restartStream: make(chan struct{}, 1)}
 	fail := func(err error) (*Daemon, error) {
 		d.closeAll()
 		return nil, err
@@ -110,7 +113,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 
 	d.source = newSourceCheck(cfg.Source, log.With("component", "source"), reg)
 	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg,
-		OnRelation: d.source.relation})
+		OnRelation: d.source.relation, Store: storeMark{d}, OnFailure: d.health.setStreamErr})
 	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
 		Logger:     log.With("component", "outbox"),
 		Registerer: reg,
@@ -338,21 +341,18 @@ func (d *Daemon) closeAll() error {
 
 // stream runs the reader, restarting it with backoff after any error: a
 // database that goes away, a dropped slot or publication (unready until
-// someone fixes it) or a failing lookup. Only ctx ending stops it.
+// someone fixes it) or a failing lookup. Only ctx ending stops it. Each
+// failure is logged once (again every cdc.RepeatEvery while it lasts).
 func (d *Daemon) stream(ctx context.Context) error {
 	backoff := time.Second
+	var said cdc.RepeatFilter
 	for {
-		if d.cfg.Source.AutoSetup {
-			if done, err := cdc.Setup(ctx, d.cfg.Source); err != nil {
-				d.health.setStreamErr(fmt.Errorf("setup: %w", err))
-				d.log.Error("setup failed", "err", err)
-			} else if len(done) > 0 {
-				d.log.Info("setup", "done", done)
-			}
-		}
 		started := time.Now()
+		err := d.autoSetup(ctx)
 		d.source.kick() // verify at start (after any setup) and after every restart
-		err := d.rd.Run(ctx, intake{d})
+		if err == nil {
+			err = d.rd.Run(ctx, intake{d})
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -362,18 +362,24 @@ func (d *Daemon) stream(ctx context.Context) error {
 		d.health.setStreamErr(err)
 		d.metrics.streamRestarts.Inc()
 		if time.Since(started) > time.Minute {
-			backoff = time.Second
+			backoff, said = time.Second, cdc.RepeatFilter{}
 		}
-		d.log.Error("replication stream stopped; restarting", "err", err, "retry_in", backoff)
+		level := slog.LevelError
+		if !said.Fresh(err, time.Now()) {
+			level = slog.LevelDebug
+		}
+		d.log.Log(ctx, level, "replication stream stopped; restarting", "err", err, "retry_in", backoff)
 		// A Map that failed half-way may have applied part of its batch:
 		// start again from a clean state.
 		d.mp.Reset()
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-d.restartStream:
+			backoff = time.Second
 		case <-time.After(backoff):
+			backoff = min(2*backoff, maxStreamBackoff)
 		}
-		backoff = min(2*backoff, maxStreamBackoff)
 	}
 }
 

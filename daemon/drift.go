@@ -108,7 +108,11 @@ func (s *sourceCheck) once(ctx context.Context) {
 		// works again (a database that is down fails every verification,
 		// each with its own message).
 		if s.lookErr == "" {
-			s.log.Warn("cannot verify the source's schema; keeping the last verification's result", "err", err)
+			level := slog.LevelWarn
+			if cdc.IsConnectError(err) {
+				level = slog.LevelDebug // the stream says it, once
+			}
+			s.log.Log(ctx, level, "cannot verify the source's schema; keeping the last verification's result", "err", err)
 		}
 		s.lookErr = err.Error()
 		return

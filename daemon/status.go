@@ -53,6 +53,12 @@ type OutboxStatus struct {
 	Pending     int64  `json:"pending"`
 	DeadLetters int64  `json:"dead_letters"`
 	Error       string `json:"error,omitempty"`
+	// Source is the database the store is filled from (its server's system
+	// identifier/the database's name); Confirmed the highest position the
+	// slot may have been confirmed at; Gaps the gaps an operator accepted.
+	Source    string      `json:"source,omitempty"`
+	Confirmed string      `json:"confirmed_position,omitempty"`
+	Gaps      []GapStatus `json:"gaps,omitempty"`
 }
 
 // EndpointStatus is one endpoint: its config, persisted state and queue.
@@ -98,6 +104,9 @@ func storeStatus(ob *outbox.Outbox, eps []sender.Endpoint, now time.Time) (Outbo
 	os := OutboxStatus{Path: ob.Path(), Position: ob.Position().String()}
 	if err := ob.Err(); err != nil {
 		os.Error = err.Error()
+	}
+	if err := sourceStatus(ob, &os); err != nil {
+		return os, nil, err
 	}
 	states, err := ob.Endpoints()
 	if err != nil {

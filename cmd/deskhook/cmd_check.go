@@ -40,7 +40,8 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "ok    config: %s\n", *cfgPath)
 	failed := 0
 	ownReader := runningDaemonReader(ctx, cfg)
-	results := append(cdc.Check(ctx, cfg.Source), storeSpace(cfg.Store.Path))
+	mark := func() (cdc.Mark, error) { return daemon.StoreMark(ctx, cfg) }
+	results := append(cdc.CheckWith(ctx, cfg.Source, cdc.CheckOptions{Mark: mark}), storeSpace(cfg.Store.Path))
 	for _, r := range results {
 		if !r.OK && ownReader != 0 && r.Name == "slot "+cfg.Source.Slot+" in use" {
 			// Read by the daemon this config runs: as it should be.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/daemon"
 )
 
 func init() {
@@ -13,21 +14,46 @@ func init() {
 }
 
 func cmdSetup(ctx context.Context, e *env, args []string) error {
-	return setupOrTeardown(ctx, e, args, "setup",
+	fs, cfgPath := newFlags(e, "setup", "[-c deskhook.yaml] [--print-sql | --accept-gap]",
 		"Creates, if missing, the publication over the helpdesk tables, REPLICA IDENTITY FULL\n"+
-			"on tickets and the logical replication slot. Safe to run again. Needs a role that\n"+
-			"owns the tables (or a superuser) and has REPLICATION.", cdc.Setup)
+			"on tickets and the logical replication slot. Safe to run again. It needs a role that\n"+
+			"owns the tables (or a superuser), with CREATE on the database and REPLICATION; it\n"+
+			"names up front whatever the role lacks, and then changes nothing.\n\n"+
+			"--print-sql prints the same as a psql script for a DBA (the role deskhook runs as,\n"+
+			"its grants, the publication, the replica identity, the slot); nothing is run.\n\n"+
+			"Once the store has streamed, setup creates no slot by itself: a slot dropped or\n"+
+			"invalidated, or one that starts past the store's position, means the changes in\n"+
+			"between are lost. --accept-gap creates (or re-creates, or accepts) the slot anyway\n"+
+			"and records the gap in the store, also while the daemon runs; `status` shows it.", true)
+	printSQL := fs.Bool("print-sql", false, "print the setup as SQL for a DBA instead of running it")
+	acceptGap := fs.Bool("accept-gap", false, "create or accept a slot that skips changes, and record the gap")
+	if err := noArgs(fs, args); err != nil {
+		return err
+	}
+	if *printSQL && *acceptGap {
+		return usagef("setup: --print-sql and --accept-gap do not go together")
+	}
+	cfg, err := e.loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *printSQL {
+		sql, err := cdc.SetupSQL(cfg.Source)
+		if err != nil {
+			return fmt.Errorf("setup: %w", err)
+		}
+		fmt.Fprint(e.stdout, sql)
+		return nil
+	}
+	done, err := daemon.Setup(ctx, cfg, *acceptGap)
+	return report(e, "setup", done, err)
 }
 
 func cmdTeardown(ctx context.Context, e *env, args []string) error {
-	return setupOrTeardown(ctx, e, args, "teardown",
+	fs, cfgPath := newFlags(e, "teardown", "[-c deskhook.yaml]",
 		"Removes what setup created: the slot, the publication (if setup made it) and the\n"+
-			"replica identity change. Stop the daemon first. Safe to run again.", cdc.Teardown)
-}
-
-func setupOrTeardown(ctx context.Context, e *env, args []string, name, summary string,
-	do func(context.Context, cdc.Config) ([]string, error)) error {
-	fs, cfgPath := newFlags(e, name, "[-c deskhook.yaml]", summary, true)
+			"replica identity change. Stop the daemon first. Safe to run again. Like setup, it\n"+
+			"names up front whatever the role lacks, and then changes nothing.", true)
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +61,12 @@ func setupOrTeardown(ctx context.Context, e *env, args []string, name, summary s
 	if err != nil {
 		return err
 	}
-	done, err := do(ctx, cfg.Source)
+	done, err := cdc.Teardown(ctx, cfg.Source)
+	return report(e, "teardown", done, err)
+}
+
+// report prints what setup or teardown did, then its error.
+func report(e *env, name string, done []string, err error) error {
 	for _, d := range done {
 		fmt.Fprintln(e.stdout, d)
 	}

@@ -87,6 +87,10 @@ func printStatus(e *env, st *daemon.Status) {
 		fmt.Fprintf(w, ", INTAKE STOPPED: %s", o.Error)
 	}
 	fmt.Fprintln(w)
+	for _, g := range o.Gaps {
+		fmt.Fprintf(w, "  gap	changes after %s and before %s are lost (%s; accepted %s)\n", g.From, g.To, g.Reason,
+			timeOrDash(g.At))
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "ENDPOINT\tENABLED\tPENDING\tOLDEST\tDEAD\tLAST SUCCESS\tLAST ERROR")
 	for _, ep := range st.Endpoints {

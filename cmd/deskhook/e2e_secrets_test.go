@@ -76,7 +76,11 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		e.section("log")["level"] = "debug"
 		e.cfg["endpoints"] = e.cfg["endpoints"].([]any)[:3]
 		e.writeConfig()
-		record("setup", e.must("setup"))
+		if format == "text" {
+			record("setup", e.must("setup"))
+		} else { // the store has streamed, and teardown dropped its slot
+			record("setup --accept-gap", e.must("setup", "--accept-gap"))
+		}
 		record("check", e.must("check"))
 		d := e.start()
 		seed++
