@@ -112,6 +112,14 @@ func (d *Daemon) operatorRoutes(mux *http.ServeMux) {
 		name := r.PathValue("name")
 		var err error
 		switch r.PathValue("op") {
+		case "forget":
+			// The outbox refuses an endpoint the running config names.
+			f, err := d.ob.Forget(r.Context(), name)
+			if errors.Is(err, outbox.ErrSubscribed) {
+				err = &httpError{code: http.StatusConflict, err: err}
+			}
+			writeJSON(w, f, err)
+			return
 		case "enable":
 			err = d.ob.Enable(r.Context(), name)
 		case "disable":
@@ -274,19 +282,4 @@ func filterQuery(f outbox.DeadFilter) url.Values {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
 	return q
-}
-
-// redactURL hides a URL's password and query (tokens often live there).
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "[unparsable url]"
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
 }
