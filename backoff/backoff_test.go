@@ -33,6 +33,23 @@ func TestExp(t *testing.T) {
 	}
 }
 
+// TestExpReconnect: the replication reader's reconnect waits (250ms
+// doubling to 30s) over many attempts.
+func TestExpReconnect(t *testing.T) {
+	lo, hi := 250*time.Millisecond, 30*time.Second
+	for attempt := 1; attempt < 100; attempt++ {
+		step := hi
+		if attempt < 10 {
+			step = min(hi, lo<<(attempt-1))
+		}
+		for range 20 {
+			if d := Exp(attempt, lo, hi); d < step/2 || d > step {
+				t.Fatalf("Exp(%d) = %s, want within [%s, %s]", attempt, d, step/2, step)
+			}
+		}
+	}
+}
+
 func TestExpJitters(t *testing.T) {
 	seen := map[time.Duration]bool{}
 	for range 100 {

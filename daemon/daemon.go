@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
@@ -336,7 +337,7 @@ func (d *Daemon) closeAll() error {
 // database that goes away, a dropped slot or publication (unready until
 // someone fixes it) or a failing lookup. Only ctx ending stops it.
 func (d *Daemon) stream(ctx context.Context) error {
-	backoff := time.Second
+	restarts := 0
 	for {
 		if d.cfg.Source.AutoSetup {
 			if done, err := cdc.Setup(ctx, d.cfg.Source); err != nil {
@@ -357,18 +358,19 @@ func (d *Daemon) stream(ctx context.Context) error {
 		d.health.setStreamErr(err)
 		d.metrics.streamRestarts.Inc()
 		if time.Since(started) > time.Minute {
-			backoff = time.Second
+			restarts = 0
 		}
-		d.log.Error("replication stream stopped; restarting", "err", err, "retry_in", backoff)
+		restarts++
+		wait := backoff.Exp(restarts, time.Second, maxStreamBackoff)
+		d.log.Error("replication stream stopped; restarting", "err", err, "retry_in", wait)
 		// A Map that failed half-way may have applied part of its batch:
 		// start again from a clean state.
 		d.mp.Reset()
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, maxStreamBackoff)
 	}
 }
 
