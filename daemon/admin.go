@@ -21,7 +21,7 @@ import (
 //
 // The operator API (under /api/) is what the CLI uses while the daemon
 // holds the store's lock. It shows dead letters and changes delivery state
-// (replay, drop, enable, disable): apiGuard (auth.go) checks every request
+// (replay, drop, enable, disable, forget): apiGuard (auth.go) checks every request
 // under /api/, whatever route serves it, so a route added here is covered
 // without more ado.
 func (d *Daemon) adminHandler() http.Handler {
