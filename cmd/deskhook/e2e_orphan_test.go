@@ -196,6 +196,28 @@ func (w *orphanWorld) checkResumed(t *testing.T, pending, while testenv.LoadResu
 	}
 }
 
+// checkForgetRefused: forget refuses gone while the config names it.
+func (w *orphanWorld) checkForgetRefused(t *testing.T) {
+	t.Helper()
+	if res := w.run("endpoints", "forget", "gone"); res.code != 1 || !strings.Contains(res.stderr, `endpoint "gone" is in the configuration: it is not orphaned`) {
+		t.Errorf("forget a configured endpoint: want exit 1 saying it is configured; %s", res)
+	}
+}
+
+// checkForgotten forgets an orphaned gone (its 2 dead letters left) and
+// checks it is gone.
+func (w *orphanWorld) checkForgotten(t *testing.T) {
+	t.Helper()
+	res := w.must("endpoints", "forget", "gone")
+	if !strings.Contains(res.stdout, "endpoint gone forgotten: dropped 2 events (0 pending, 2 dead letters)") {
+		t.Errorf("endpoints forget:\n%s", res)
+	}
+	st := statusJSON(t, w.must("status", "--json"))
+	if len(st.Endpoints) != 1 || st.Endpoints[0].Name != "rcv" {
+		t.Errorf("endpoints after forget: %+v", st.Endpoints)
+	}
+}
+
 // TestOrphanedEndpointOnSIGHUP: an endpoint removed from the config and
 // SIGHUP keeps its queue and dead letters, shown as orphaned everywhere,
 // sent nothing; restored, its queue is delivered; forgotten while the
@@ -221,22 +243,13 @@ func TestOrphanedEndpointOnSIGHUP(t *testing.T) {
 	w.checkResumed(t, pending, while)
 	waitLog(t, d, "endpoint is back in the configuration: its queue resumes")
 
-	// Forget, while the daemon runs: refused while configured...
-	if res := w.run("endpoints", "forget", "gone"); res.code != 1 || !strings.Contains(res.stderr, `endpoint "gone" is in the configuration: it is not orphaned`) {
-		t.Errorf("forget a configured endpoint: want exit 1 saying it is configured; %s", res)
-	}
-	// ...done once it is out, with the count.
+	// Forget, while the daemon runs: refused while configured, done once
+	// it is out, with the count.
+	w.checkForgetRefused(t)
 	w.setEndpoints(false)
 	d.signal(syscall.SIGHUP)
 	waitStatus(t, w.e2e, func(st *daemon.Status) bool { return endpointNamed(st, "gone").Orphaned })
-	res := w.must("endpoints", "forget", "gone")
-	if !strings.Contains(res.stdout, "endpoint gone forgotten: dropped 2 events (0 pending, 2 dead letters)") {
-		t.Errorf("endpoints forget:\n%s", res)
-	}
-	st := statusJSON(t, w.must("status", "--json"))
-	if g := endpointNamed(st, "gone"); g.Name != "" {
-		t.Errorf("gone still in status after forget: %+v", g)
-	}
+	w.checkForgotten(t)
 	if m := d.metrics(); hasMetric(m, `deskhook_endpoint_orphaned{endpoint="gone"}`) {
 		t.Errorf("forgotten endpoint still has metrics")
 	}
@@ -271,18 +284,9 @@ func TestOrphanedEndpointAcrossRestart(t *testing.T) {
 	d.stop()
 
 	// Forget without a daemon: refused while configured, done once out.
-	if res := w.run("endpoints", "forget", "gone"); res.code != 1 || !strings.Contains(res.stderr, `endpoint "gone" is in the configuration: it is not orphaned`) {
-		t.Errorf("offline forget of a configured endpoint: want exit 1 saying it is configured; %s", res)
-	}
+	w.checkForgetRefused(t)
 	w.setEndpoints(false)
-	res := w.must("endpoints", "forget", "gone")
-	if !strings.Contains(res.stdout, "endpoint gone forgotten: dropped 2 events (0 pending, 2 dead letters)") {
-		t.Errorf("offline endpoints forget:\n%s", res)
-	}
-	st := statusJSON(t, w.must("status", "--json"))
-	if len(st.Endpoints) != 1 || st.Endpoints[0].Name != "rcv" {
-		t.Errorf("endpoints after forget: %+v", st.Endpoints)
-	}
+	w.checkForgotten(t)
 	d = w.start()
 	if strings.Contains(d.stderr.String(), "endpoint=gone") {
 		t.Errorf("a forgotten endpoint is still known at start")
