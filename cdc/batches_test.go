@@ -71,7 +71,7 @@ func TestBatchHandlerTakesWhatIsQueued(t *testing.T) {
 	}
 	q := run.reader.queue.Load()
 	waitFor(t, 30*time.Second, "the transactions to queue", func() bool {
-		n, bytes := q.size()
+		n, bytes := q.Size()
 		return n == txns-1 && bytes > 0
 	})
 	close(h.hold)
@@ -89,7 +89,7 @@ func TestBatchHandlerTakesWhatIsQueued(t *testing.T) {
 	if len(calls) != 2 || calls[0] != 1 || calls[1] != txns-1 || singles != 0 {
 		t.Errorf("calls of %v batches, %d Handle calls; want [1 %d], none", calls, singles, txns-1)
 	}
-	if n, bytes := q.size(); n != 0 || bytes != 0 {
+	if n, bytes := q.Size(); n != 0 || bytes != 0 {
 		t.Errorf("after handling: %d batches, %d bytes counted", n, bytes)
 	}
 }

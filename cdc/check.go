@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/deskhook/deskhook/change"
 	"github.com/jackc/pglogrepl"
@@ -12,26 +13,35 @@ import (
 )
 
 // CheckResult is one prerequisite: OK, or what is wrong (Detail) and how to
-// fix it (Fix: SQL to run or configuration to change).
+// fix it (Fix: SQL to run or configuration to change). A warning is OK
+// (deskhook runs) with something the operator should look at: Warn, with
+// Detail and Fix.
 type CheckResult struct {
 	Name   string
 	OK     bool
+	Warn   bool
 	Detail string
 	Fix    string
 }
 
-// Check verifies every prerequisite of the Reader and reports each one:
-// the connection, wal_level, the role's REPLICATION (or superuser)
-// privilege, each table's presence and SELECT privilege, the tickets
+// Check verifies every prerequisite of the Reader and the mapping and
+// reports each one: the connection, wal_level, the role's REPLICATION (or
+// superuser) privilege, max_slot_wal_keep_size (a warning when unbounded),
+// wal_sender_timeout against status_interval, each table's presence and
+// SELECT privilege (every table deskhook reads: source.tables), the
+// columns the mapping reads and their types (mapping.Needs), the tickets
 // replica identity, the publication's contents, and the slot (present,
 // pgoutput, not in use elsewhere, its WAL). It changes nothing. When the
 // connection fails there is nothing more to check and that is the only
-// result.
+// result. Each problem is one result.
 func Check(ctx context.Context, cfg Config) []CheckResult {
 	cfg.SetDefaults()
 	var res []CheckResult
 	add := func(name string, ok bool, detail, fix string) {
 		res = append(res, CheckResult{Name: name, OK: ok, Detail: detail, Fix: fix})
+	}
+	warn := func(name, detail, fix string) {
+		res = append(res, CheckResult{Name: name, OK: true, Warn: true, Detail: detail, Fix: fix})
 	}
 	if err := cfg.Validate("source"); err != nil {
 		add("config", false, err.Error(), "fix the source section of the configuration file")
@@ -71,30 +81,13 @@ func Check(ctx context.Context, cfg Config) []CheckResult {
 			fmt.Sprintf("ALTER ROLE %s REPLICATION;", quoteIdent(user)))
 	}
 
-	ticketsExist := false
-	for i, t := range cfg.Tables.List() {
-		name := "table " + cfg.displayName(t)
-		var exists, canSelect bool
-		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
-			coalesce(has_table_privilege(to_regclass($1), 'SELECT'), false)`, cfg.qualified(t)).
-			Scan(&exists, &canSelect); err != nil {
-			failed(name, err)
-			continue
-		}
-		switch {
-		case !exists:
-			add(name, false, "not found", fmt.Sprintf("create the table, or set source.schema / source.tables.%s "+
-				"to the table's real name", cfg.Tables.Keys()[i]))
-		case !canSelect:
-			add(name, false, fmt.Sprintf("role %s cannot SELECT from it", user),
-				fmt.Sprintf("GRANT SELECT ON %s TO %s;", cfg.qualified(t), quoteIdent(user)))
-		default:
-			add(name, true, "present, readable", "")
-			ticketsExist = ticketsExist || i == 0
-		}
-	}
-	if ticketsExist {
-		checkIdentity(ctx, conn, cfg, add, failed)
+	checkServer(ctx, conn, cfg, add, warn, failed)
+
+	sc, err := inspect(ctx, conn, cfg)
+	if err != nil {
+		failed("tables", err)
+	} else {
+		checkTables(cfg, sc, add)
 	}
 	checkPublication(ctx, conn, cfg, add, failed)
 	checkSlot(ctx, conn, cfg, add, failed)
@@ -103,21 +96,112 @@ func Check(ctx context.Context, cfg Config) []CheckResult {
 
 type addFunc func(name string, ok bool, detail, fix string)
 
-func checkIdentity(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, failed func(string, error)) {
-	name := "replica identity " + cfg.displayName(cfg.Tables.Tickets)
-	var ident string
-	if err := conn.QueryRow(ctx, "SELECT relreplident::text FROM pg_class WHERE oid = to_regclass($1)",
-		cfg.qualified(cfg.Tables.Tickets)).Scan(&ident); err != nil {
-		failed(name, err)
+// checkTables reports each table (present and readable), the columns the
+// mapping reads of it, and its replica identity where the mapping needs
+// the old row; each problem once (publication membership is the
+// publication's check).
+func checkTables(cfg Config, sc schemaState, add addFunc) {
+	for _, t := range sc.tables {
+		name := "table " + cfg.displayName(t.name)
+		ps := t.problems(cfg, sc)
+		failedHere := false
+		for _, p := range ps {
+			switch p.Kind {
+			case "missing", "no_select":
+				add(name, false, p.Detail, p.Fix)
+				failedHere = true
+			}
+		}
+		if !t.exists {
+			continue
+		}
+		if !failedHere {
+			add(name, true, "present, readable", "")
+		}
+		if len(t.need.Columns) > 0 {
+			bad := false
+			for _, p := range ps {
+				if col, ok := strings.CutPrefix(p.Kind, "missing_column:"); ok {
+					add("column "+cfg.displayName(t.name)+"."+col, false, p.Detail, p.Fix)
+					bad = true
+				} else if col, ok := strings.CutPrefix(p.Kind, "column_type:"); ok {
+					add("column "+cfg.displayName(t.name)+"."+col, false, p.Detail, p.Fix)
+					bad = true
+				}
+			}
+			if !bad {
+				add("columns "+cfg.displayName(t.name), true,
+					fmt.Sprintf("has the %d column(s) deskhook reads, with usable types", len(t.need.Columns)), "")
+			}
+		}
+		if t.need.OldRow {
+			name := "replica identity " + cfg.displayName(t.name)
+			ok := true
+			for _, p := range ps {
+				if p.Kind == "replica_identity" {
+					add(name, false, p.Detail, p.Fix)
+					ok = false
+				}
+			}
+			if ok {
+				add(name, true, "FULL", "")
+			}
+		}
+	}
+}
+
+// checkServer checks the server settings a long-running slot depends on:
+// max_slot_wal_keep_size (what a stalled slot may keep) and
+// wal_sender_timeout (how soon the server ends a silent connection)
+// against source.status_interval.
+func checkServer(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, warn func(name, detail, fix string),
+	failed func(string, error)) {
+	var keep, timeout *int64
+	if err := conn.QueryRow(ctx, `SELECT (SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'),
+		(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout')`).Scan(&keep, &timeout); err != nil {
+		failed("server settings", err)
 		return
 	}
-	if ident == "f" {
-		add(name, true, "FULL", "")
-		return
+	const keepName = "max_slot_wal_keep_size"
+	switch {
+	case keep == nil:
+		warn(keepName, "this server (before PostgreSQL 13) cannot bound the WAL a slot keeps: a deskhook that stays "+
+			"down keeps WAL until the disk fills", "watch deskhook_slot_retained_wal_bytes (admin.max_slot_lag fails /readyz)")
+	case *keep < 0:
+		warn(keepName, "unbounded (-1): a deskhook that stays down keeps WAL until the database's disk fills",
+			"ALTER SYSTEM SET max_slot_wal_keep_size = '10GB'; SELECT pg_reload_conf(); (past the bound the slot is "+
+				"invalidated and the changes in between are lost: size it for the longest outage you will fix)")
+	default:
+		add(keepName, true, fmt.Sprintf("%s: a slot further behind loses its WAL (deskhook then says so and "+
+			"needs setup again)", HumanBytes(*keep<<20)), "")
 	}
-	add(name, false, fmt.Sprintf("%s: updates would lack the old row, so changed fields cannot be told apart",
-		identityName(ident)), fmt.Sprintf("run deskhook setup, or: ALTER TABLE %s REPLICA IDENTITY FULL;",
-		cfg.qualified(cfg.Tables.Tickets)))
+	const toName = "wal_sender_timeout"
+	// The reader sends a status update every status_interval, lowered to
+	// a third of wal_sender_timeout, and at least every 100ms.
+	const floor = 100 * time.Millisecond
+	switch {
+	case timeout == nil:
+		failed(toName, errors.New("setting not found"))
+	case *timeout == 0:
+		warn(toName, "0 (disabled): the server never ends a replication connection that went silent, so a "+
+			"deskhook that died without closing it keeps the slot in use until TCP gives up",
+			"ALTER SYSTEM SET wal_sender_timeout = '60s'; SELECT pg_reload_conf();")
+	default:
+		to := time.Duration(*timeout) * time.Millisecond
+		switch {
+		case to/3 < floor:
+			add(toName, false, fmt.Sprintf("%s: deskhook answers at most every %s, too seldom for a third of it; "+
+				"the server would end the connection", to, floor), "ALTER SYSTEM SET wal_sender_timeout = '60s'; "+
+				"SELECT pg_reload_conf();")
+		case cfg.StatusInterval > to/3:
+			warn(toName, fmt.Sprintf("%s: deskhook sends its status every %s (a third of it), not every %s as "+
+				"source.status_interval says", to, statusInterval(cfg.StatusInterval, to), cfg.StatusInterval),
+				fmt.Sprintf("set source.status_interval to %s or less, or raise wal_sender_timeout", to/3))
+		default:
+			add(toName, true, fmt.Sprintf("%s; deskhook sends its status every %s (source.status_interval)",
+				to, cfg.StatusInterval), "")
+		}
+	}
 }
 
 func checkPublication(ctx context.Context, conn *pgx.Conn, cfg Config, add addFunc, failed func(string, error)) {

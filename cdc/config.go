@@ -51,6 +51,13 @@ type Config struct {
 	// reconnect attempts.
 	ReconnectMin time.Duration `yaml:"reconnect_min"`
 	ReconnectMax time.Duration `yaml:"reconnect_max"`
+	// VerifyInterval is how often the daemon compares the helpdesk schema
+	// with what deskhook reads (Verify) while it runs, besides at start,
+	// after each stream restart and when the stream shows a watched
+	// table's definition changed. A table that leaves the publication (a
+	// migration that rebuilds it) sends no change at all: this interval
+	// bounds how long that goes unnoticed.
+	VerifyInterval time.Duration `yaml:"verify_interval"`
 }
 
 // Tables names the helpdesk tables deskhook reads, all in Config.Schema.
@@ -65,6 +72,9 @@ const (
 	DefaultQueueBytes      = 16 << 20
 	DefaultReconnectMin    = 250 * time.Millisecond
 	DefaultReconnectMax    = 30 * time.Second
+	DefaultVerifyInterval  = 30 * time.Second
+	MinVerifyInterval      = time.Second
+	MaxVerifyInterval      = time.Hour
 )
 
 // Defaults returns a Config with every default set and no DSN.
@@ -102,6 +112,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ReconnectMax == 0 {
 		c.ReconnectMax = DefaultReconnectMax
+	}
+	if c.VerifyInterval == 0 {
+		c.VerifyInterval = DefaultVerifyInterval
 	}
 }
 
@@ -168,6 +181,9 @@ func (c Config) Validate(path string) error {
 	}
 	if c.ReconnectMax < c.ReconnectMin {
 		bad("reconnect_max", "must be at least reconnect_min %s (got %s)", c.ReconnectMin, c.ReconnectMax)
+	}
+	if c.VerifyInterval < MinVerifyInterval || c.VerifyInterval > MaxVerifyInterval {
+		bad("verify_interval", "must be between %s and %s (got %s)", MinVerifyInterval, MaxVerifyInterval, c.VerifyInterval)
 	}
 	return errors.Join(errs...)
 }

@@ -18,12 +18,14 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("valid config rejected: %v", err)
 	}
 	want := Tables{Tickets: "tickets", Threads: "ticket_thread", Users: "people", Statuses: "ticket_status",
-		StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams"}
+		StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
+		Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"}
 	if c.Tables != want || c.Slot != "deskhook" || c.Publication != "deskhook" || c.Schema != "public" || c.AutoSetup {
 		t.Errorf("defaults = %+v", c)
 	}
-	if c.StatusInterval != 5*time.Second || c.MaxBatchChanges != 1024 || c.QueueBytes != 16<<20 {
-		t.Errorf("tuning defaults = %s %d %d", c.StatusInterval, c.MaxBatchChanges, c.QueueBytes)
+	if c.StatusInterval != 5*time.Second || c.MaxBatchChanges != 1024 || c.QueueBytes != 16<<20 ||
+		c.VerifyInterval != 30*time.Second {
+		t.Errorf("tuning defaults = %s %d %d %s", c.StatusInterval, c.MaxBatchChanges, c.QueueBytes, c.VerifyInterval)
 	}
 }
 
@@ -40,6 +42,10 @@ func TestConfigValidate(t *testing.T) {
 		{"long publication", "dsn: host=db\npublication: " + strings.Repeat("p", 64), []string{`source.publication: longer than`}},
 		{"duplicate tables", "dsn: host=db\ntables: {users: tickets}", []string{`source.tables.users: same table as source.tables.tickets (got "tickets")`}},
 		{"status interval", "dsn: host=db\nstatus_interval: 30s", []string{`source.status_interval: must be more than 0 and at most 10s (got 30s)`}},
+		{"verify interval too short", "dsn: host=db\nverify_interval: 10ms", []string{`source.verify_interval: must be between 1s and 1h0m0s (got 10ms)`}},
+		{"verify interval too long", "dsn: host=db\nverify_interval: 2h", []string{`source.verify_interval: must be between 1s and 1h0m0s (got 2h0m0s)`}},
+		{"duplicate attachment table", "dsn: host=db\ntables: {attachments: ticket_thread}",
+			[]string{`source.tables.attachments: same table as source.tables.threads (got "ticket_thread")`}},
 		{"every problem at once", "slot: X\nmax_batch_changes: -1\nqueue_bytes: 10\nreconnect_min: 2s\nreconnect_max: 1s",
 			[]string{"source.dsn", "source.slot", "source.max_batch_changes", "source.queue_bytes", "source.reconnect_max"}},
 	}

@@ -398,6 +398,9 @@ func (d *decoder) truncate(r *msgReader, size int) (out decoded, ok bool, err er
 		if err != nil {
 			return out, false, err
 		}
+		if !d.plan.skip {
+			d.rels.truncated(rel.table, d.pos)
+		}
 		cs = append(cs, change.Change{Op: change.Truncate, Table: rel.table})
 	}
 	if len(cs) == 0 {

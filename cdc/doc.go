@@ -2,8 +2,10 @@
 //
 // It sets up, checks and tears down what logical replication needs (the
 // publication over the helpdesk tables, the pgoutput slot, REPLICA IDENTITY
-// FULL on tickets: Setup, Check, Teardown, SlotInfo), and it tails the slot
-// (Reader): pgoutput protocol 1 decoded with a relation cache that follows
+// FULL on tickets: Setup, Check, Teardown, SlotInfo; Verify compares the
+// live schema with what package mapping declares it reads, mapping.Needs),
+// and it tails the slot (Reader): pgoutput protocol 1 decoded with a
+// relation cache that follows
 // schema changes, values decoded by type with their text form kept,
 // committed transactions handed over as source-neutral change.Batch values
 // (large ones in bounded chunks; several at once to a BatchHandler, with

@@ -110,7 +110,7 @@ func runLargeTxn(tb testing.TB, n int) largeTxnResult {
 		q := reader.queue.Load()
 		last, since := -1, time.Now()
 		for ctx.Err() == nil {
-			_, bytes := q.size()
+			_, bytes := q.Size()
 			if bytes+cfg.MaxBatchBytes > cfg.QueueBytes {
 				res.queueFullSeen++
 				break

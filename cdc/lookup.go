@@ -35,14 +35,10 @@ type Lookup struct {
 
 var _ mapping.Source = (*Lookup)(nil)
 
-// LookupOptions tune a Lookup.
+// LookupOptions tune a Lookup. The tables it reads are the configured
+// source.tables (collaborators and attachments are counted for the ticket
+// appends collaborator_count and attachment_count).
 type LookupOptions struct {
-	// Collaborators and Attachments name Faveo's ticket_collaborator and
-	// ticket_attachments tables (in the configured schema), counted for the
-	// ticket appends collaborator_count and attachment_count. Empty: those
-	// names; "-": not counted (always 0).
-	Collaborators string
-	Attachments   string
 	// MaxConns bounds the pool; default 4.
 	MaxConns int32
 }
@@ -52,12 +48,6 @@ type LookupOptions struct {
 // connection. Close it when done.
 func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, error) {
 	cfg.SetDefaults()
-	if opts.Collaborators == "" {
-		opts.Collaborators = "ticket_collaborator"
-	}
-	if opts.Attachments == "" {
-		opts.Attachments = "ticket_attachments"
-	}
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 4
 	}
@@ -234,14 +224,9 @@ func (l *Lookup) TicketFacts(ctx context.Context, qs []mapping.FactsQuery) (map[
 }
 
 func (l *Lookup) factsErr(err error) error {
-	names := l.cfg.displayName(l.cfg.Tables.Threads)
-	if l.opts.Collaborators != "-" {
-		names += ", " + l.cfg.displayName(l.opts.Collaborators)
-	}
-	if l.opts.Attachments != "-" {
-		names += ", " + l.cfg.displayName(l.opts.Attachments)
-	}
-	return fmt.Errorf("cdc: ticket facts from %s: %w", names, err)
+	t := l.cfg.Tables
+	return fmt.Errorf("cdc: ticket facts from %s, %s, %s, %s: %w", l.cfg.displayName(t.Threads),
+		l.cfg.displayName(t.Collaborators), l.cfg.displayName(t.Users), l.cfg.displayName(t.Attachments), err)
 }
 
 // factsSQL is TicketFacts' statement: $1 the ticket ids, $2 each one's
@@ -256,28 +241,19 @@ func (l *Lookup) factsSQL() string {
 	th AS (SELECT q.ticket_id, count(*) FILTER (WHERE ` + public + `) AS n, max(t.id) AS max_id,
 			min(t.id) FILTER (WHERE ` + public + `) AS first_id, max(t.id) FILTER (WHERE ` + public + `) AS last_id
 		FROM q ` + upTo + ` GROUP BY q.ticket_id)`
-	collab, attach, joins := "0", "0", ""
-	if l.opts.Collaborators != "-" {
-		// As Faveo's collaborator_count: collaborators whose user has an
-		// email.
-		sql += `,
-	co AS (SELECT c.ticket_id, count(*) AS n FROM ` + l.cfg.qualified(l.opts.Collaborators) + ` c
+	// As Faveo's collaborator_count: collaborators whose user has an
+	// email. Attachments of every thread up to the mark, internal ones too.
+	return sql + `,
+	co AS (SELECT c.ticket_id, count(*) AS n FROM ` + l.cfg.qualified(l.cfg.Tables.Collaborators) + ` c
 		JOIN ` + l.cfg.qualified(l.cfg.Tables.Users) + ` u ON u.id = c.user_id
-		WHERE c.ticket_id = ANY($1) AND u.email <> '' GROUP BY c.ticket_id)`
-		collab, joins = "COALESCE(co.n, 0)", joins+`
-		LEFT JOIN co ON co.ticket_id = q.ticket_id`
-	}
-	if l.opts.Attachments != "-" {
-		sql += `,
+		WHERE c.ticket_id = ANY($1) AND u.email <> '' GROUP BY c.ticket_id),
 	ac AS (SELECT q.ticket_id, count(*) AS n FROM q ` + upTo + `
-		JOIN ` + l.cfg.qualified(l.opts.Attachments) + ` a ON a.thread_id = t.id GROUP BY q.ticket_id)`
-		attach, joins = "COALESCE(ac.n, 0)", joins+`
-		LEFT JOIN ac ON ac.ticket_id = q.ticket_id`
-	}
-	return sql + `
-	SELECT q.ticket_id, COALESCE(th.n, 0), COALESCE(th.max_id, 0), COALESCE(lp.poster, ''), ` + collab + `, ` + attach + `,
-		f.id IS NOT NULL, f.*
+		JOIN ` + l.cfg.qualified(l.cfg.Tables.Attachments) + ` a ON a.thread_id = t.id GROUP BY q.ticket_id)
+	SELECT q.ticket_id, COALESCE(th.n, 0), COALESCE(th.max_id, 0), COALESCE(lp.poster, ''),
+		COALESCE(co.n, 0), COALESCE(ac.n, 0), f.id IS NOT NULL, f.*
 	FROM q LEFT JOIN th ON th.ticket_id = q.ticket_id
 		LEFT JOIN ` + threads + ` lp ON lp.id = th.last_id
-		LEFT JOIN ` + threads + ` f ON f.id = th.first_id` + joins
+		LEFT JOIN ` + threads + ` f ON f.id = th.first_id
+		LEFT JOIN co ON co.ticket_id = q.ticket_id
+		LEFT JOIN ac ON ac.ticket_id = q.ticket_id`
 }

@@ -12,6 +12,7 @@ type metrics struct {
 	transactions prometheus.Counter
 	changes      prometheus.Counter
 	reconnects   prometheus.Counter
+	truncates    *prometheus.CounterVec // by schema.table
 }
 
 // newMetrics registers the reader's metrics on reg (nil: none). The slot's
@@ -30,6 +31,10 @@ func newMetrics(reg prometheus.Registerer, r *Reader) *metrics {
 			Name: "deskhook_cdc_reconnects_total",
 			Help: "Times the replication connection was lost or failed and retried.",
 		}),
+		truncates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deskhook_cdc_truncates_total",
+			Help: "TRUNCATEs of published tables received (no events are made from them), by table.",
+		}, []string{"table"}),
 	}
 	if reg == nil {
 		return m
@@ -37,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, r *Reader) *metrics {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.transactions, m.changes, m.reconnects,
+	reg.MustRegister(m.transactions, m.changes, m.reconnects, m.truncates,
 		gauge("deskhook_cdc_replication_lag_seconds",
 			"Age of the oldest transaction received and not yet acknowledged downstream (0 when caught up).",
 			func() float64 { return r.prog.lagSeconds(time.Now()) }),
@@ -57,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, r *Reader) *metrics {
 		gauge("deskhook_cdc_queue_bytes", "Estimated memory of batches decoded and not yet handled (queued, or in the handler's hands).",
 			func() float64 {
 				if q := r.queue.Load(); q != nil {
-					_, b := q.size()
+					_, b := q.Size()
 					return float64(b)
 				}
 				return 0

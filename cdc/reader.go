@@ -13,37 +13,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Handler receives committed transactions, in commit order; large ones in
-// several chunks (change.Batch Seq/Last). Handle may block for minutes: the
-// reader keeps answering the server meanwhile. The reader does not touch a
-// batch after handing it over. An error stops Run.
-type Handler interface {
-	Handle(ctx context.Context, b *change.Batch) error
-}
+// Handler receives committed transactions, in commit order: the contract
+// every source reader shares (see change.Handler).
+type Handler = change.Handler
 
-// BatchHandler is a Handler that can take several transactions at once:
-// when it implements this, the reader calls HandleBatches with every batch
-// queued, up to MaxHandleBatches, in commit order, instead of Handle with
-// one. A consumer that reads the source for what it lacks can then do it
-// for all of them in one round, and store them together. The same rules
-// hold as for Handle; the slice itself is the reader's, reused after
-// HandleBatches returns (the batches are not).
-type BatchHandler interface {
-	Handler
-	HandleBatches(ctx context.Context, bs []*change.Batch) error
-}
+// BatchHandler is a Handler that takes several transactions at once (see
+// change.BatchHandler).
+type BatchHandler = change.BatchHandler
 
-// MaxHandleBatches bounds the batches of one HandleBatches call. Their
-// memory is bounded anyway (queue_bytes); this bounds what one call reads
-// ahead from the source (a few hundred transactions already make a read
-// round cheap per transaction).
-const MaxHandleBatches = 512
+// MaxHandleBatches bounds the batches of one HandleBatches call.
+const MaxHandleBatches = change.MaxHandleBatches
 
 // HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, b *change.Batch) error
-
-// Handle calls f.
-func (f HandlerFunc) Handle(ctx context.Context, b *change.Batch) error { return f(ctx, b) }
+type HandlerFunc = change.HandlerFunc
 
 // ReaderOptions are a Reader's collaborators.
 type ReaderOptions struct {
@@ -59,6 +41,12 @@ type ReaderOptions struct {
 	// ApplicationName is shown in pg_stat_replication unless the DSN sets
 	// one. Default "deskhook".
 	ApplicationName string
+	// OnRelation, if set, is called with schema.table whenever the stream
+	// describes a configured table (on each connection before its first
+	// change, and again when its definition changed), so the caller can
+	// verify the schema. It is called on the connection goroutine and
+	// must not block.
+	OnRelation func(table string)
 }
 
 // Reader tails the configured slot and hands committed transactions to a
@@ -71,7 +59,7 @@ type Reader struct {
 	rels    *relationCache // outlives connections and runs (rename detection)
 	metrics *metrics
 	running atomic.Bool
-	queue   atomic.Pointer[queue]
+	queue   atomic.Pointer[change.Queue]
 }
 
 // NewReader returns a Reader for cfg (defaults filled in; Run validates).
@@ -87,12 +75,13 @@ func NewReader(cfg Config, opts ReaderOptions) *Reader {
 		opts.ApplicationName = "deskhook"
 	}
 	r := &Reader{cfg: cfg, opts: opts, log: opts.Logger, prog: newProgress()}
-	watched := make([]string, 0, 7)
+	watched := make([]string, 0, 9)
 	for _, t := range cfg.Tables.List() {
 		watched = append(watched, cfg.displayName(t))
 	}
 	r.rels = newRelationCache(r.log, watched)
 	r.metrics = newMetrics(opts.Registerer, r)
+	r.rels.onRelation, r.rels.truncates = opts.OnRelation, r.metrics.truncates
 	return r
 }
 
@@ -107,7 +96,7 @@ func (r *Reader) Stats() Stats { return r.prog.stats() }
 
 // runState is one Run's bookkeeping, owned by the connection goroutine.
 type runState struct {
-	q           *queue
+	q           *change.Queue
 	handlerDone <-chan struct{}
 	dec         *decoder
 	// handedTxn is the last transaction handed over whole in this run;
@@ -137,7 +126,7 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	}
 	defer r.running.Store(false)
 
-	q := newQueue(r.cfg.QueueBytes)
+	q := change.NewQueue(r.cfg.QueueBytes)
 	r.queue.Store(q)
 	defer r.queue.Store(nil)
 	runCtx, cancel := context.WithCancelCause(ctx)
@@ -149,33 +138,9 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	var handlerErr error
 	go func() {
 		defer close(handlerDone)
-		bh, many := h.(BatchHandler)
-		most := 1
-		if many {
-			most = MaxHandleBatches
-		}
-		var bs []*change.Batch
-		for {
-			var bytes int
-			var err error
-			bs, bytes, err = q.pop(runCtx, bs[:0], most)
-			if err != nil {
-				return
-			}
-			if many {
-				err = bh.HandleBatches(runCtx, bs)
-			} else {
-				err = h.Handle(runCtx, bs[0])
-			}
-			clear(bs) // the handler owns them now
-			q.release(bytes)
-			if err != nil {
-				if runCtx.Err() == nil {
-					handlerErr = err
-					cancel(err)
-				}
-				return
-			}
+		if err := q.Feed(runCtx, h); err != nil {
+			handlerErr = err
+			cancel(err)
 		}
 	}()
 

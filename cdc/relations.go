@@ -7,6 +7,7 @@ import (
 
 	"github.com/deskhook/deskhook/change"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // relation is the decoder's view of one published table, as of its latest
@@ -49,6 +50,13 @@ type relationCache struct {
 	// types are names from Type messages (types not built in).
 	types   map[uint32]string
 	builtin *pgtype.Map
+	// onRelation, if set, hears of each Relation message for a watched
+	// table (its schema.table), on the connection goroutine: it must not
+	// block.
+	onRelation func(table string)
+	// truncates counts TRUNCATEs of published tables, by table (nil: not
+	// counted).
+	truncates *prometheus.CounterVec
 }
 
 func newRelationCache(log *slog.Logger, watched []string) *relationCache {
@@ -113,6 +121,9 @@ func (c *relationCache) put(id uint32, schema, name string, cols []columnSpec) e
 			"table", qn, "relation_id", id)
 	}
 	c.names[id] = qn
+	if c.onRelation != nil && c.watched[qn] {
+		c.onRelation(qn)
+	}
 
 	tcols := make([]change.Column, len(cols))
 	r := &relation{oids: make([]uint32, len(cols)), key: make([]bool, len(cols))}
@@ -124,4 +135,17 @@ func (c *relationCache) put(id uint32, schema, name string, cols []columnSpec) e
 	r.table = change.NewTable(schema, name, tcols)
 	c.rels[id] = r
 	return nil
+}
+
+// truncated notes a TRUNCATE of a published table: its rows are gone
+// without a delete each, so nothing downstream can make events of it (and
+// the mapping makes none). An operator should know: it is logged at WARN
+// and counted.
+func (c *relationCache) truncated(t *change.Table, pos change.Position) {
+	name := t.Schema + "." + t.Name
+	if c.truncates != nil {
+		c.truncates.WithLabelValues(name).Inc()
+	}
+	c.log.Warn("TRUNCATE of a published table: its rows are gone without a delete event each, and deskhook makes "+
+		"no events from it (deskhook_cdc_truncates_total)", "table", name, "pos", pos.String(), "watched", c.watched[name])
 }

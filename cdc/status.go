@@ -78,7 +78,10 @@ func (p *progress) ack(pos change.Position) {
 		// reader drops it (pos <= acked).
 		p.flush = max(p.flush, uint64(pos))
 	}
-	signal(p.acks)
+	select { // wake a waiting finish
+	case p.acks <- struct{}{}:
+	default:
+	}
 }
 
 // handed records a transaction whose Last chunk was queued. The consumer

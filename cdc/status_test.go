@@ -99,58 +99,58 @@ func TestProgressLag(t *testing.T) {
 }
 
 func TestQueueBoundsMemory(t *testing.T) {
-	q := newQueue(100)
+	q := change.NewQueue(100)
 	b := func(i int) *change.Batch { return &change.Batch{Seq: i} }
-	if !q.tryPush(b(0), 500) {
+	if !q.TryPush(b(0), 500) {
 		t.Fatal("an empty queue must take one batch, however large")
 	}
-	if q.tryPush(b(1), 1) {
+	if q.TryPush(b(1), 1) {
 		t.Fatal("full queue took another batch")
 	}
 	ctx := context.Background()
-	got, n, err := q.pop(ctx, nil, 10)
+	got, n, err := q.Pop(ctx, nil, 10)
 	if err != nil || len(got) != 1 || got[0].Seq != 0 || n != 500 {
 		t.Fatalf("popped %v (%d bytes), %v", got, n, err)
 	}
 	// Popped bytes count until the handler releases them; the empty queue
 	// still takes one batch meanwhile.
-	if _, bytes := q.size(); bytes != 500 {
+	if _, bytes := q.Size(); bytes != 500 {
 		t.Fatalf("bytes after pop = %d, want 500 (in the handler's hands)", bytes)
 	}
-	if !q.tryPush(b(1), 25) || q.tryPush(b(2), 25) {
+	if !q.TryPush(b(1), 25) || q.TryPush(b(2), 25) {
 		t.Fatal("while the handler holds a batch: want one batch taken, then none")
 	}
-	q.release(n)
+	q.Release(n)
 	select {
-	case <-q.hasRoom:
+	case <-q.HasRoom():
 	default:
 		t.Fatal("release did not signal room")
 	}
 	for i := 2; i <= 4; i++ {
-		if !q.tryPush(b(i), 25) {
+		if !q.TryPush(b(i), 25) {
 			t.Fatalf("push %d refused", i)
 		}
 	}
-	if q.tryPush(b(5), 1) {
+	if q.TryPush(b(5), 1) {
 		t.Fatal("queue took more than its limit")
 	}
 	// pop takes up to max of what is queued, FIFO.
-	got, n, _ = q.pop(ctx, got[:0], 3)
+	got, n, _ = q.Pop(ctx, got[:0], 3)
 	if len(got) != 3 || n != 75 || got[0].Seq != 1 || got[2].Seq != 3 {
 		t.Fatalf("popped %d batches (%d bytes), first seq %d", len(got), n, got[0].Seq)
 	}
-	q.release(n)
-	got, n, _ = q.pop(ctx, got[:0], 3)
+	q.Release(n)
+	got, n, _ = q.Pop(ctx, got[:0], 3)
 	if len(got) != 1 || got[0].Seq != 4 || n != 25 {
 		t.Fatalf("popped %d batches, want the last one", len(got))
 	}
-	q.release(n)
-	if k, bytes := q.size(); k != 0 || bytes != 0 {
+	q.Release(n)
+	if k, bytes := q.Size(); k != 0 || bytes != 0 {
 		t.Fatalf("drained queue: %d batches, %d bytes", k, bytes)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, _, err := q.pop(cctx, nil, 1); err == nil {
+	if _, _, err := q.Pop(cctx, nil, 1); err == nil {
 		t.Fatal("pop on an empty queue ignored its context")
 	}
 }

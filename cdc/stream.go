@@ -226,7 +226,7 @@ func (r *Reader) stream(ctx context.Context, conn *pgconn.PgConn, st *runState, 
 			}
 		}
 		if hasPending {
-			if st.q.tryPush(pending.batch, pending.bytes) {
+			if st.q.TryPush(pending.batch, pending.bytes) {
 				r.enqueued(st, pending)
 				if pending.batch.Last {
 					r.prog.handed(pendingTxn{pos: pending.batch.Pos, end: pending.end, commit: pending.batch.CommitTime})
@@ -241,7 +241,7 @@ func (r *Reader) stream(ctx context.Context, conn *pgconn.PgConn, st *runState, 
 			}
 			timer.Reset(time.Until(nextStatus))
 			select {
-			case <-st.q.hasRoom:
+			case <-st.q.HasRoom():
 			case <-timer.C:
 			case <-ctx.Done():
 			}

@@ -14,7 +14,8 @@ import (
 
 // Position is an opaque, totally ordered place in a source's log. Larger is
 // later. A source packs its native position into it (PostgreSQL: the LSN; a
-// binlog reader: file sequence << 32 | offset). Zero means "nothing".
+// binlog reader: the transaction's GTID sequence number). Zero means
+// "nothing".
 //
 // The position of a batch is the position of its transaction's commit, so all
 // batches of one transaction carry the same Position.
@@ -54,12 +55,22 @@ func (o Op) String() string {
 // numbers them from 0 and Last marks the one that ends the transaction. A
 // consumer may treat the transaction as durable downstream only once it has
 // handled the Last chunk.
+//
+// Resume is the source's own token for "everything up to and including
+// this transaction" (MySQL/MariaDB: a GTID or GTID set), to be stored with
+// Pos in the same commit as the transaction's events: a reader that keeps
+// no position on the server starts again from it. Empty for PostgreSQL,
+// whose slot keeps the position. A Last batch without Changes may come from
+// such a reader only to carry Pos and Resume past transactions it did not
+// hand over (other tables, other databases), so the stored position keeps
+// up with the server's log.
 type Batch struct {
 	Pos        Position
 	Xid        uint32
 	CommitTime time.Time
 	Seq        int
 	Last       bool
+	Resume     string
 	Changes    []Change
 }
 

@@ -4,15 +4,19 @@ package change
 // (cdc: in its schema) and the mapper recognises changes by them, so both
 // share this one type, filled from deskhook.yaml's source.tables.
 // Departments and teams are published and recognised, but no payload shows
-// their rows.
+// their rows. Collaborators and attachments show only as the counts in the
+// ticket object (collaborator_count, attachment_count): the mapper follows
+// their changes to keep those counts current.
 type Tables struct {
-	Tickets     string `yaml:"tickets"`
-	Threads     string `yaml:"threads"`
-	Users       string `yaml:"users"`
-	Statuses    string `yaml:"statuses"`
-	StatusTypes string `yaml:"status_types"`
-	Departments string `yaml:"departments"`
-	Teams       string `yaml:"teams"`
+	Tickets       string `yaml:"tickets"`
+	Threads       string `yaml:"threads"`
+	Users         string `yaml:"users"`
+	Statuses      string `yaml:"statuses"`
+	StatusTypes   string `yaml:"status_types"`
+	Departments   string `yaml:"departments"`
+	Teams         string `yaml:"teams"`
+	Collaborators string `yaml:"collaborators"`
+	Attachments   string `yaml:"attachments"`
 }
 
 // SetDefaults fills every empty name with Faveo's.
@@ -24,6 +28,7 @@ func (t *Tables) SetDefaults() {
 		{&t.Tickets, "tickets"}, {&t.Threads, "ticket_thread"}, {&t.Users, "users"},
 		{&t.Statuses, "ticket_status"}, {&t.StatusTypes, "ticket_status_type"},
 		{&t.Departments, "department"}, {&t.Teams, "teams"},
+		{&t.Collaborators, "ticket_collaborator"}, {&t.Attachments, "ticket_attachments"},
 	} {
 		if *f.p == "" {
 			*f.p = f.v
@@ -33,10 +38,23 @@ func (t *Tables) SetDefaults() {
 
 // List returns the table names in a fixed order (tickets first).
 func (t Tables) List() []string {
-	return []string{t.Tickets, t.Threads, t.Users, t.Statuses, t.StatusTypes, t.Departments, t.Teams}
+	return []string{t.Tickets, t.Threads, t.Users, t.Statuses, t.StatusTypes, t.Departments, t.Teams,
+		t.Collaborators, t.Attachments}
 }
 
 // Keys returns the YAML keys of List, in the same order.
 func (Tables) Keys() []string {
-	return []string{"tickets", "threads", "users", "statuses", "status_types", "departments", "teams"}
+	return []string{"tickets", "threads", "users", "statuses", "status_types", "departments", "teams",
+		"collaborators", "attachments"}
+}
+
+// Name returns the table name configured under the YAML key key ("" for a
+// key Tables does not have).
+func (t Tables) Name(key string) string {
+	for i, k := range t.Keys() {
+		if k == key {
+			return t.List()[i]
+		}
+	}
+	return ""
 }

@@ -134,6 +134,7 @@ func (d *Daemon) operatorRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, map[string]string{"endpoint": name}, err)
 	})
+	mux.HandleFunc("GET "+backupPath, d.serveBackup)
 }
 
 // commitResults commits the delivery results the sender recorded so far
@@ -164,6 +165,7 @@ func (d *Daemon) problems() []string {
 	if err := d.ob.Err(); err != nil {
 		p = append(p, "outbox intake stopped: "+err.Error())
 	}
+	p = append(p, d.source.readiness()...)
 	if since := d.stalledFor(st.Acknowledged, st.Pending); since >= stallAfter {
 		p = append(p, fmt.Sprintf("delivery into the outbox has stalled: %d transactions waiting, nothing stored for %s",
 			st.Pending, since.Round(time.Second)))

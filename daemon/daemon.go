@@ -70,6 +70,7 @@ type Daemon struct {
 	refusals refusals
 
 	health  health
+	source  *sourceCheck // the source's schema, verified while running (drift.go)
 	metrics *daemonMetrics
 	cfgMu   sync.Mutex // guards cfg during Reload
 	stall   struct {
@@ -108,7 +109,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	}
 	d.metrics = newDaemonMetrics(reg)
 
-	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg})
+	d.source = newSourceCheck(cfg.Source, log.With("component", "source"), reg)
+	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg,
+		OnRelation: d.source.relation})
 	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
 		Logger:     log.With("component", "outbox"),
 		Registerer: reg,
@@ -267,8 +270,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	serve("admin", d.admin, d.adminLn)
 	serve("admin probes", d.probe, d.probeLn)
-	auxWG.Add(1)
+	auxWG.Add(2)
 	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
+	go func() { defer auxWG.Done(); d.source.run(auxCtx) }()
 	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(), "probes", d.ProbeAddr(),
 		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
 
@@ -348,6 +352,7 @@ func (d *Daemon) stream(ctx context.Context) error {
 			}
 		}
 		started := time.Now()
+		d.source.kick() // verify at start (after any setup) and after every restart
 		err := d.rd.Run(ctx, intake{d})
 		if ctx.Err() != nil {
 			return nil
@@ -398,6 +403,7 @@ func (h intake) HandleBatches(ctx context.Context, bs []*change.Batch) error {
 		// Only this goroutine uses the mapper; shutdown need not wait for
 		// the source, so intakeMu is not held.
 		if err := d.mp.Prefetch(ctx, bs); err != nil {
+			d.sourceReadFailed(ctx, err)
 			return fmt.Errorf("mapping transactions %s to %s: %w", bs[0].Pos, bs[len(bs)-1].Pos, err)
 		}
 	}
@@ -422,8 +428,10 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 
 	events, err := d.mp.Map(ctx, b)
 	if err != nil {
+		d.sourceReadFailed(ctx, err)
 		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
 	}
+	d.source.setReadErr(nil)
 	if err := d.ob.Append(ctx, b.Pos, b.Last, events); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}

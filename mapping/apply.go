@@ -23,8 +23,16 @@ func (m *Mapper) apply(ctx context.Context, c *change.Change) error {
 			}
 			clear(m.local)
 		case tableThreads:
-			// Every ticket's thread facts are gone; read them again when needed.
+			// Every ticket's thread facts are gone; read them again when
+			// needed. Read after the TRUNCATE, they can no longer tell a
+			// ticket's first thread (its ticket_created) from a reply to a
+			// ticket whose earlier threads were truncated: from now on only
+			// tickets the stream shows inserted after it can fire
+			// ticket_created (see ticketState.insertEpoch).
 			m.factsGen++
+			m.threadEpoch++
+		case tableCollaborators, tableAttachments:
+			m.factsGen++ // every ticket's counts may have dropped
 		case tableUsers:
 			m.users.clear()
 		case tableStatuses:
@@ -41,6 +49,60 @@ func (m *Mapper) apply(ctx context.Context, c *change.Change) error {
 		return m.applyThread(ctx, c)
 	case tableUsers, tableStatuses, tableStatusTypes:
 		return m.applyRelated(kind, c)
+	case tableCollaborators:
+		m.applyCollaborator(c)
+	case tableAttachments:
+		return m.applyAttachment(ctx, c)
+	}
+	return nil
+}
+
+// applyCollaborator keeps collaborator_count current: a ticket whose
+// collaborators changed has its counts read again when an event needs
+// them (whether a collaborator counts depends on its user's email, which
+// the row does not show). A delete that names no ticket (the default
+// replica identity sends only the key) may have been any ticket's.
+func (m *Mapper) applyCollaborator(c *change.Change) {
+	named := false
+	for _, row := range [...]*change.Row{c.Old, c.New} {
+		if tid, ok := rowInt(row, "ticket_id"); ok {
+			m.forgetFacts(tid)
+			named = true
+		}
+	}
+	if !named {
+		m.factsGen++
+	}
+}
+
+// applyAttachment keeps attachment_count current: attachments name their
+// thread, whose ticket has its counts read again when an event needs them.
+// The thread's ticket is known when the stream showed the thread recently;
+// otherwise it is read from the source. A delete that names no thread (the
+// default replica identity) may have been any ticket's.
+func (m *Mapper) applyAttachment(ctx context.Context, c *change.Change) error {
+	named := false
+	for _, row := range [...]*change.Row{c.Old, c.New} {
+		thread, ok := rowInt(row, "thread_id")
+		if !ok {
+			continue
+		}
+		named = true
+		tid, ok := m.threadTickets.get(thread)
+		if !ok {
+			rows, err := m.fetchRows(ctx, m.cfg.Tables.Threads, []int64{thread})
+			if err != nil {
+				return err
+			}
+			if tid, ok = rowInt(rows[thread], "ticket_id"); !ok {
+				continue // no such thread (any more): no ticket's count changed
+			}
+			m.threadTickets.put(thread, tid)
+		}
+		m.forgetFacts(tid)
+	}
+	if !named {
+		m.factsGen++
 	}
 	return nil
 }
@@ -63,6 +125,9 @@ func (m *Mapper) applyTicket(c *change.Change) error {
 			if c.Op == change.Insert {
 				st.factsGen = m.factsGen
 			}
+		}
+		if c.Op == change.Insert {
+			st.insertEpoch = m.threadEpoch
 		}
 		if c.Op == change.Update {
 			m.ticketUpdateTriggers(st, c)
@@ -212,6 +277,9 @@ func (m *Mapper) applyThread(ctx context.Context, c *change.Change) error {
 func (m *Mapper) threadUpdate(c *change.Change) {
 	id, idOK := rowInt(c.New, "id")
 	tid, ok := rowInt(c.New, "ticket_id")
+	if ok && idOK {
+		m.threadTickets.put(id, tid)
+	}
 	if oldTID, oldOK := rowInt(c.Old, "ticket_id"); oldOK && (!ok || oldTID != tid) {
 		m.forgetFacts(oldTID)
 	}
@@ -254,6 +322,7 @@ func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
 	if !ok {
 		return badRow("ticket_thread row %d: no integer ticket_id", id)
 	}
+	m.threadTickets.put(id, tid)
 	st := m.ticket(tid)
 	if isInternal(row) {
 		// Notes and activity fire nothing and count for nothing.
@@ -280,6 +349,13 @@ func (m *Mapper) threadInsert(ctx context.Context, row *change.Row) error {
 			st.firstThreadID = id
 			m.setFirstThread(st, row)
 		}
+	}
+	if first && m.threadEpoch != st.insertEpoch {
+		// The threads table was truncated after this ticket was inserted
+		// (or this process never saw the insert since): its first thread
+		// as read now may follow threads that are gone, and the ticket was
+		// created long ago. No ticket_created is made up from it.
+		first = false
 	}
 	if first {
 		m.triggers = append(m.triggers, trigger{event: TicketCreated, st: st})

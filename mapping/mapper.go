@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/deskhook/deskhook/change"
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,7 +75,21 @@ type Mapper struct {
 
 	shapes  shapes            // of packed rows
 	posters map[string]string // interned thread posters
+
+	// shape says which tables lack columns the mapping reads (Needs).
+	shape *shapeCheck
+	// threadTickets maps recently streamed threads to their tickets, so
+	// that an attachment (which names its thread) finds its ticket
+	// without a read from the source.
+	threadTickets *lru[int64]
+	// threadEpoch counts the TRUNCATEs of the threads table seen by this
+	// process (see ticketState.insertEpoch).
+	threadEpoch uint32
 }
+
+// recentThreads bounds threadTickets: attachments follow their thread
+// closely (Faveo writes them in the same request).
+const recentThreads = 4096
 
 type tableKind uint8
 
@@ -85,7 +100,9 @@ const (
 	tableUsers
 	tableStatuses
 	tableStatusTypes
-	tableIgnored // departments, teams: recognised, shown in no payload
+	tableIgnored       // departments, teams: recognised, shown in no payload
+	tableCollaborators // counted in collaborator_count
+	tableAttachments   // counted in attachment_count
 )
 
 // trigger is an event found while applying a chunk; its payload is built
@@ -121,18 +138,21 @@ func New(cfg Config, src Source, opts Options) (*Mapper, error) {
 			cfg.Tables.Tickets: tableTickets, cfg.Tables.Threads: tableThreads, cfg.Tables.Users: tableUsers,
 			cfg.Tables.Statuses: tableStatuses, cfg.Tables.StatusTypes: tableStatusTypes,
 			cfg.Tables.Departments: tableIgnored, cfg.Tables.Teams: tableIgnored,
+			cfg.Tables.Collaborators: tableCollaborators, cfg.Tables.Attachments: tableAttachments,
 		},
-		factsGen:    1,
-		tickets:     newTicketLRU(cfg),
-		users:       newUserLRU(cfg),
-		statuses:    newLRU[*statusEntry](cfg.StateSize),
-		types:       newLRU[[]byte](cfg.StateSize),
-		local:       map[int64]*ticketState{},
-		chunkUsers:  map[int64]*userEntry{},
-		chunkStatus: map[int64]*statusEntry{},
-		chunkTypes:  map[int64][]byte{},
-		shapes:      shapes{},
-		posters:     map[string]string{},
+		shape:         newShapeCheck(cfg.Tables),
+		threadTickets: newLRU[int64](recentThreads),
+		factsGen:      1,
+		tickets:       newTicketLRU(cfg),
+		users:         newUserLRU(cfg),
+		statuses:      newLRU[*statusEntry](cfg.StateSize),
+		types:         newLRU[[]byte](cfg.StateSize),
+		local:         map[int64]*ticketState{},
+		chunkUsers:    map[int64]*userEntry{},
+		chunkStatus:   map[int64]*statusEntry{},
+		chunkTypes:    map[int64][]byte{},
+		shapes:        shapes{},
+		posters:       map[string]string{},
 	}
 	if cfg.AppKey != "" {
 		if m.enc, err = newIDEncrypter(cfg.AppKey); err != nil {
@@ -152,6 +172,7 @@ func (m *Mapper) Reset() {
 	m.users = newUserLRU(m.cfg)
 	m.statuses = newLRU[*statusEntry](size)
 	m.types = newLRU[[]byte](size)
+	m.threadTickets = newLRU[int64](recentThreads)
 	m.pos, m.seq, m.index, m.chunkStart, m.threadMark = 0, 0, 0, 0, 0
 	m.metrics.tickets.Set(0)
 	m.metrics.bytes.Set(0)
@@ -202,6 +223,12 @@ func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
 	}
 	for i := range b.Changes {
 		c := &b.Changes[i]
+		if c.Op != change.Truncate {
+			if lack := m.shape.missing(c.Table); lack != "" {
+				m.lackingRow(c.Table.Name, lack, b.Pos.String())
+				continue
+			}
+		}
 		if err := m.apply(ctx, c); err != nil {
 			var bad *badRowError
 			if !errors.As(err, &bad) {
@@ -266,6 +293,23 @@ func (m *Mapper) badRow(b *change.Batch, c *change.Change, err error) {
 	id, _ := rowInt(row, "id")
 	m.log.Warn("mapping: skipped a row change it cannot use", "table", table, "op", c.Op.String(),
 		"id", id, "pos", b.Pos.String(), "xid", b.Xid, "error", err.Error())
+}
+
+// lackingRow counts a row skipped because its table lacks columns the
+// mapping reads (renamed or dropped: the event it would make cannot be
+// told), and logs it, at most once a minute per table.
+func (m *Mapper) lackingRow(table, missing, pos string) {
+	m.metrics.badRows.WithLabelValues(table).Inc()
+	log, n := m.shape.skipped(table, time.Now())
+	if !log {
+		return
+	}
+	args := []any{"table", table, "missing", missing, "rows", n}
+	if pos != "" {
+		args = append(args, "pos", pos)
+	}
+	m.log.Warn("mapping: skipped row changes of a table that lacks columns the mapping reads "+
+		"(deskhook_mapping_bad_rows_total counts them; deskhook check says what to fix)", args...)
 }
 
 func (m *Mapper) kind(c *change.Change) tableKind {
@@ -422,6 +466,10 @@ func (m *Mapper) fetchRows(ctx context.Context, table string, ids []int64) (map[
 	m.metrics.lookups.WithLabelValues(table).Add(float64(len(ids)))
 	out := make(map[int64]*change.Row, len(rows))
 	for _, r := range rows {
+		if lack := m.shape.missing(r.Table); lack != "" {
+			m.lackingRow(table, lack, "")
+			continue // as if there were no such row: its events are dropped, loudly
+		}
 		if id, ok := rowInt(r, "id"); ok {
 			out[id] = r
 		} else {

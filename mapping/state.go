@@ -16,8 +16,9 @@ import (
 // Thread facts (counts, first thread, last poster) are kept from thread
 // inserts; a thread update or delete whose effect on them the mapper cannot
 // compute (no old row) makes them unknown, to be read again when needed.
-// Collaborators and attachments are not in the stream: their counts are as
-// of the last read of the ticket's facts.
+// Collaborators and attachments are counted by the source with the thread
+// facts; a change the stream shows to either makes the ticket's facts
+// unknown, to be read again when an event needs them.
 
 // Tracked tickets columns: their values decide the update events.
 const (
@@ -86,6 +87,12 @@ type ticketState struct {
 	// deleted: a DELETE of the row was seen; events still pending for it in
 	// the same chunk are dropped.
 	deleted bool
+	// insertEpoch is the Mapper's threadEpoch when the stream showed this
+	// ticket's INSERT. A thread that looks like the ticket's first fires
+	// ticket_created only while it equals the Mapper's threadEpoch: a
+	// TRUNCATE of the threads table since then (or an insert this process
+	// never saw, after one) means earlier threads may be gone.
+	insertEpoch uint32
 }
 
 // setRow replaces the ticket's row; scratch is a reusable buffer.

@@ -200,6 +200,7 @@ func (o *Outbox) commitGroup(appends []request, results []Result) {
 		o.writeFailed(err, len(appends) > 0)
 		return
 	}
+	defer o.recoverWrite(tx, nil)
 	g := o.newGroup(tx)
 	for i := range appends {
 		if err = g.append(&appends[i]); err != nil {
@@ -241,6 +242,7 @@ func (o *Outbox) runOp(r *request) {
 		r.done <- err
 		return
 	}
+	defer o.recoverWrite(tx, r.done)
 	g := o.newGroup(tx)
 	if err := r.op(g); err != nil {
 		_ = tx.Rollback()

@@ -106,7 +106,7 @@ func (d deadRef) letter() (DeadLetter, error) {
 func (o *Outbox) DeadLetters(f DeadFilter) ([]DeadLetter, error) {
 	var out []DeadLetter
 	var derr error
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.view(func(tx *bolt.Tx) error {
 		return eachDead(tx, f, func(d deadRef) bool {
 			l, err := d.letter()
 			if err != nil {
@@ -132,7 +132,7 @@ func (o *Outbox) DeadLetter(endpoint, id string) (DeadLetter, error) {
 	var l DeadLetter
 	found := false
 	var derr error
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.view(func(tx *bolt.Tx) error {
 		return eachDead(tx, DeadFilter{Endpoint: endpoint, ID: id}, func(d deadRef) bool {
 			found = true
 			l, derr = d.letter()

@@ -137,7 +137,7 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 	}
 	maxScan := max(q.Max*64, 1<<16)
 	var page PendingPage
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.view(func(tx *bolt.Tx) error {
 		limit := endKey(storedIn(tx))
 		if q.Until != (Key{}) && q.Until.Less(limit) {
 			limit = q.Until

@@ -32,6 +32,14 @@
 // operator functions (dead letters, replay, queue depth, enable/disable,
 // forget) are for the CLI and the admin API.
 //
+// A damaged file is an error, never a crash: Open walks the file's
+// structure, bounds-checked, before bbolt maps it (a file cut short, a
+// damaged page or another kind of file is a DamageError naming the file
+// and the way back), and reads and writes that meet damage later return a
+// DamageError and stop intake (damage.go, filecheck.go). Check reads the
+// whole file (`deskhook store check`), Compact rewrites it with only what
+// it holds, Backup streams a consistent copy while the committer goes on.
+//
 // Layout of the file:
 //
 //	meta      "version" → 1, "position" → stored position (8 bytes BE)

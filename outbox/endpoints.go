@@ -276,7 +276,7 @@ func (g *group) dropEndpoint(name string) (Forgotten, error) {
 // Endpoint returns an endpoint's persisted state.
 func (o *Outbox) Endpoint(name string) (EndpointState, error) {
 	var st EndpointState
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.view(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketEndpoints).Bucket([]byte(name))
 		if root == nil {
 			return fmt.Errorf("outbox: endpoint %q: %w", name, ErrNotFound)
@@ -291,7 +291,7 @@ func (o *Outbox) Endpoint(name string) (EndpointState, error) {
 // Endpoints returns every registered endpoint's state and queue, by name.
 func (o *Outbox) Endpoints() ([]EndpointStatus, error) {
 	var out []EndpointStatus
-	err := o.db.View(func(tx *bolt.Tx) error {
+	err := o.view(func(tx *bolt.Tx) error {
 		events := tx.Bucket(bucketEvents)
 		eps := tx.Bucket(bucketEndpoints)
 		return eps.ForEachBucket(func(name []byte) error {

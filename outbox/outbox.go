@@ -151,7 +151,7 @@ type endpointCounters struct {
 // error when another process holds the file.
 func Open(path string, opts Options) (*Outbox, error) {
 	opts.setDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	db, warnings, err := openChecked(path, opts, &bolt.Options{
 		Timeout:        opts.LockTimeout,
 		NoSync:         opts.NoSync,
 		ReadOnly:       opts.ReadOnly,
@@ -160,10 +160,10 @@ func Open(path string, opts Options) (*Outbox, error) {
 		MaxSize:        opts.MaxSize,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("outbox: store %s is %w (still locked after %s)", path, ErrInUse, opts.LockTimeout)
+		return nil, inUse(path, opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("outbox: open store %s: %w", path, err)
+		return nil, err
 	}
 	// bbolt grows a file beyond 16 MiB in steps of AllocSize (default
 	// 16 MiB, each a truncate and an fsync): smaller steps keep the file
@@ -182,15 +182,21 @@ func Open(path string, opts Options) (*Outbox, error) {
 		done:      make(chan struct{}),
 		eps:       map[string]*endpointCounters{},
 	}
-	if err := o.load(); err != nil {
+	if err := protect(o.load); err != nil {
 		_ = db.Close()
+		if isDamage(err) {
+			return nil, &DamageError{Path: path, What: "reading it failed: " + err.Error()}
+		}
 		return nil, fmt.Errorf("outbox: store %s: %w", path, err)
 	}
 	o.m = newMetrics(opts.Registerer, o)
 	if opts.ReadOnly {
 		close(o.done)
 	} else {
-		go o.run()
+		go o.committer()
+	}
+	for _, w := range warnings {
+		o.log.Warn("outbox store: "+w, "path", path)
 	}
 	o.log.Info("outbox opened", "path", path, "position", o.Position().String(), "endpoints", len(o.eps))
 	return o, nil

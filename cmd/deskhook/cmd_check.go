@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/daemon"
@@ -15,41 +16,53 @@ func init() {
 
 func cmdCheck(ctx context.Context, e *env, args []string) error {
 	fs, cfgPath := newFlags(e, "check", "[-c deskhook.yaml]",
-		"Checks the config and every database prerequisite (connection, wal_level, privileges,\n"+
-			"tables, replica identity, publication, slot): one line each, ok or FAIL with the fix.\n"+
-			"Exits 1 when any check fails.", true)
+		"Checks the config and every prerequisite (connection, wal_level, privileges, server\n"+
+			"settings, every table deskhook reads and the columns it reads, replica identity,\n"+
+			"publication, slot, free space for the store): one line each, ok, WARN or FAIL with\n"+
+			"the fix. Exits 1 when any check fails (2 when the config itself is invalid).", true)
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := e.loadConfig(*cfgPath)
 	if err != nil {
 		var ce *daemon.ConfigError
-		if errors.As(err, &ce) {
-			fmt.Fprintf(e.stdout, "FAIL  config: %v\n", ce.Err)
+		if !errors.As(err, &ce) {
+			return err
 		}
-		return err
+		// Each problem once, on its own FAIL line; nothing more on stderr.
+		lines := strings.Split(strings.TrimRight(ce.Err.Error(), "\n"), "\n")
+		for _, l := range lines {
+			fmt.Fprintf(e.stdout, "FAIL  config %s: %s\n", ce.Path, e.red.Replace(l))
+		}
+		fmt.Fprintf(e.stdout, "%d check(s) failed\n", len(lines))
+		return &quietError{code: 2}
 	}
 	fmt.Fprintf(e.stdout, "ok    config: %s\n", *cfgPath)
 	failed := 0
 	ownReader := runningDaemonReader(ctx, cfg)
-	for _, r := range cdc.Check(ctx, cfg.Source) {
+	results := append(cdc.Check(ctx, cfg.Source), storeSpace(cfg.Store.Path))
+	for _, r := range results {
 		if !r.OK && ownReader != 0 && r.Name == "slot "+cfg.Source.Slot+" in use" {
 			// Read by the daemon this config runs: as it should be.
 			r = cdc.CheckResult{Name: r.Name, OK: true,
 				Detail: fmt.Sprintf("by the running deskhook daemon (walsender pid %d)", ownReader)}
 		}
-		if r.OK {
+		switch {
+		case r.OK && !r.Warn:
 			fmt.Fprintf(e.stdout, "ok    %s", r.Name)
 			if r.Detail != "" {
 				fmt.Fprintf(e.stdout, ": %s", e.red.Replace(r.Detail))
 			}
 			fmt.Fprintln(e.stdout)
 			continue
+		case r.OK:
+			fmt.Fprintf(e.stdout, "WARN  %s: %s\n", r.Name, e.red.Replace(r.Detail))
+		default:
+			failed++
+			fmt.Fprintf(e.stdout, "FAIL  %s: %s\n", r.Name, e.red.Replace(r.Detail))
 		}
-		failed++
-		fmt.Fprintf(e.stdout, "FAIL  %s: %s\n", r.Name, e.red.Replace(r.Detail))
 		if r.Fix != "" {
-			fmt.Fprintf(e.stdout, "      fix: %s\n", r.Fix)
+			fmt.Fprintf(e.stdout, "      fix: %s\n", e.red.Replace(r.Fix))
 		}
 	}
 	if failed > 0 {

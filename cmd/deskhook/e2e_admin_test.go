@@ -225,7 +225,9 @@ func TestOpsWithoutDatabaseSecrets(t *testing.T) {
 		t.Errorf("status with a wrong token: want exit 1 saying so; %s", res)
 	}
 	// What needs the database still needs its password.
-	if res := deskhook(t, operator, "-c", e.cfgPath, "check"); res.code != 2 || !strings.Contains(res.stderr, pwVar) {
+	// (check reports config problems on its FAIL lines, on stdout.)
+	if res := deskhook(t, operator, "-c", e.cfgPath, "check"); res.code != 2 || !strings.Contains(res.stdout, "FAIL  config") ||
+		!strings.Contains(res.stdout, pwVar) {
 		t.Errorf("check without the database password: want exit 2 naming %s; %s", pwVar, res)
 	}
 	d.stop()
@@ -318,9 +320,13 @@ shutdown_timeout: 2000000h
 		if res.code != 2 {
 			t.Errorf("%s: want exit 2; %s", cmd, res)
 		}
+		out := res.stderr
+		if cmd == "check" {
+			out = res.stdout // check's FAIL lines
+		}
 		for _, w := range want {
-			if !strings.Contains(res.stderr, w) {
-				t.Errorf("%s: stderr lacks %q:\n%s", cmd, w, res.stderr)
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: output lacks %q:\n%s", cmd, w, res)
 			}
 		}
 		for _, bad := range []string{"hunter2-pw", "endpoints[1].url", "must be a duration"} {

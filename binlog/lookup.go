@@ -1,0 +1,239 @@
+package binlog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/mapping"
+)
+
+// Lookup reads helpdesk rows by primary key: the mapping.Source for rows
+// the mapper has not seen in the stream. Values come through the client's
+// text protocol — what PDO gets — in a session of time zone +00:00, and
+// TIMESTAMP columns are then rendered in the helpdesk's time zone by the
+// same rule as the stream's, so a looked-up row renders byte for byte like
+// a streamed one (whatever time zones the server can name). It only reads.
+type Lookup struct {
+	db   *sql.DB
+	cfg  Config
+	opts LookupOptions
+	name string // the database
+	loc  *time.Location
+
+	mu     sync.Mutex
+	tables map[string]*change.Table
+}
+
+var _ mapping.Source = (*Lookup)(nil)
+
+// LookupOptions tune a Lookup.
+type LookupOptions struct {
+	// Collaborators and Attachments name Faveo's ticket_collaborator and
+	// ticket_attachment tables, counted for the ticket appends. Empty:
+	// those names; "-": not counted (always 0).
+	Collaborators string
+	Attachments   string
+	// MaxConns bounds the pool; default 4.
+	MaxConns int
+}
+
+// NewLookup opens a small pool to cfg.DSN and resolves the helpdesk's time
+// zone (source.time_zone, or the server's). Close it when done.
+func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, error) {
+	cfg.SetDefaults()
+	if opts.Collaborators == "" {
+		opts.Collaborators = "ticket_collaborator"
+	}
+	if opts.Attachments == "" {
+		opts.Attachments = "ticket_attachment"
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 4
+	}
+	mc, err := parseDSN(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("binlog: source.dsn: %w (%s)", err, RedactDSN(cfg.DSN))
+	}
+	mc = mc.Clone()
+	if mc.Params == nil {
+		mc.Params = map[string]string{}
+	}
+	mc.Params["time_zone"] = "'+00:00'"
+	if err := mc.Apply(mysql.Charset("utf8mb4", "utf8mb4_general_ci")); err != nil {
+		return nil, err
+	}
+	mc.ParseTime, mc.InterpolateParams = false, true
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("binlog: source.dsn: %w (%s)", err, RedactDSN(cfg.DSN))
+	}
+	db := sql.OpenDB(connector)
+	db.SetMaxOpenConns(opts.MaxConns)
+	l := &Lookup{db: db, cfg: cfg, opts: opts, name: mc.DBName, tables: map[string]*change.Table{}}
+	if cfg.TimeZone != "" {
+		l.loc, err = zoneByName(cfg.TimeZone)
+	} else {
+		var info serverInfo
+		if info, err = readServerInfo(ctx, db); err == nil {
+			l.loc, err = serverZone(info.timeZone, info.systemZone)
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("binlog: lookup: the helpdesk's time zone: %w", err)
+	}
+	return l, nil
+}
+
+// Close closes the pool.
+func (l *Lookup) Close() { l.db.Close() }
+
+func (l *Lookup) qualified(table string) string { return quoteIdent(l.name) + "." + quoteIdent(table) }
+
+// idList writes ids as a SQL list (integers only: nothing to escape).
+func idList(ids []int64) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	return b.String()
+}
+
+// Rows returns the rows of table whose id is in ids.
+func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change.Row, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := l.db.QueryContext(ctx, "SELECT * FROM "+l.qualified(table)+" WHERE id IN ("+idList(ids)+") ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("binlog: lookup in %s.%s: %w", l.name, table, err)
+	}
+	defer rows.Close()
+	var out []*change.Row
+	var t *change.Table
+	var types []string
+	for rows.Next() {
+		if t == nil {
+			if t, types, err = l.tableFor(table, rows, 0); err != nil {
+				return nil, err
+			}
+		}
+		raw := make([]sql.RawBytes, len(types))
+		dst := make([]any, len(raw))
+		for i := range raw {
+			dst[i] = &raw[i]
+		}
+		if err := rows.Scan(dst...); err != nil {
+			return nil, err
+		}
+		out = append(out, l.decodeRow(t, types, raw))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("binlog: lookup in %s.%s: %w", l.name, table, err)
+	}
+	return out, nil
+}
+
+// tableFor returns the change.Table for a result's columns from skip on,
+// and their database types, reusing the last one built while its shape
+// holds.
+func (l *Lookup) tableFor(table string, rows *sql.Rows, skip int) (*change.Table, []string, error) {
+	cts, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, nil, err
+	}
+	cts = cts[skip:]
+	types := make([]string, len(cts))
+	cols := make([]change.Column, len(cts))
+	for i, ct := range cts {
+		types[i] = ct.DatabaseTypeName()
+		cols[i] = change.Column{Name: ct.Name(), Type: strings.ToLower(types[i]), Key: ct.Name() == "id"}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t := l.tables[table]; t != nil && slices.Equal(t.Columns, cols) {
+		return t, types, nil
+	}
+	t := change.NewTable(l.name, table, cols)
+	l.tables[table] = t
+	return t, types, nil
+}
+
+// decodeRow turns a text-protocol row into a change.Row, values rendered
+// as the stream renders them. Their text shares one string per row.
+func (l *Lookup) decodeRow(t *change.Table, types []string, raw []sql.RawBytes) *change.Row {
+	n := 0
+	for _, b := range raw {
+		n += len(b)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, b := range raw {
+		sb.Write(b)
+	}
+	all := sb.String()
+	vals := make([]change.Value, len(raw))
+	off := 0
+	for i, b := range raw {
+		if b == nil {
+			vals[i] = change.Value{Kind: change.KindNull}
+			continue
+		}
+		vals[i] = textValue(types[i], all[off:off+len(b)], l.loc)
+		off += len(b)
+	}
+	return &change.Row{Table: t, Values: vals}
+}
+
+// textValue is a value of the client's text protocol, of the database
+// type go-sql-driver names, with the Kind the stream gives it. TIMESTAMP
+// text comes in UTC (the session's zone) and is rendered in loc.
+func textValue(dbType, s string, loc *time.Location) change.Value {
+	v := change.Value{Kind: change.KindText, Text: s}
+	switch strings.TrimPrefix(dbType, "UNSIGNED ") {
+	case "TINYINT", "SMALLINT", "MEDIUMINT", "INT", "BIGINT", "YEAR":
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			v.Kind, v.Int = change.KindInt, n
+		}
+	case "DECIMAL", "FLOAT", "DOUBLE":
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			v.Kind, v.Float = change.KindFloat, f
+		}
+	case "BIT", "GEOMETRY":
+		v.Kind = change.KindBytes
+	case "TIMESTAMP":
+		if t, ok := parseWallClock(s); ok {
+			local := t.In(loc)
+			v.Text = local.Format(fracLayout(s))
+			v.Kind, v.Time = change.KindTime, time.Date(local.Year(), local.Month(), local.Day(), local.Hour(),
+				local.Minute(), local.Second(), local.Nanosecond(), time.UTC)
+		}
+	case "DATETIME", "DATE":
+		if t, ok := parseWallClock(s); ok {
+			v.Kind, v.Time = change.KindTime, t
+		}
+	}
+	return v
+}
+
+// fracLayout is the layout printing a time with as many fraction digits as
+// s has.
+func fracLayout(s string) string {
+	const layout = "2006-01-02 15:04:05"
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		return layout + "." + strings.Repeat("0", len(s)-i-1)
+	}
+	return layout
+}
