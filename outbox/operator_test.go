@@ -368,6 +368,14 @@ func TestOrphanKeepsEventsOfResentChunks(t *testing.T) {
 	if err != nil || len(page.Deliveries) != 2 || string(page.Deliveries[1].Event.Payload) != string(txn(7, 1, 2)[1].Payload) {
 		t.Fatalf("orphan a's queue after b delivered the same events: %+v %v, want both entries with their bodies", page, err)
 	}
+	// The file agrees: reference counts match the holders, orphan included.
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Check(path, time.Second); err != nil || !r.OK() {
+		t.Fatalf("store check with an orphan holding events: %+v %v", r, err)
+	}
+	o = open(t, path, Options{NoSync: true}, Subscription{Name: "b", Wants: all})
 	// Dead letters count too.
 	o.Record(Result{Endpoint: "a", Key: page.Deliveries[0].Key, Outcome: Dead, Attempt: Attempt{At: time.Now(), Status: 500}})
 	mustFlush(t, o)

@@ -287,6 +287,9 @@ func TestOrphanedEndpointAcrossRestart(t *testing.T) {
 	w.checkForgetRefused(t)
 	w.setEndpoints(false)
 	w.checkForgotten(t)
+	if res := w.run("store", "check"); res.code != 0 {
+		t.Errorf("store check after forget: %s", res)
+	}
 	d = w.start()
 	if strings.Contains(d.stderr.String(), "endpoint=gone") {
 		t.Errorf("a forgotten endpoint is still known at start")
