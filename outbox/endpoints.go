@@ -97,13 +97,7 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 				return err
 			}
 		}
-		var left []string
-		err := g.epRoot.ForEachBucket(func(name []byte) error {
-			if !keep[string(name)] {
-				left = append(left, string(name))
-			}
-			return nil
-		})
+		left, err := g.registeredExcept(keep)
 		if err != nil {
 			return err
 		}

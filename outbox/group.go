@@ -298,6 +298,19 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	}
 }
 
+// registeredExcept lists the registered endpoints whose names are not in
+// names.
+func (g *group) registeredExcept(names map[string]bool) ([]string, error) {
+	var out []string
+	err := g.epRoot.ForEachBucket(func(name []byte) error {
+		if !names[string(name)] {
+			out = append(out, string(name))
+		}
+		return nil
+	})
+	return out, err
+}
+
 // orphans are the registered endpoints not in the subscriptions, found
 // once per group.
 func (g *group) orphans() ([]*endpointBuckets, error) {
@@ -308,13 +321,7 @@ func (g *group) orphans() ([]*endpointBuckets, error) {
 	for _, s := range g.subs {
 		subscribed[s.Name] = true
 	}
-	var names []string
-	err := g.epRoot.ForEachBucket(func(name []byte) error {
-		if !subscribed[string(name)] {
-			names = append(names, string(name))
-		}
-		return nil
-	})
+	names, err := g.registeredExcept(subscribed)
 	if err != nil {
 		return nil, err
 	}
