@@ -51,9 +51,10 @@ func TestParseConfigDefaults(t *testing.T) {
 			Users: "users", Statuses: "ticket_status", StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
 			Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"}},
 		Sender: sender.Config{
-			RetryAfterCap: time.Hour,
+			RetryAfterCap:      time.Hour,
+			FailureLogInterval: 5 * time.Minute,
 			Endpoints: []sender.Endpoint{{
-				Name: "crm.example.com", URL: "https://crm.example.com/hooks", Enabled: &on,
+				Name: sender.NameFromURL("https://crm.example.com/hooks"), URL: "https://crm.example.com/hooks", Enabled: &on,
 				Events:  []string{"ticket_created", "ticket_reply", "ticket_status_updated", "ticket_department_updated", "ticket_assigned"},
 				Format:  mapping.FormatForm,
 				Timeout: 15 * time.Second, MaxInFlight: 16,

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
@@ -344,7 +345,7 @@ func (d *Daemon) closeAll() error {
 // someone fixes it) or a failing lookup. Only ctx ending stops it. Each
 // failure is logged once (again every cdc.RepeatEvery while it lasts).
 func (d *Daemon) stream(ctx context.Context) error {
-	backoff := time.Second
+	restarts := 0
 	var said cdc.RepeatFilter
 	for {
 		started := time.Now()
@@ -362,13 +363,15 @@ func (d *Daemon) stream(ctx context.Context) error {
 		d.health.setStreamErr(err)
 		d.metrics.streamRestarts.Inc()
 		if time.Since(started) > time.Minute {
-			backoff, said = time.Second, cdc.RepeatFilter{}
+			restarts, said = 0, cdc.RepeatFilter{}
 		}
+		restarts++
+		wait := backoff.Exp(restarts, time.Second, maxStreamBackoff)
 		level := slog.LevelError
 		if !said.Fresh(err, time.Now()) {
 			level = slog.LevelDebug
 		}
-		d.log.Log(ctx, level, "replication stream stopped; restarting", "err", err, "retry_in", backoff)
+		d.log.Log(ctx, level, "replication stream stopped; restarting", "err", err, "retry_in", wait)
 		// A Map that failed half-way may have applied part of its batch:
 		// start again from a clean state.
 		d.mp.Reset()
@@ -376,9 +379,8 @@ func (d *Daemon) stream(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.restartStream:
-			backoff = time.Second
-		case <-time.After(backoff):
-			backoff = min(2*backoff, maxStreamBackoff)
+			restarts = 0
+		case <-time.After(wait):
 		}
 	}
 }

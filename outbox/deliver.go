@@ -15,6 +15,9 @@ import (
 // Subscription is one endpoint as the sender sees it.
 type Subscription struct {
 	Name string
+	// URL is where the endpoint delivers, without secrets: kept in its
+	// state, so that status can say where an orphaned endpoint pointed.
+	URL string
 	// Wants says whether the endpoint gets an event; it runs in the
 	// committer for every stored event, so it must be quick. nil: the
 	// endpoint gets no new events but keeps its queue (a paused endpoint).

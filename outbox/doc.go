@@ -17,14 +17,20 @@
 //
 // Fan-out happens when an event is stored: it gets a pending entry for every
 // registered endpoint whose Subscription wants it. An event's body is
-// deleted once no endpoint needs it any more (delivered, or its dead letter
-// dropped), so the file stays bounded while endpoints keep up.
+// deleted once no endpoint needs it any more (delivered, its dead letter
+// dropped, or its endpoint forgotten), so the file stays bounded while
+// endpoints keep up.
+//
+// An endpoint is never dropped because the configuration stopped naming
+// it: SetSubscriptions orphans it (its queue, dead letters and state are
+// kept, nothing new is queued for it) until it is named again or Forget
+// drops it.
 //
 // The package does no HTTP: package sender is told after each commit
 // (Subscription.Notify), reads pending deliveries (Pending) and records
 // outcomes (Record), which ride along in the next group commit. The
-// operator functions (dead letters, replay, queue depth, enable/disable)
-// are for the CLI and the admin API.
+// operator functions (dead letters, replay, queue depth, enable/disable,
+// forget) are for the CLI and the admin API.
 //
 // A damaged file is an error, never a crash: Open walks the file's
 // structure, bounds-checked, before bbolt maps it (a file cut short, a

@@ -37,6 +37,8 @@ type group struct {
 	status   map[string]*statusDelta
 	newSubs  *[]Subscription
 	dropped  []string
+	// orphanEBs are the registered endpoints left out of subs (orphans).
+	orphanEBs *[]*endpointBuckets
 	// newStates are the endpoint states this group writes, for the
 	// committer's cache once it is committed.
 	newStates map[string]EndpointState
@@ -276,6 +278,16 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 			holders++
 		}
 	}
+	// Endpoints left out of the subscriptions (orphaned) may hold it too.
+	orphans, err := g.orphans()
+	if err != nil {
+		return err
+	}
+	for _, eb := range orphans {
+		if eb.pending.Get(kb) != nil || eb.dead.Get(kb) != nil {
+			holders++
+		}
+	}
 	switch {
 	case holders == 0:
 		return g.events.Delete(kb)
@@ -284,6 +296,43 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	default:
 		return g.refs.Put(kb, g.refCount(holders))
 	}
+}
+
+// registeredExcept lists the registered endpoints whose names are not in
+// names.
+func (g *group) registeredExcept(names map[string]bool) ([]string, error) {
+	var out []string
+	err := g.epRoot.ForEachBucket(func(name []byte) error {
+		if !names[string(name)] {
+			out = append(out, string(name))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// orphans are the registered endpoints not in the subscriptions, found
+// once per group.
+func (g *group) orphans() ([]*endpointBuckets, error) {
+	if g.orphanEBs != nil {
+		return *g.orphanEBs, nil
+	}
+	subscribed := make(map[string]bool, len(g.subs))
+	for _, s := range g.subs {
+		subscribed[s.Name] = true
+	}
+	names, err := g.registeredExcept(subscribed)
+	if err != nil {
+		return nil, err
+	}
+	ebs := []*endpointBuckets{}
+	for _, name := range names {
+		if eb := g.endpoint(name); eb != nil {
+			ebs = append(ebs, eb)
+		}
+	}
+	g.orphanEBs = &ebs
+	return ebs, nil
 }
 
 // release drops one endpoint's claim on an event, deleting it with the last.

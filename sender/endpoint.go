@@ -32,6 +32,10 @@ type endpoint struct {
 	userAgent []string
 	window    int
 	m         endpointMetrics
+	// The sender's settings this endpoint uses, copied: a reload replaces
+	// the sender's config while dispatchers run.
+	retryAfterCap      time.Duration
+	failureLogInterval time.Duration
 
 	in   inbox
 	wake chan struct{}
@@ -45,6 +49,7 @@ type endpoint struct {
 	stopped chan struct{}
 
 	d dispatchState // the dispatcher goroutine's alone
+	f failureLog    // the dispatcher goroutine's alone
 }
 
 type dispatchState struct {
@@ -114,13 +119,21 @@ func newEndpoint(s *Sender, cfg Endpoint) (*endpoint, error) {
 		window:    s.opts.Window,
 		m:         s.m.forEndpoint(cfg.Name),
 		wake:      make(chan struct{}, 1),
+
+		retryAfterCap:      s.cfg.RetryAfterCap,
+		failureLogInterval: s.cfg.FailureLogInterval,
+	}
+	client.RequestLogHook = func(_ retryablehttp.Logger, _ *http.Request, try int) {
+		if try > 0 {
+			ep.m.transportRetry()
+		}
 	}
 	return ep, nil
 }
 
 // subscription is what the outbox needs to fan events out to ep.
 func (ep *endpoint) subscription() outbox.Subscription {
-	sub := outbox.Subscription{Name: ep.name}
+	sub := outbox.Subscription{Name: ep.name, URL: RedactURL(ep.cfg.URL)}
 	if !ep.cfg.IsEnabled() {
 		return sub
 	}
