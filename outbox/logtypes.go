@@ -135,10 +135,10 @@ type EventDelivery struct {
 	// succeeded) or "done" (neither queued nor dead, its last attempt
 	// failed: a dead letter dropped, an endpoint forgotten).
 	State    string    `json:"state"`
-	Attempts int       `json:"attempts"`          // attempts of the current pending entry or dead letter
-	Next     time.Time `json:"next_at,omitzero"`  // pending: when due (zero: now)
-	DiedAt   time.Time `json:"died_at,omitzero"`  // dead
-	LastAt   time.Time `json:"last_at,omitzero"`  // its last attempt in the log
+	Attempts int       `json:"attempts"`           // attempts of the current pending entry or dead letter
+	Next     time.Time `json:"next_at,omitzero"`   // pending: when due (zero: now)
+	DiedAt   time.Time `json:"died_at,omitzero"`   // dead
+	LastAt   time.Time `json:"last_at,omitzero"`   // its last attempt in the log
 	Orphaned bool      `json:"orphaned,omitempty"` // the endpoint is not in the configuration
 }
 
