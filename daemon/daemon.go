@@ -120,6 +120,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		Registerer: reg,
 		OnDurable:  d.rd.Ack,
 		NoSync:     opts.NoSync,
+		Log:        cfg.DeliveryLog.Limits(),
 	})
 	if err != nil {
 		return fail(err)
@@ -137,6 +138,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		Registerer:    reg,
 		Version:       opts.Version,
 		ShutdownGrace: cfg.ShutdownTimeout,
+		Redact:        d.redactor().Replace,
 	})
 	if err != nil {
 		return fail(err)

@@ -26,7 +26,7 @@ func (o *Outbox) Event(id string) (StoredEvent, error) {
 		kb := key.bytes()
 		raw := tx.Bucket(bucketEvents).Get(kb)
 		if raw == nil {
-			return fmt.Errorf("outbox: event %s: %w (never stored, or pruned with its log)", id, ErrNotFound)
+			return fmt.Errorf("%w (never stored, or pruned with its log)", ErrNotFound)
 		}
 		e, err := decodeEvent(key, raw)
 		if err != nil {
