@@ -100,36 +100,40 @@ func (g *group) eventIdx() (eventIdx, bool) {
 
 // indexEvent adds an event's index keys; rec is its record.
 func (g *group) indexEvent(kb, rec []byte) error {
-	x, ok := g.eventIdx()
-	if !ok {
-		return nil
-	}
-	var buf [2][eventIdxKeyLen]byte
-	t, c, ok := eventIdxKeys(&buf, kb, rec)
-	if !ok {
-		return errCorrupt
-	}
-	if err := x.ticket.Put(t, nil); err != nil {
-		return err
-	}
-	return x.commit.Put(c, nil)
+	return g.changeEventIdx(kb, rec, true)
 }
 
 // unindexEvent removes an event's index keys; rec is its record.
 func (g *group) unindexEvent(kb, rec []byte) error {
+	return g.changeEventIdx(kb, rec, false)
+}
+
+func (g *group) changeEventIdx(kb, rec []byte, add bool) error {
 	x, ok := g.eventIdx()
 	if !ok {
 		return nil
 	}
 	var buf [2][eventIdxKeyLen]byte
 	t, c, ok := eventIdxKeys(&buf, kb, rec)
-	if !ok {
+	switch {
+	case !ok && add:
+		return errCorrupt
+	case !ok:
 		return nil // a damaged record: its keys cannot be known (store check names it)
 	}
-	if err := x.ticket.Delete(t); err != nil {
-		return err
+	for i, b := range []*bolt.Bucket{x.ticket, x.commit} {
+		k := [2][]byte{t, c}[i]
+		var err error
+		if add {
+			err = b.Put(k, nil)
+		} else {
+			err = b.Delete(k)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return x.commit.Delete(c)
+	return nil
 }
 
 // deleteEvent deletes an event and its index keys.

@@ -60,11 +60,7 @@ func cmdLog(ctx context.Context, e *env, args []string) error {
 	if *limit < 1 {
 		return usagef("--limit: at least 1 (got %d)", *limit)
 	}
-	cfg, err := e.loadOpsConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	ops, err := daemon.OpenOps(ctx, cfg, false)
+	ops, err := e.openOps(ctx, *cfgPath, false)
 	if err != nil {
 		return err
 	}
@@ -114,11 +110,7 @@ func cmdLogShow(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("log show: one event id (got %d arguments)", len(pos))
 	}
-	cfg, err := e.loadOpsConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	ops, err := daemon.OpenOps(ctx, cfg, false)
+	ops, err := e.openOps(ctx, *cfgPath, false)
 	if err != nil {
 		return err
 	}
@@ -156,6 +148,16 @@ func cmdLogShow(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "payload    %s\n", ev.Payload)
 	return nil
+}
+
+// openOps loads the config for an operator command and opens its Ops: the
+// store, or the running daemon's API.
+func (e *env) openOps(ctx context.Context, cfgPath string, write bool) (daemon.Ops, error) {
+	cfg, err := e.loadOpsConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	return daemon.OpenOps(ctx, cfg, write)
 }
 
 func attemptText(status int, errText string) string {

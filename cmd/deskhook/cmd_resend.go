@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/deskhook/deskhook/daemon"
 	"github.com/deskhook/deskhook/outbox"
 )
 
@@ -57,11 +56,7 @@ func cmdResend(ctx context.Context, e *env, args []string) error {
 	if sel.Empty() {
 		return usagef("resend: select events: an event id, --ticket, or --from/--to")
 	}
-	cfg, err := e.loadOpsConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	ops, err := daemon.OpenOps(ctx, cfg, true)
+	ops, err := e.openOps(ctx, *cfgPath, true)
 	if err != nil {
 		return err
 	}
