@@ -246,7 +246,9 @@ func (ep *endpoint) attempt(ctx context.Context, w *worker, ev *mapping.Event) a
 		res.attempt.Latency = time.Since(now)
 		return res
 	}
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, outbox.MaxResponseSnippet))
+	// 1 KiB more than the store keeps: a secret across the cut is
+	// scrubbed (send) before the store cuts the excerpt.
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, outbox.MaxResponseSnippet+1<<10))
 	w.discard(resp.Body, 64<<10)
 	res.attempt.Latency = time.Since(now)
 	res.attempt.Response = string(snippet)

@@ -316,11 +316,12 @@ func checkSameBodies(t *testing.T, got map[string][]string) {
 	}
 }
 
-// TestDeliveryLogRetention: entries older than delivery_log.retention are
-// pruned, and the events only the log kept with them, but an event still
-// pending at an endpoint is not lost: re-sent after its log is gone, it
-// arrives. A reload switches to a size bound, which prunes the oldest
-// entries down to it. `store check` passes.
+// TestDeliveryLogRetention: entries older than delivery_log.retention
+// (reloaded from an hour to a second) are pruned, and the events only the
+// log kept with them, but an event still pending at an endpoint is not
+// lost: re-sent after its log is gone, it arrives. Another reload
+// switches to a size bound, which prunes the oldest entries down to it.
+// `store check` passes.
 func TestDeliveryLogRetention(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t)
@@ -328,7 +329,7 @@ func TestDeliveryLogRetention(t *testing.T) {
 		"name": "down", "url": e.rcv.URL + "/down", "events": allEvents(),
 		"retry": map[string]any{"schedule": []string{"0s", "1h"}},
 	})
-	e.cfg["delivery_log"] = map[string]any{"retention": "3s", "prune_interval": "200ms"}
+	e.cfg["delivery_log"] = map[string]any{"retention": "1h", "prune_interval": "200ms"}
 	e.writeConfig()
 	downOK := make(chan struct{})
 	e.rcv.SetHook(func(r *testenv.Request) (testenv.Reply, bool) {
@@ -358,8 +359,11 @@ func TestDeliveryLogRetention(t *testing.T) {
 			tickets[l.TicketID] = true
 		}
 	}
-	// Retention: 3s later everything is pruned; the events pending at down
-	// stay.
+	// Retention, reloaded down to 1s: everything is pruned; the events
+	// pending at down stay.
+	e.cfg["delivery_log"] = map[string]any{"retention": "1s", "prune_interval": "200ms"}
+	e.writeConfig()
+	d.signal(syscall.SIGHUP)
 	waitLogged(t, e, func(l []outbox.LogEntry) bool { return len(l) == 0 })
 	for _, id := range ids {
 		ev := e.must("log", "show", "--json", id)
