@@ -723,3 +723,46 @@ func TestResendByTicketOrTimeKeepsTheEndpointsFilter(t *testing.T) {
 		t.Errorf("resend with an explicit filter: %+v %v", res, err)
 	}
 }
+
+// TestForgetKeepsTheLog: forgetting an orphaned endpoint drops its queue
+// and dead letters; its attempts stay in the log, with the events they
+// point at, until retention prunes them; re-sending to it is refused.
+func TestForgetKeepsTheLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := open(t, path, logOpts(), Subscription{Name: "a", Wants: all}, Subscription{Name: "gone", Wants: all})
+	for pos := change.Position(1); pos <= 3; pos++ {
+		mustAppend(t, o, pos, true, txn(pos, 9))
+	}
+	mustFlush(t, o)
+	deliverAll(t, o, "a")
+	o.Record(Result{Endpoint: "gone", Key: Key{Pos: 1}, Outcome: Dead, Attempt: Attempt{At: time.Now(), Status: 500}},
+		Result{Endpoint: "gone", Key: Key{Pos: 2}, Outcome: Retry, Next: time.Now().Add(time.Hour), Attempt: Attempt{At: time.Now(), Status: 503}})
+	mustFlush(t, o)
+	ctx := context.Background()
+	if err := o.SetSubscriptions(ctx, []Subscription{{Name: "a", Wants: all}}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := o.Forget(ctx, "gone"); err != nil || f.Pending != 2 || f.DeadLetters != 1 {
+		t.Fatalf("forget: %+v %v", f, err)
+	}
+	if got := allLog(t, o, LogQuery{Endpoint: "gone"}); len(got) != 2 {
+		t.Errorf("the forgotten endpoint's attempts in the log: %d, want 2", len(got))
+	}
+	for pos := change.Position(1); pos <= 3; pos++ {
+		if _, err := o.Event(mapping.EventID(pos, 0)); err != nil {
+			t.Errorf("event %d after forget: %v (the log points at it)", pos, err)
+		}
+	}
+	if _, err := o.Resend(ctx, ResendSelection{TicketID: 9}, "gone"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("resend to a forgotten endpoint: %v", err)
+	}
+	o.SetLogLimits(LogLimits{Retention: -1, PruneInterval: 10 * time.Millisecond})
+	waitLog(t, o, func(st LogStats) bool { return st.Entries == 0 })
+	if n := bucketLen(t, o, bucketEvents); n != 0 {
+		t.Errorf("%d events left once the log is gone", n)
+	}
+	o.Close()
+	if rep := checkStore(t, path); len(rep.Warnings) > 0 {
+		t.Errorf("check warnings: %v", rep.Warnings)
+	}
+}
