@@ -72,9 +72,12 @@ const (
 	DefaultQueueBytes      = 16 << 20
 	DefaultReconnectMin    = 250 * time.Millisecond
 	DefaultReconnectMax    = 30 * time.Second
-	DefaultVerifyInterval  = 30 * time.Second
-	MinVerifyInterval      = time.Second
-	MaxVerifyInterval      = time.Hour
+	// MaxReconnect bounds both reconnect waits: a database back after an
+	// outage should not wait longer than this to be streamed again.
+	MaxReconnect          = 10 * time.Minute
+	DefaultVerifyInterval = 30 * time.Second
+	MinVerifyInterval     = time.Second
+	MaxVerifyInterval     = time.Hour
 )
 
 // Defaults returns a Config with every default set and no DSN.
@@ -176,10 +179,13 @@ func (c Config) Validate(path string) error {
 	if c.QueueBytes < 64<<10 {
 		bad("queue_bytes", "must be at least %d (got %d)", 64<<10, c.QueueBytes)
 	}
-	if c.ReconnectMin <= 0 {
-		bad("reconnect_min", "must be more than 0 (got %s)", c.ReconnectMin)
+	if c.ReconnectMin <= 0 || c.ReconnectMin > MaxReconnect {
+		bad("reconnect_min", "must be more than 0 and at most %s (got %s)", MaxReconnect, c.ReconnectMin)
 	}
-	if c.ReconnectMax < c.ReconnectMin {
+	switch {
+	case c.ReconnectMax > MaxReconnect:
+		bad("reconnect_max", "must be at most %s (got %s)", MaxReconnect, c.ReconnectMax)
+	case c.ReconnectMax < c.ReconnectMin:
 		bad("reconnect_max", "must be at least reconnect_min %s (got %s)", c.ReconnectMin, c.ReconnectMax)
 	}
 	if c.VerifyInterval < MinVerifyInterval || c.VerifyInterval > MaxVerifyInterval {

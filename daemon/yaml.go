@@ -387,6 +387,8 @@ var durationLimits = []struct {
 	{regexp.MustCompile(`^retry_after_cap$`), sender.MaxRetryAfterCap},
 	{regexp.MustCompile(`^shutdown_timeout$`), MaxShutdownTimeout},
 	{regexp.MustCompile(`^source\.status_interval$`), cdc.MaxStatusInterval},
+	{regexp.MustCompile(`^source\.reconnect_m(in|ax)$`), cdc.MaxReconnect},
+	{regexp.MustCompile(`^source\.verify_interval$`), cdc.MaxVerifyInterval},
 }
 
 func durationLimit(path string) time.Duration {
