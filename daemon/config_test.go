@@ -287,7 +287,7 @@ func TestParseConfigInvalidFields(t *testing.T) {
 		{"max batch changes", "source: {dsn: x, max_batch_changes: -1}", true, "source.max_batch_changes: must be between 1 and 1048576 (got -1)"},
 		{"max batch bytes", "source: {dsn: x, max_batch_bytes: 100}", true, "source.max_batch_bytes: must be at least 65536 (got 100)"},
 		{"queue bytes", "source: {dsn: x, queue_bytes: 100}", true, "source.queue_bytes: must be at least 65536 (got 100)"},
-		{"reconnect min", "source: {dsn: x, reconnect_min: -1s}", true, "source.reconnect_min: must be more than 0 (got -1s)"},
+		{"reconnect min", "source: {dsn: x, reconnect_min: -1s}", true, "source.reconnect_min: must be more than 0 and at most 10m0s (got -1s)"},
 		{"reconnect max", "source: {dsn: x, reconnect_max: 100ms}", true, "source.reconnect_max: must be at least reconnect_min 250ms (got 100ms)"},
 		{"store path", `store: {path: "  "}`, true, `store.path: required (got "  ")`},
 		{"app key", `faveo: {app_key: "base64:c2hvcnQ="}`, true, "faveo.app_key: must be 32 bytes for AES-256-CBC, Faveo's cipher (got 5 bytes)"},
