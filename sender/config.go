@@ -25,6 +25,10 @@ type Config struct {
 	// RetryAfterCap bounds how long a Retry-After answer (on 429 and 503)
 	// may hold an endpoint back (default 1h).
 	RetryAfterCap time.Duration `yaml:"retry_after_cap"`
+
+	// Memory bounds what each endpoint holds of the events, in bytes
+	// (window_bytes, render_bytes: memory.go).
+	Memory `yaml:",inline"`
 }
 
 // Endpoint is one receiver of webhooks.
@@ -110,6 +114,7 @@ func (c *Config) SetDefaults() {
 	if c.RetryAfterCap == 0 {
 		c.RetryAfterCap = DefaultRetryAfterCap
 	}
+	c.Memory.setDefaults()
 	taken := map[string]bool{}
 	for _, e := range c.Endpoints {
 		if e.Name != "" {
@@ -183,6 +188,7 @@ func (c Config) Validate(path string) error {
 	if c.RetryAfterCap > MaxRetryAfterCap {
 		errs = append(errs, fmt.Errorf("%s: must be at most %s (got %s)", at("retry_after_cap"), MaxRetryAfterCap, c.RetryAfterCap))
 	}
+	errs = append(errs, c.Memory.validate(at))
 	seen := map[string]int{}
 	for i, e := range c.Endpoints {
 		p := at(fmt.Sprintf("endpoints[%d]", i))
