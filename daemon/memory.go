@@ -14,7 +14,7 @@ import (
 // 7), each bound a key of its own section:
 //
 //	source.queue_bytes      decoded changes waiting for the mapper
-//	source.max_batch_bytes  one more batch being decoded, one waiting for room
+//	source.max_batch_bytes  one more batch, being decoded or waiting for room
 //	faveo.state_bytes       related rows kept between transactions
 //	faveo.output_bytes      events mapped, not yet handed to the store
 //	store.queue_bytes       events handed to the store, not yet committed
@@ -49,7 +49,7 @@ const minQueueBytes = 64 << 10
 // memoryBase is what the daemon holds besides the bounded stages: the Go
 // runtime, connections and their buffers, one replication message being
 // received, the items each bound admits beyond it. Measured (BENCHMARKS.md,
-// "Large rows"): the heap holds about 10 MB at rest.
+// "Memory bounded in bytes"): the heap holds about 10 MB at rest.
 const memoryBase = 32 << 20
 
 // UnmarshalYAML reads "auto", "off" or a size.
