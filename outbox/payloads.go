@@ -189,3 +189,56 @@ func (o *Outbox) touched(n int) {
 		return nil
 	})
 }
+
+// payloadProblems checks the chunked payloads in a read transaction: every
+// chunked record's chunks are all there, numbered from 0 without a gap, and
+// add up to its length; every chunk belongs to a chunked record. It calls
+// problem for each one found (for a consistency check of the whole file).
+func payloadProblems(tx *bolt.Tx, problem func(string)) {
+	events, payloads := tx.Bucket(bucketEvents), tx.Bucket(bucketPayloads)
+	if events == nil {
+		return
+	}
+	var pc *bolt.Cursor
+	if payloads != nil {
+		pc = payloads.Cursor()
+	}
+	// Both buckets are in key order: walk them side by side.
+	var ck, cv []byte
+	if pc != nil {
+		ck, cv = pc.First()
+	}
+	orphans := func(upTo []byte) {
+		for ck != nil && (upTo == nil || bytes.Compare(ck[:min(len(ck), keyLen)], upTo) < 0) {
+			problem(fmt.Sprintf("payloads: chunk %x belongs to no event", ck))
+			ck, cv = pc.Next()
+		}
+	}
+	ec := events.Cursor()
+	for k, v := ec.First(); k != nil; k, v = ec.Next() {
+		if len(k) != keyLen {
+			continue // the events check reports it
+		}
+		orphans(k)
+		_, inline, size, err := decodeEventHeader(keyFrom(k), v)
+		if err != nil || inline != nil {
+			for ck != nil && bytes.HasPrefix(ck, k) {
+				problem(fmt.Sprintf("payloads: chunk %x belongs to event %s, whose payload is not chunked", ck, keyFrom(k)))
+				ck, cv = pc.Next()
+			}
+			continue
+		}
+		got, next := 0, uint32(0)
+		for ; ck != nil && bytes.HasPrefix(ck, k); ck, cv = pc.Next() {
+			if len(ck) != chunkKeyLen || binary.BigEndian.Uint32(ck[keyLen:]) != next {
+				problem(fmt.Sprintf("payloads: event %s: chunk %x out of sequence (want number %d)", keyFrom(k), ck, next))
+			}
+			got += len(cv)
+			next++
+		}
+		if got != size {
+			problem(fmt.Sprintf("payloads: event %s: %d bytes in %d chunks, its record says %d", keyFrom(k), got, next, size))
+		}
+	}
+	orphans(nil)
+}

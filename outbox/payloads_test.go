@@ -348,3 +348,44 @@ func deliverOnly(o *Outbox, endpoint string, dls []Delivery) {
 	}
 	o.Record(results...)
 }
+
+// TestPayloadProblems: the consistency check of chunked payloads finds a
+// missing, an extra and an orphaned chunk, and nothing in a sound file.
+func TestPayloadProblems(t *testing.T) {
+	d := newDurable()
+	o := open(t, "", Options{NoSync: true, OnDurable: d.on}, Subscription{Name: "a", Wants: all})
+	mustAppend(t, o, 3, true, []mapping.Event{largeEvent(3, 0, 1, 3*payloadChunk, 0), event(3, 1, 1, mapping.TicketReply),
+		largeEvent(3, 2, 1, 2*payloadChunk+1, 1)})
+	d.waitFor(t, 3)
+	problems := func() []string {
+		var ps []string
+		_ = o.db.View(func(tx *bolt.Tx) error {
+			payloadProblems(tx, func(p string) { ps = append(ps, p) })
+			return nil
+		})
+		return ps
+	}
+	if ps := problems(); len(ps) != 0 {
+		t.Fatalf("a sound store: %v", ps)
+	}
+	err := o.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPayloads)
+		if err := b.Delete(chunkKey(nil, Key{Pos: 3}.bytes(), 1)); err != nil { // missing
+			return err
+		}
+		if err := b.Put(chunkKey(nil, Key{Pos: 3, Index: 1}.bytes(), 0), []byte("x")); err != nil { // not chunked
+			return err
+		}
+		return b.Put(chunkKey(nil, Key{Pos: 9}.bytes(), 0), []byte("x")) // no event
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(problems(), "\n")
+	for _, want := range []string{"event 0/3#0: chunk", "event 0/3#0: 131072 bytes in 2 chunks, its record says 196608",
+		"belongs to event 0/3#1, whose payload is not chunked", "chunk 00000000000000090000000000000000 belongs to no event"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems lack %q:\n%s", want, got)
+		}
+	}
+}
