@@ -42,10 +42,11 @@ type Config struct {
 	// QueueBytes bounds the estimated memory of batches decoded and not yet
 	// handled: queued, or in the Handler's hands. When it is full the
 	// reader stops reading from the server (and keeps answering it). The
-	// reader's memory for row data is about QueueBytes plus two batches
-	// (one being decoded, one waiting for room: an empty queue always takes
-	// one). The estimate counts Go's own overhead (values, rows, slices),
-	// not only the bytes the server sent.
+	// reader's memory for row data is about QueueBytes plus one batch (being
+	// decoded, or waiting for room), or two batches when one is larger than
+	// QueueBytes (one batch is always taken when nothing else is held). The
+	// estimate counts Go's own overhead (values, rows, slices), not only
+	// the bytes the server sent.
 	QueueBytes int `yaml:"queue_bytes"`
 	// ReconnectMin and ReconnectMax bound the exponential backoff between
 	// reconnect attempts.

@@ -19,7 +19,9 @@ type group struct {
 	o                          *Outbox
 	tx                         *bolt.Tx
 	meta, events, refs, epRoot *bolt.Bucket
+	payloads                   *bolt.Bucket
 	eb                         map[string]*endpointBuckets
+	layout                     byte // the file's layout version
 
 	startStored, stored change.Position
 	durable             change.Position // highest position completed or skipped
@@ -46,6 +48,11 @@ type group struct {
 	// reference counts): bbolt keeps values (not copies) until the
 	// commit, so they share a few allocations.
 	arena []byte
+
+	// Large payloads (payloads.go): their cursor, and the bytes the group
+	// reads or rewrites through the file's mapping (Outbox.touched).
+	payloadsC *bolt.Cursor
+	touched   int
 }
 
 // alloc returns n bytes of the group's arena.
@@ -114,6 +121,8 @@ func (o *Outbox) newGroup(tx *bolt.Tx) *group {
 		tx:          tx,
 		meta:        tx.Bucket(bucketMeta),
 		events:      tx.Bucket(bucketEvents),
+		payloads:    tx.Bucket(bucketPayloads),
+		layout:      o.c.layout,
 		refs:        tx.Bucket(bucketRefs),
 		epRoot:      tx.Bucket(bucketEndpoints),
 		eb:          map[string]*endpointBuckets{},
@@ -213,11 +222,7 @@ func (g *group) appendEvent(e *mapping.Event) error {
 	if len(g.targets) == 0 {
 		return nil // nobody wants it: nothing to keep
 	}
-	rec, err := encodeEvent(e)
-	if err != nil {
-		return err
-	}
-	if err := g.events.Put(kb, rec); err != nil {
+	if err := g.putEvent(kb, e); err != nil {
 		return err
 	}
 	g.appended++
@@ -247,11 +252,7 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	if !existing && len(g.targets) == 0 {
 		return nil
 	}
-	rec, err := encodeEvent(e)
-	if err != nil {
-		return err
-	}
-	if err := g.events.Put(kb, rec); err != nil {
+	if err := g.putEvent(kb, e); err != nil {
 		return err
 	}
 	g.appended++
@@ -290,7 +291,9 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	}
 	switch {
 	case holders == 0:
-		return g.events.Delete(kb)
+		c := g.events.Cursor()
+		c.Seek(kb)
+		return g.deleteEvent(c, kb, g.events.Get(kb))
 	case holders == 1:
 		return g.refs.Delete(kb)
 	default:
@@ -342,10 +345,11 @@ func (g *group) release(kb []byte) error {
 	}
 	v := seekExact(g.refsC, kb)
 	if v == nil {
-		if seekExact(g.eventsC, kb) == nil {
+		rec := seekExact(g.eventsC, kb)
+		if rec == nil {
 			return nil
 		}
-		return g.eventsC.Delete()
+		return g.deleteEvent(g.eventsC, kb, rec)
 	}
 	n := binary.BigEndian.Uint16(v)
 	if n <= 2 {
