@@ -121,6 +121,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		OnDurable:  d.rd.Ack,
 		NoSync:     opts.NoSync,
 		Log:        cfg.DeliveryLog.Limits(),
+		// The appends waiting for the committer, in bytes (issue 12.7).
+		MaxQueuedBytes: int64(cfg.Store.QueueBytes),
 	})
 	if err != nil {
 		return fail(err)
@@ -434,14 +436,24 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	defer d.intakeMu.Unlock()
 	d.health.setStreamErr(nil)
 
-	events, err := d.mp.Map(ctx, b)
-	if err != nil {
+	// Events go to the outbox in groups bounded in bytes (faveo.output_bytes),
+	// each waiting for room in the outbox's budget (store.queue_bytes): a
+	// batch of large events is never held whole.
+	var appendErr error
+	events, err := d.mp.MapGroups(ctx, b, func(group []mapping.Event) error {
+		appendErr = d.ob.Append(ctx, b.Pos, false, group)
+		return appendErr
+	})
+	if err != nil && appendErr == nil {
 		d.sourceReadFailed(ctx, err)
 		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
 	}
-	d.source.setReadErr(nil)
-	if err := d.ob.Append(ctx, b.Pos, b.Last, events); err != nil {
-		return fmt.Errorf("outbox: %w", err)
+	if appendErr == nil {
+		d.source.setReadErr(nil)
+		appendErr = d.ob.Append(ctx, b.Pos, b.Last, events)
+	}
+	if appendErr != nil {
+		return fmt.Errorf("outbox: %w", appendErr)
 	}
 	return nil
 }

@@ -151,18 +151,18 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 	switch v := meta.Get(keyVersion); {
 	case len(v) != 1:
 		r.problem("meta: layout version is %d bytes, want 1", len(v))
-	case v[0] > layoutVersion:
+	case v[0] > layoutLog:
 		r.Layout = int(v[0])
-		r.problem("layout version %d: written by a newer deskhook (this one reads version %d)", v[0], layoutVersion)
-	case v[0] == 1:
-		r.Layout = 1
-		r.warn("layout version 1: written by a deskhook without the delivery log; " +
-			"the daemon's next start upgrades it (adds the log and the events' indexes)")
-	case v[0] != layoutVersion:
+		r.problem("layout version %d: written by a newer deskhook (this one reads versions %d to %d)", v[0], layoutVersion, layoutLog)
+	case v[0] == layoutVersion || v[0] == layoutChunked:
 		r.Layout = int(v[0])
-		r.problem("layout version %d: this deskhook reads version %d", v[0], layoutVersion)
+		r.warn("layout version %d: written by a deskhook without the delivery log; "+
+			"the daemon's next start upgrades it (adds the log and the events' indexes)", v[0])
+	case v[0] != layoutLog:
+		r.Layout = int(v[0])
+		r.problem("layout version %d: this deskhook reads versions %d to %d", v[0], layoutVersion, layoutLog)
 	default:
-		r.Layout = layoutVersion
+		r.Layout = int(v[0])
 	}
 	switch v := meta.Get(keyPosition); len(v) {
 	case 0:
@@ -216,6 +216,7 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 		logEvC = lb.event.Cursor()
 	}
 	refsF := newFollower(refs)
+	payloads := newPayloadReader(tx)
 	c := events.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		r.Events++
@@ -224,7 +225,7 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 			continue
 		}
 		key := keyFrom(k)
-		if e, err := decodeEvent(key, v); err != nil {
+		if e, err := decodeEvent(key, v, payloads); err != nil {
 			r.problem("event %s does not decode", key)
 		} else if e.ID == "" {
 			r.problem("event %s has no id", key)
@@ -254,7 +255,9 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 			r.problem("refs: a count for event %s, which does not exist", keyOrHex(k))
 		}
 	}
-	if r.Layout >= 2 {
+	// Chunked payloads: every chunk there, none left over.
+	payloadProblems(tx, func(p string) { r.problem("%s", p) })
+	if r.Layout >= layoutLog {
 		r.checkEventIdx(tx)
 		r.checkLog(tx)
 	}

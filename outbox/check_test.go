@@ -428,7 +428,7 @@ func TestCheckHealthy(t *testing.T) {
 		t.Fatalf("problems %q, warnings %q", rep.Problems, rep.Warnings)
 	}
 	want := []CheckEndpoint{{Name: "a", Pending: sampleEvents - sampleDead, DeadLetters: sampleDead}, {Name: "b", Pending: sampleEvents - sampleSent}}
-	if rep.Events != sampleEvents || rep.Position != sampleEvents || rep.Layout != layoutVersion ||
+	if rep.Events != sampleEvents || rep.Position != sampleEvents || rep.Layout != layoutLog ||
 		rep.LogEntries != sampleDead+sampleSent ||
 		len(rep.Endpoints) != 2 || rep.Endpoints[0] != want[0] || rep.Endpoints[1] != want[1] {
 		t.Errorf("report %+v; want %d events at position %d, endpoints %+v", rep, sampleEvents, sampleEvents, want)

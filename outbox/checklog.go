@@ -81,7 +81,7 @@ func (r *CheckReport) checkLog(tx *bolt.Tx) {
 		if !counted[view.key] {
 			counted[view.key] = true
 			if rec := events.Get(view.key.bytes()); rec != nil {
-				got.bytes += int64(len(rec))
+				got.bytes += eventSize(rec)
 			} else {
 				r.problem("log: entry %x points at event %s, which is not stored", k, view.key)
 			}

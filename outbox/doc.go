@@ -15,6 +15,12 @@
 // nothing: an event is sent only once it is durable, and always with the
 // body stored, even if the mapper maps its transaction again differently.
 //
+// Memory is bounded in bytes (payloads.go): the appends waiting for the
+// committer (Options.MaxQueuedBytes), the payloads of a page of Pending
+// (PendingQuery.MaxBytes); large payloads are stored in chunks, so a
+// commit's pages follow what it changes, and the file's mapped pages that
+// reads and commits touch are dropped from the process as they go.
+//
 // Fan-out happens when an event is stored: it gets a pending entry for every
 // registered endpoint whose Subscription wants it. An event's body is
 // deleted once no endpoint needs it any more (delivered, its dead letter
@@ -49,9 +55,11 @@
 //
 // Layout of the file:
 //
-//	meta      "version" → 2, "position" → stored position (8 bytes BE),
+//	meta      "version" → 3 (1 and 2: before the delivery log; 2 held chunked payloads),
+//	          "position" → stored position (8 bytes BE),
 //	          "source" → JSON SourceMark, "gaps" → bucket of accepted gaps (gaps.go)
 //	events    key → event record          key = pos (8 bytes BE) | index (4 bytes BE)
+//	payloads  key | chunk (4 bytes BE) → 64 KiB of a payload over 64 KiB (its record holds its length)
 //	refs      key → endpoints still needing the event, only where that is ≥ 2
 //	endpoints name → bucket { "state" → JSON EndpointState,
 //	                           pending { key → delivery record },

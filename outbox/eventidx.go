@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
 
@@ -98,31 +99,33 @@ func (g *group) eventIdx() (eventIdx, bool) {
 	return g.evIdx, g.evIdxOK
 }
 
-// indexEvent adds an event's index keys; rec is its record.
-func (g *group) indexEvent(kb, rec []byte) error {
-	return g.changeEventIdx(kb, rec, true)
+// indexEvent adds an event's index keys.
+func (g *group) indexEvent(kb []byte, e *mapping.Event) error {
+	var buf [2][eventIdxKeyLen]byte
+	copy(buf[0][8:], kb)
+	copy(buf[1][8:], kb)
+	binary.BigEndian.PutUint64(buf[0][:8], uint64(e.TicketID))
+	binary.BigEndian.PutUint64(buf[1][:8], uint64(e.CommitTime.UnixNano()))
+	return g.changeEventIdx(buf[0][:], buf[1][:], true)
 }
 
 // unindexEvent removes an event's index keys; rec is its record.
 func (g *group) unindexEvent(kb, rec []byte) error {
-	return g.changeEventIdx(kb, rec, false)
+	var buf [2][eventIdxKeyLen]byte
+	t, c, ok := eventIdxKeys(&buf, kb, rec)
+	if !ok {
+		return nil // a damaged record: its keys cannot be known (store check names it)
+	}
+	return g.changeEventIdx(t, c, false)
 }
 
-func (g *group) changeEventIdx(kb, rec []byte, add bool) error {
+func (g *group) changeEventIdx(ticketKey, commitKey []byte, add bool) error {
 	x, ok := g.eventIdx()
 	if !ok {
 		return nil
 	}
-	var buf [2][eventIdxKeyLen]byte
-	t, c, ok := eventIdxKeys(&buf, kb, rec)
-	switch {
-	case !ok && add:
-		return errCorrupt
-	case !ok:
-		return nil // a damaged record: its keys cannot be known (store check names it)
-	}
 	for i, b := range []*bolt.Bucket{x.ticket, x.commit} {
-		k := [2][]byte{t, c}[i]
+		k := [2][]byte{ticketKey, commitKey}[i]
 		var err error
 		if add {
 			err = b.Put(k, nil)
@@ -136,16 +139,15 @@ func (g *group) changeEventIdx(kb, rec []byte, add bool) error {
 	return nil
 }
 
-// deleteEvent deletes an event and its index keys.
-func (g *group) deleteEvent(kb []byte) error {
-	rec := g.events.Get(kb)
+// removeEvent deletes the event at kb, if stored, with its chunks and
+// index keys.
+func (g *group) removeEvent(kb []byte) error {
+	c := g.events.Cursor()
+	rec := seekExact(c, kb)
 	if rec == nil {
 		return nil
 	}
-	if err := g.unindexEvent(kb, rec); err != nil {
-		return err
-	}
-	return g.events.Delete(kb)
+	return g.deleteEvent(c, kb, rec)
 }
 
 // KeyOfID returns the key of the event id names (mapping.EventID's form,

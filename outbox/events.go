@@ -28,7 +28,7 @@ func (o *Outbox) Event(id string) (StoredEvent, error) {
 		if raw == nil {
 			return fmt.Errorf("%w (never stored, or pruned with its log)", ErrNotFound)
 		}
-		e, err := decodeEvent(key, raw)
+		e, err := decodeEvent(key, raw, newPayloadReader(tx))
 		if err != nil {
 			return err
 		}
@@ -183,7 +183,7 @@ func (o *Outbox) Events(q EventQuery) (EventPage, error) {
 				return nil
 			}
 			page.Events = append(page.Events, EventSummary{Key: keyFrom(kb), ID: id, Type: typ,
-				TicketID: int64(binary.BigEndian.Uint64(raw[9:])), CommitTime: commit, Size: len(raw)})
+				TicketID: int64(binary.BigEndian.Uint64(raw[9:])), CommitTime: commit, Size: int(eventSize(raw))})
 		}
 		return nil
 	})

@@ -19,7 +19,9 @@ type group struct {
 	o                          *Outbox
 	tx                         *bolt.Tx
 	meta, events, refs, epRoot *bolt.Bucket
+	payloads                   *bolt.Bucket
 	eb                         map[string]*endpointBuckets
+	layout                     byte // the file's layout version
 
 	startStored, stored change.Position
 	durable             change.Position // highest position completed or skipped
@@ -52,6 +54,10 @@ type group struct {
 	evIdx             eventIdx
 	evIdxSet, evIdxOK bool
 	allEBs            *[]*endpointBuckets // every registered endpoint, for holders
+	// Large payloads (payloads.go): their cursor, and the bytes the group
+	// reads or rewrites through the file's mapping (Outbox.touched).
+	payloadsC *bolt.Cursor
+	touched   int
 }
 
 // alloc returns n bytes of the group's arena.
@@ -120,6 +126,8 @@ func (o *Outbox) newGroup(tx *bolt.Tx) *group {
 		tx:          tx,
 		meta:        tx.Bucket(bucketMeta),
 		events:      tx.Bucket(bucketEvents),
+		payloads:    tx.Bucket(bucketPayloads),
+		layout:      o.c.layout,
 		refs:        tx.Bucket(bucketRefs),
 		epRoot:      tx.Bucket(bucketEndpoints),
 		eb:          map[string]*endpointBuckets{},
@@ -219,14 +227,10 @@ func (g *group) appendEvent(e *mapping.Event) error {
 	if len(g.targets) == 0 {
 		return nil // nobody wants it: nothing to keep
 	}
-	rec, err := encodeEvent(e)
-	if err != nil {
+	if err := g.putEvent(kb, e); err != nil {
 		return err
 	}
-	if err := g.events.Put(kb, rec); err != nil {
-		return err
-	}
-	if err := g.indexEvent(kb, rec); err != nil {
+	if err := g.indexEvent(kb, e); err != nil {
 		return err
 	}
 	g.appended++
@@ -256,19 +260,15 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	if old == nil && len(g.targets) == 0 {
 		return nil
 	}
-	rec, err := encodeEvent(e)
-	if err != nil {
-		return err
-	}
 	if old != nil {
 		if err := g.unindexEvent(kb, old); err != nil {
 			return err
 		}
 	}
-	if err := g.events.Put(kb, rec); err != nil {
+	if err := g.putEvent(kb, e); err != nil {
 		return err
 	}
-	if err := g.indexEvent(kb, rec); err != nil {
+	if err := g.indexEvent(kb, e); err != nil {
 		return err
 	}
 	g.appended++
@@ -310,7 +310,9 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 		if err := g.refs.Delete(kb); err != nil || g.hasLog(kb) {
 			return err
 		}
-		return g.deleteEvent(kb)
+		c := g.events.Cursor()
+		c.Seek(kb)
+		return g.deleteEvent(c, kb, g.events.Get(kb))
 	case holders == 1:
 		return g.refs.Delete(kb)
 	default:
@@ -368,11 +370,7 @@ func (g *group) release(kb []byte) error {
 		if rec == nil || g.hasLog(kb) {
 			return nil
 		}
-		if err := g.unindexEvent(kb, rec); err != nil {
-			return err
-		}
-		seekExact(g.eventsC, kb) // the cursor again, after the index changed
-		return g.eventsC.Delete()
+		return g.deleteEvent(g.eventsC, kb, rec)
 	}
 	n := binary.BigEndian.Uint16(v)
 	if n <= 2 {

@@ -388,16 +388,26 @@ func (g *group) logAttempt(r *Result, kb []byte, ticket int64, attempt int) erro
 		size += int64(len(l.keys[i]))
 	}
 	if first {
-		size += int64(len(ev))
+		size += eventSize(ev)
 	}
 	l.delta.count++
 	l.delta.bytes += size
 	return nil
 }
 
+// eventSize is what a stored event takes: its record and, when chunked,
+// its payload (payloads.go).
+func eventSize(rec []byte) int64 {
+	n := int64(len(rec))
+	if len(rec) >= 8 && rec[0] == recordChunked {
+		n += int64(min(binary.BigEndian.Uint64(rec[len(rec)-8:]), maxPayload))
+	}
+	return n
+}
+
 // eventNames reads an event record's type and id, without copying.
 func eventNames(b []byte) (typ, id []byte, ok bool) {
-	if len(b) < 35 || b[0] != recordVersion {
+	if len(b) < 35 || (b[0] != recordVersion && b[0] != recordChunked) {
 		return nil, nil, false
 	}
 	rest := b[33:]

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -556,7 +557,17 @@ func TestEventsListing(t *testing.T) {
 	}
 }
 
-func TestUpgradeFromLayout1(t *testing.T) {
+// TestUpgradeFromLayout1And2: a store written before the delivery log
+// (layout 1, or 2 with chunked payloads) is read as one with an empty log
+// while read-only, and upgraded (its events indexed) when opened for
+// writing.
+func TestUpgradeFromLayout1And2(t *testing.T) {
+	for _, version := range []byte{layoutVersion, layoutChunked} {
+		t.Run(fmt.Sprint(version), func(t *testing.T) { upgradeFrom(t, version) })
+	}
+}
+
+func upgradeFrom(t *testing.T, version byte) {
 	path := filepath.Join(t.TempDir(), "outbox.db")
 	o := open(t, path, Options{NoSync: true}, Subscription{Name: "a", Wants: all})
 	for pos := change.Position(1); pos <= 5; pos++ {
@@ -576,19 +587,19 @@ func TestUpgradeFromLayout1(t *testing.T) {
 		if err := tx.DeleteBucket(bucketEventIdx); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyVersion, []byte{1})
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte{version})
 	})
 	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep := checkStore(t, path)
-	if rep.Layout != 1 || len(rep.Warnings) != 1 {
-		t.Errorf("check of a layout 1 store: layout %d, warnings %v", rep.Layout, rep.Warnings)
+	if rep.Layout != int(version) || len(rep.Warnings) != 1 {
+		t.Errorf("check of a layout %d store: layout %d, warnings %v", version, rep.Layout, rep.Warnings)
 	}
 	ro, err := Open(path, Options{ReadOnly: true})
 	if err != nil {
-		t.Fatalf("a layout 1 store opened read-only: %v", err)
+		t.Fatalf("a layout %d store opened read-only: %v", version, err)
 	}
 	if p, err := ro.Log(LogQuery{TicketID: 7}); err != nil || len(p.Entries) != 0 {
 		t.Errorf("its log: %+v %v", p, err)
@@ -600,7 +611,7 @@ func TestUpgradeFromLayout1(t *testing.T) {
 		t.Errorf("after the upgrade, ticket 7's events: %+v %v", p, err)
 	}
 	o.Close()
-	if rep := checkStore(t, path); rep.Layout != layoutVersion {
+	if rep := checkStore(t, path); rep.Layout != layoutLog {
 		t.Errorf("layout %d after the upgrade", rep.Layout)
 	}
 }
@@ -765,4 +776,33 @@ func TestForgetKeepsTheLog(t *testing.T) {
 	if rep := checkStore(t, path); len(rep.Warnings) > 0 {
 		t.Errorf("check warnings: %v", rep.Warnings)
 	}
+}
+
+// TestLogKeepsChunkedPayloads: a large event (its payload in chunks) that
+// was delivered stays whole while the log points at it, counts its whole
+// size in the log's, and goes with its chunks when the log is pruned.
+func TestLogKeepsChunkedPayloads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	o := open(t, path, logOpts(), Subscription{Name: "a", Wants: all})
+	big := largeEvent(1, 0, 7, 3*payloadChunk+5, 3)
+	mustAppend(t, o, 1, true, []mapping.Event{big})
+	mustFlush(t, o)
+	deliverAll(t, o, "a")
+	ev, err := o.Event(big.ID)
+	if err != nil || !bytes.Equal(ev.Payload, big.Payload) {
+		t.Fatalf("the delivered large event: %d bytes, want %d (%v)", len(ev.Payload), len(big.Payload), err)
+	}
+	if st, _ := o.LogStats(); st.Bytes < int64(len(big.Payload)) {
+		t.Errorf("log size %d does not count the %d-byte payload it keeps", st.Bytes, len(big.Payload))
+	}
+	if p, err := o.Events(EventQuery{TicketID: 7}); err != nil || len(p.Events) != 1 || p.Events[0].Size < len(big.Payload) {
+		t.Errorf("the ticket's events: %+v %v", p, err)
+	}
+	o.SetLogLimits(LogLimits{Retention: -1, PruneInterval: 10 * time.Millisecond})
+	waitLog(t, o, func(st LogStats) bool { return st.Entries == 0 && st.Bytes == 0 })
+	if n, m := bucketLen(t, o, bucketEvents), bucketLen(t, o, bucketPayloads); n != 0 || m != 0 {
+		t.Errorf("%d events and %d chunks left once the log is gone", n, m)
+	}
+	o.Close()
+	checkStore(t, path)
 }

@@ -191,13 +191,13 @@ func (g *group) pruneLog(now time.Time, lim LogLimits, max int) (n int, more boo
 		if rec == nil {
 			continue
 		}
-		l.delta.bytes -= int64(len(rec))
+		l.delta.bytes -= eventSize(rec)
 		held, err := g.held(kb)
 		if err != nil {
 			return n, false, err
 		}
 		if !held {
-			if err := g.deleteEvent(kb); err != nil {
+			if err := g.removeEvent(kb); err != nil {
 				return n, false, err
 			}
 		}
@@ -217,7 +217,7 @@ func (g *group) lastOfEvent(lb *logBuckets, key Key, k []byte) (bool, int64) {
 	if ik != nil && bytes.HasPrefix(ik, prefix) {
 		return false, 0
 	}
-	return true, int64(len(g.events.Get(prefix)))
+	return true, eventSize(g.events.Get(prefix))
 }
 
 // held reports whether an endpoint holds the event (pending or dead).

@@ -108,10 +108,14 @@ var (
 	keyState        = []byte("state")
 )
 
-// layoutVersion 2 added the delivery log and the events' indexes; a store
-// of version 1 is upgraded when it is opened for writing (load), and read
-// as one with an empty log until then.
-const layoutVersion = 2
+const layoutVersion = 1
+
+// layoutLog is the layout version of a file with the delivery log and the
+// events' indexes (log.go, eventidx.go); it reads chunked payloads too
+// (layoutChunked). A file of version 1 or 2 is upgraded when it is opened
+// for writing (load), and read as one with an empty log until then; older
+// deskhook versions refuse a file of version 3.
+const layoutLog = 3
 
 // fileGrowStep is how much the file grows at a time once it is large.
 const fileGrowStep = 4 << 20
@@ -148,6 +152,9 @@ type Outbox struct {
 	pruneWake  chan struct{}
 	pruneStop  context.CancelFunc
 	prunerDone chan struct{}
+	// mapTouched: bytes through the file's mapping since its pages were
+	// last dropped (payloads.go).
+	mapTouched atomic.Int64
 
 	epMu sync.RWMutex
 	eps  map[string]*endpointCounters
@@ -225,7 +232,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 func (o *Outbox) load() error {
 	if !o.opts.ReadOnly {
 		err := o.db.Update(func(tx *bolt.Tx) error {
-			for _, name := range [][]byte{bucketMeta, bucketEvents, bucketRefs, bucketEndpoints} {
+			for _, name := range [][]byte{bucketMeta, bucketEvents, bucketRefs, bucketEndpoints, bucketPayloads} {
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return err
 				}
@@ -233,8 +240,8 @@ func (o *Outbox) load() error {
 			meta := tx.Bucket(bucketMeta)
 			switch v := meta.Get(keyVersion); {
 			case v == nil:
-			case len(v) == 1 && v[0] == 1:
-				o.log.Info("outbox store upgraded: it gets a delivery log (layout version 2)", "path", o.path)
+			case len(v) == 1 && (v[0] == layoutVersion || v[0] == layoutChunked):
+				o.log.Info("outbox store upgraded: it gets a delivery log (layout version 3)", "path", o.path, "from", v[0])
 			default:
 				return nil // checked below
 			}
@@ -244,7 +251,7 @@ func (o *Outbox) load() error {
 			if err := createEventIdx(tx); err != nil {
 				return err
 			}
-			return meta.Put(keyVersion, []byte{layoutVersion})
+			return meta.Put(keyVersion, []byte{layoutLog})
 		})
 		if err != nil {
 			return err
@@ -255,9 +262,13 @@ func (o *Outbox) load() error {
 		if meta == nil {
 			return errors.New("not a deskhook outbox (no meta bucket)")
 		}
-		if v := meta.Get(keyVersion); len(v) != 1 || v[0] != layoutVersion && !(o.opts.ReadOnly && v[0] == 1) {
-			return fmt.Errorf("layout version %v; this deskhook reads version %d", v, layoutVersion)
+		// Read-only (the CLI while no daemon runs), a file not upgraded
+		// yet is read as one with an empty log.
+		v := meta.Get(keyVersion)
+		if len(v) != 1 || v[0] != layoutLog && !(o.opts.ReadOnly && (v[0] == layoutVersion || v[0] == layoutChunked)) {
+			return fmt.Errorf("layout version %v; this deskhook reads version %d (and %d, %d read-only)", v, layoutLog, layoutVersion, layoutChunked)
 		}
+		o.c.layout = v[0]
 		o.c.log = readLogStat(meta)
 		o.logCount.Store(o.c.log.count)
 		o.logBytes.Store(o.c.log.bytes)

@@ -96,7 +96,7 @@ func (g *group) selectEvents(sel ResendSelection, max int) ([][]byte, error) {
 		if sel.ID != "" || sel.Wants == nil {
 			return true
 		}
-		e, err := decodeEvent(keyFrom(kb), rec)
+		e, _, _, err := decodeEventHeader(keyFrom(kb), rec) // what filters read, without the payload
 		if err != nil {
 			failed = err
 			return false

@@ -31,6 +31,10 @@ type Config struct {
 	// summary is logged (default 5m): its first failure is logged at once,
 	// then one line per interval while it keeps failing, then its recovery.
 	FailureLogInterval time.Duration `yaml:"failure_log_interval"`
+
+	// Memory bounds what each endpoint holds of the events, in bytes
+	// (window_bytes, render_bytes: memory.go).
+	Memory `yaml:",inline"`
 }
 
 // Endpoint is one receiver of webhooks.
@@ -127,6 +131,7 @@ func (c *Config) SetDefaults() {
 	if c.FailureLogInterval == 0 {
 		c.FailureLogInterval = DefaultFailureLogInterval
 	}
+	c.Memory.setDefaults()
 	for i := range c.Endpoints {
 		c.Endpoints[i].SetDefaults()
 	}
@@ -229,6 +234,7 @@ func (c Config) Validate(path string) error {
 		errs = append(errs, fmt.Errorf("%s: must be %s to %s (got %s)", at("failure_log_interval"),
 			MinFailureLogInterval, MaxFailureLogInterval, c.FailureLogInterval))
 	}
+	errs = append(errs, c.Memory.validate(at))
 	seen := map[string]int{}
 	for i, e := range c.Endpoints {
 		p := at(fmt.Sprintf("endpoints[%d]", i))

@@ -14,9 +14,10 @@
 // The store is reached through one interface, Store, which *outbox.Outbox
 // implements. The store tells each endpoint after every commit how far it
 // now goes; the endpoint's dispatcher then reads its queue from the store
-// into a bounded window (Options.Window). Everything sent is read from the
-// store, so it is durable before it is sent: after a crash an event goes
-// out again with the same id and the same body.
+// into a bounded window (Options.Window entries, window_bytes of payloads;
+// its requests hold at most render_bytes: memory.go). Everything sent is
+// read from the store, so it is durable before it is sent: after a crash
+// an event goes out again with the same id and the same body.
 //
 // Each endpoint is independent: its own queue, goroutines and connection
 // pool, so a slow or dead endpoint never slows another. Delivery is per

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
@@ -36,6 +37,10 @@ type endpoint struct {
 	// the sender's config while dispatchers run.
 	retryAfterCap      time.Duration
 	failureLogInterval time.Duration
+
+	// Memory bounds in bytes (memory.go).
+	windowBytes, renderBytes int
+	renderBudget             *semaphore.Weighted
 
 	in   inbox
 	wake chan struct{}
@@ -74,6 +79,9 @@ type dispatchState struct {
 	disabled  bool
 	holdUntil time.Time // Retry-After
 	results   []outbox.Result
+
+	// loadedBytes: payload bytes the window holds (memory.go).
+	loadedBytes int
 }
 
 type job struct {
@@ -128,6 +136,8 @@ func newEndpoint(s *Sender, cfg Endpoint) (*endpoint, error) {
 			ep.m.transportRetry()
 		}
 	}
+	ep.windowBytes, ep.renderBytes = s.cfg.WindowBytes, s.cfg.RenderBytes
+	ep.renderBudget = newRenderBudget(ep.renderBytes)
 	return ep, nil
 }
 
@@ -204,7 +214,7 @@ func (ep *endpoint) run(ctx context.Context) {
 		workers.Go(func() {
 			w := &worker{}
 			for j := range work {
-				done <- jobDone{job: j, res: ep.send(reqCtx, w, j.e.ev)}
+				done <- jobDone{job: j, res: ep.deliver(reqCtx, w, j.e)}
 			}
 		})
 	}

@@ -149,6 +149,7 @@ type worker struct {
 	drain  [4 << 10]byte // for reading answers
 	tsUnix int64         // webhook-timestamp as of tsUnix
 	ts     string
+	own    *mapping.Event // an event read for this request alone (memory.go)
 }
 
 func (w *worker) timestamp(now time.Time) string {
@@ -191,7 +192,7 @@ func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) atte
 const okExcerpt = 256
 
 func (ep *endpoint) attempt(ctx context.Context, w *worker, ev *mapping.Event) attemptResult {
-	body, contentType, err := mapping.Render(ep.cfg.Format, ev.Payload)
+	body, contentType, err := ep.renderBody(w, ev)
 	if err != nil {
 		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: time.Now(), Error: "rendering the payload: " + err.Error()}}
 	}

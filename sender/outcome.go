@@ -21,7 +21,14 @@ func (ep *endpoint) add(dl outbox.Delivery) {
 		d.tickets[id] = t
 	}
 	e := d.free.entry()
-	*e = entry{key: dl.Key, ev: dl.Event, attempts: dl.Attempts, next: dl.Next}
+	*e = entry{key: dl.Key, ev: dl.Event, size: dl.Size, attempts: dl.Attempts, next: dl.Next}
+	switch {
+	case !e.holds():
+	case d.loadedBytes+e.size > ep.windowBytes:
+		e.ev.Payload = nil // no room (a read raced another): read it when its turn comes
+	default:
+		d.loadedBytes += e.size
+	}
 	if e.attempts == 0 && e.next.IsZero() && ep.cfg.Retry.Schedule[0] > 0 {
 		e.next = time.Now().Add(backoff.Spread(ep.cfg.Retry.Schedule[0], scheduleJitter))
 	}
@@ -45,6 +52,7 @@ func (ep *endpoint) schedule(t *ticketQ) {
 // pop removes a ticket's head after its final outcome.
 func (ep *endpoint) pop(t *ticketQ) {
 	d := &ep.d
+	ep.forget(t.q[0])
 	d.free.putEntry(t.q[0])
 	t.q[0] = nil
 	t.q = t.q[1:]
@@ -89,8 +97,12 @@ func (ep *endpoint) complete(r jobDone) {
 	t, e, res := r.t, r.e, r.res
 	t.busy = false
 	delete(d.inFlight, e.key)
-	if res.verdict == verdictCanceled {
+	switch res.verdict {
+	case verdictCanceled:
 		ep.schedule(t)
+		return
+	case verdictVanished:
+		ep.pop(t)
 		return
 	}
 	ep.m.attempt(e.ev.Type, res)
@@ -130,6 +142,7 @@ func (ep *endpoint) complete(r jobDone) {
 			d.holdUntil = later(d.holdUntil, now.Add(ra))
 		}
 		e.attempts, e.next = n, now.Add(delay)
+		ep.park(e)
 		result.Outcome, result.Next = outbox.Retry, e.next
 		ep.m.outcome(e.ev.Type, "failed")
 		ep.log.Debug("attempt failed", append([]any{"id", e.ev.ID, "attempt", n, "retry_in", delay},
