@@ -120,6 +120,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		Registerer: reg,
 		OnDurable:  d.rd.Ack,
 		NoSync:     opts.NoSync,
+		Log:        cfg.DeliveryLog.Limits(),
 		// The appends waiting for the committer, in bytes (issue 12.7).
 		MaxQueuedBytes: int64(cfg.Store.QueueBytes),
 	})
@@ -139,6 +140,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		Registerer:    reg,
 		Version:       opts.Version,
 		ShutdownGrace: cfg.ShutdownTimeout,
+		Redact:        d.redactor().Replace,
 	})
 	if err != nil {
 		return fail(err)

@@ -25,7 +25,9 @@ type CheckReport struct {
 	Layout    int             `json:"layout_version,omitempty"`
 	Position  change.Position `json:"stored_position"`
 	Events    int             `json:"events"`
-	Endpoints []CheckEndpoint `json:"endpoints"`
+	// LogEntries counts the delivery log's entries.
+	LogEntries int             `json:"log_entries"`
+	Endpoints  []CheckEndpoint `json:"endpoints"`
 	// Problems are damage: the store cannot be trusted. Warnings are
 	// oddities that lose nothing.
 	Problems []string      `json:"problems"`
@@ -149,12 +151,16 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 	switch v := meta.Get(keyVersion); {
 	case len(v) != 1:
 		r.problem("meta: layout version is %d bytes, want 1", len(v))
-	case v[0] > layoutChunked:
+	case v[0] > layoutLog:
 		r.Layout = int(v[0])
-		r.problem("layout version %d: written by a newer deskhook (this one reads versions %d and %d)", v[0], layoutVersion, layoutChunked)
-	case v[0] != layoutVersion && v[0] != layoutChunked:
+		r.problem("layout version %d: written by a newer deskhook (this one reads versions %d to %d)", v[0], layoutVersion, layoutLog)
+	case v[0] == layoutVersion || v[0] == layoutChunked:
 		r.Layout = int(v[0])
-		r.problem("layout version %d: this deskhook reads versions %d and %d", v[0], layoutVersion, layoutChunked)
+		r.warn("layout version %d: written by a deskhook without the delivery log; "+
+			"the daemon's next start upgrades it (adds the log and the events' indexes)", v[0])
+	case v[0] != layoutLog:
+		r.Layout = int(v[0])
+		r.problem("layout version %d: this deskhook reads versions %d to %d", v[0], layoutVersion, layoutLog)
 	default:
 		r.Layout = int(v[0])
 	}
@@ -204,6 +210,11 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 
 	// Every event: it decodes, and its reference count (kept only from two
 	// holders on) matches the endpoints holding it.
+	lb, hasLog := logBucketsIn(tx)
+	var logEvC *bolt.Cursor
+	if hasLog {
+		logEvC = lb.event.Cursor()
+	}
 	refsF := newFollower(refs)
 	payloads := newPayloadReader(tx)
 	c := events.Cursor()
@@ -233,8 +244,8 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 			r.problem("refs: event %s is held by %d endpoints, its count says %d", key, n, refCount(ref))
 		case n < 2 && ref != nil:
 			r.problem("refs: event %s is held by %d endpoint(s), its count says %d", key, n, refCount(ref))
-		case n == 0:
-			r.warn("event %s is kept, but no endpoint needs it (wasted space, nothing lost)", key)
+		case n == 0 && (logEvC == nil || !hasPrefix(logEvC, k)):
+			r.warn("event %s is kept, but no endpoint needs it and the delivery log does not point at it (wasted space, nothing lost)", key)
 		}
 	}
 	rc := refs.Cursor()
@@ -246,6 +257,10 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 	}
 	// Chunked payloads: every chunk there, none left over.
 	payloadProblems(tx, func(p string) { r.problem("%s", p) })
+	if r.Layout >= layoutLog {
+		r.checkEventIdx(tx)
+		r.checkLog(tx)
+	}
 	return nil
 }
 

@@ -24,8 +24,15 @@
 // Fan-out happens when an event is stored: it gets a pending entry for every
 // registered endpoint whose Subscription wants it. An event's body is
 // deleted once no endpoint needs it any more (delivered, its dead letter
-// dropped, or its endpoint forgotten), so the file stays bounded while
-// endpoints keep up.
+// dropped, or its endpoint forgotten) and the delivery log no longer
+// points at it, so the file stays bounded by the queues and the log's
+// retention.
+//
+// The delivery log (log.go, docs/delivery-log.md) records every attempt
+// in the commit of its result, with four indexes; a pruner goroutine
+// deletes entries past Options.Log's retention or size in small steps,
+// and the events only the log kept with them. Log, Event and Events read
+// it; Resend queues stored events again for one endpoint.
 //
 // An endpoint is never dropped because the configuration stopped naming
 // it: SetSubscriptions orphans it (its queue, dead letters and state are
@@ -48,7 +55,8 @@
 //
 // Layout of the file:
 //
-//	meta      "version" → 1 (2 once a payload is chunked), "position" → stored position (8 bytes BE),
+//	meta      "version" → 3 (1 and 2: before the delivery log; 2 held chunked payloads),
+//	          "position" → stored position (8 bytes BE),
 //	          "source" → JSON SourceMark, "gaps" → bucket of accepted gaps (gaps.go)
 //	events    key → event record          key = pos (8 bytes BE) | index (4 bytes BE)
 //	payloads  key | chunk (4 bytes BE) → 64 KiB of a payload over 64 KiB (its record holds its length)
@@ -56,4 +64,7 @@
 //	endpoints name → bucket { "state" → JSON EndpointState,
 //	                           pending { key → delivery record },
 //	                           dead    { key → delivery record } }
+//	eventidx  ticket { ticket · key }, commit { commit time · key } (eventidx.go)
+//	log       entries { at · seq → entry }, ticket, event, endpoint, type
+//	          { field · at · seq } (log.go); meta "logstat" → count, bytes
 package outbox

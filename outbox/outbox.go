@@ -56,6 +56,9 @@ type Options struct {
 	// MaxSize limits the file's size in bytes (0: no limit). Reaching it is a
 	// write error that stops intake, like a full disk.
 	MaxSize int
+	// Log sets the delivery log's retention (docs/delivery-log.md). The
+	// zero value records nothing and prunes nothing.
+	Log LogLimits
 }
 
 func (o *Options) setDefaults() {
@@ -107,6 +110,13 @@ var (
 
 const layoutVersion = 1
 
+// layoutLog is the layout version of a file with the delivery log and the
+// events' indexes (log.go, eventidx.go); it reads chunked payloads too
+// (layoutChunked). A file of version 1 or 2 is upgraded when it is opened
+// for writing (load), and read as one with an empty log until then; older
+// deskhook versions refuse a file of version 3.
+const layoutLog = 3
+
 // fileGrowStep is how much the file grows at a time once it is large.
 const fileGrowStep = 4 << 20
 
@@ -135,6 +145,13 @@ type Outbox struct {
 	intakeErr atomic.Pointer[error]
 	subsSet   atomic.Bool
 
+	// The delivery log's limits and size (logprune.go).
+	logLimits  atomic.Pointer[LogLimits]
+	logCount   atomic.Int64
+	logBytes   atomic.Int64
+	pruneWake  chan struct{}
+	pruneStop  context.CancelFunc
+	prunerDone chan struct{}
 	// mapTouched: bytes through the file's mapping since its pages were
 	// last dropped (payloads.go).
 	mapTouched atomic.Int64
@@ -185,7 +202,10 @@ func Open(path string, opts Options) (*Outbox, error) {
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 		eps:       map[string]*endpointCounters{},
+		pruneWake: make(chan struct{}, 1),
 	}
+	lim := opts.Log
+	o.logLimits.Store(&lim)
 	if err := protect(o.load); err != nil {
 		_ = db.Close()
 		if isDamage(err) {
@@ -198,6 +218,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 		close(o.done)
 	} else {
 		go o.committer()
+		o.startPruner()
 	}
 	for _, w := range warnings {
 		o.log.Warn("outbox store: "+w, "path", path)
@@ -217,10 +238,20 @@ func (o *Outbox) load() error {
 				}
 			}
 			meta := tx.Bucket(bucketMeta)
-			if meta.Get(keyVersion) == nil {
-				return meta.Put(keyVersion, []byte{layoutVersion})
+			switch v := meta.Get(keyVersion); {
+			case v == nil:
+			case len(v) == 1 && (v[0] == layoutVersion || v[0] == layoutChunked):
+				o.log.Info("outbox store upgraded: it gets a delivery log (layout version 3)", "path", o.path, "from", v[0])
+			default:
+				return nil // checked below
 			}
-			return nil
+			if err := createLogBuckets(tx); err != nil {
+				return err
+			}
+			if err := createEventIdx(tx); err != nil {
+				return err
+			}
+			return meta.Put(keyVersion, []byte{layoutLog})
 		})
 		if err != nil {
 			return err
@@ -231,11 +262,16 @@ func (o *Outbox) load() error {
 		if meta == nil {
 			return errors.New("not a deskhook outbox (no meta bucket)")
 		}
+		// Read-only (the CLI while no daemon runs), a file not upgraded
+		// yet is read as one with an empty log.
 		v := meta.Get(keyVersion)
-		if len(v) != 1 || (v[0] != layoutVersion && v[0] != layoutChunked) {
-			return fmt.Errorf("layout version %v; this deskhook reads versions %d and %d", v, layoutVersion, layoutChunked)
+		if len(v) != 1 || v[0] != layoutLog && !(o.opts.ReadOnly && (v[0] == layoutVersion || v[0] == layoutChunked)) {
+			return fmt.Errorf("layout version %v; this deskhook reads version %d (and %d, %d read-only)", v, layoutLog, layoutVersion, layoutChunked)
 		}
 		o.c.layout = v[0]
+		o.c.log = readLogStat(meta)
+		o.logCount.Store(o.c.log.count)
+		o.logBytes.Store(o.c.log.bytes)
 		if v := meta.Get(keyPosition); len(v) == 8 {
 			o.stored.Store(binary.BigEndian.Uint64(v))
 		}
@@ -359,6 +395,7 @@ func (o *Outbox) Close() error {
 		close(o.quit)
 		o.sendMu.Unlock()
 		<-o.done
+		o.stopPruner()
 		o.m.unregister()
 		o.closeErr = o.db.Close()
 		o.log.Info("outbox closed", "position", o.Position().String())

@@ -31,7 +31,8 @@ const payloadChunk = 64 << 10
 
 // layoutChunked is the layout version of a file that holds chunked
 // payloads: older deskhook versions refuse to open it (instead of reading
-// such events as corrupt). A file is moved to it by its first large event.
+// such events as corrupt). A file is moved to it by its first large event;
+// a file with the delivery log (layoutLog, 3) reads chunks already.
 const layoutChunked = 2
 
 const chunkKeyLen = keyLen + 4
@@ -84,9 +85,12 @@ func (g *group) putEvent(kb []byte, e *mapping.Event) error {
 	return nil
 }
 
-// deleteEvent deletes the event at the events cursor c (positioned at kb)
-// and its chunks.
+// deleteEvent deletes the event at the events cursor c (positioned at kb),
+// its chunks and its index keys (eventidx.go).
 func (g *group) deleteEvent(c *bolt.Cursor, kb, rec []byte) error {
+	if err := g.unindexEvent(kb, rec); err != nil {
+		return err
+	}
 	isChunked := len(rec) > 0 && rec[0] == recordChunked
 	g.touched += len(rec)
 	if isChunked && len(rec) >= 8 {
