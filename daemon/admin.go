@@ -28,6 +28,7 @@ func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	d.probeRoutes(mux)
 	d.operatorRoutes(mux)
+	d.consoleRoutes(mux)
 	return d.apiGuard(mux)
 }
 
