@@ -110,6 +110,7 @@ func (d *Daemon) operatorRoutes(mux *http.ServeMux) {
 		writeJSON(w, map[string]int{"count": n}, err)
 	})
 	d.sourceRoutes(mux)
+	d.logRoutes(mux)
 	mux.HandleFunc("POST /api/endpoints/{name}/{op}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		var err error

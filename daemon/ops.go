@@ -32,6 +32,12 @@ type Ops interface {
 	// Forget drops an orphaned endpoint's queue, dead letters and state;
 	// it refuses an endpoint the configuration names.
 	Forget(ctx context.Context, endpoint string) (outbox.Forgotten, error)
+	// The delivery log and re-sending (deliverylog.go).
+	Log(ctx context.Context, q outbox.LogQuery) (outbox.LogPage, error)
+	LogStats(ctx context.Context) (outbox.LogStats, error)
+	Event(ctx context.Context, id string) (outbox.StoredEvent, error)
+	Events(ctx context.Context, q outbox.EventQuery) (outbox.EventPage, error)
+	Resend(ctx context.Context, sel outbox.ResendSelection, endpoint string) (outbox.ResendResult, error)
 	Close() error
 }
 
