@@ -26,6 +26,14 @@ type Backend interface {
 	Replay(ctx context.Context, f outbox.DeadFilter) (int, error)
 	Drop(ctx context.Context, f outbox.DeadFilter) (int, error)
 
+	// The delivery log: its entries by the log's indexes with cursor
+	// pagination (a page costs the same in a log of a million entries),
+	// one stored event with its attempts, and re-sending stored events to
+	// an endpoint with their webhook-id and body.
+	Log(ctx context.Context, q outbox.LogQuery) (outbox.LogPage, error)
+	Event(ctx context.Context, id string) (outbox.StoredEvent, error)
+	Resend(ctx context.Context, sel outbox.ResendSelection, endpoint string) (outbox.ResendResult, error)
+
 	// Counters reads the running totals the overview's charts are drawn
 	// from; the console samples them (Console.Run).
 	Counters() Counters

@@ -129,7 +129,9 @@ func (c *Console) routes() *http.ServeMux {
 	mux.Handle("GET /ui/dead", c.page(c.deadLetters))
 	mux.Handle("GET /ui/dead/confirm", c.page(c.deadConfirm))
 	mux.Handle("POST /ui/dead/{op}", c.action(c.deadAction))
-	mux.Handle("GET /ui/dead/{endpoint}/{id}", c.page(c.deadLetter))
+	mux.Handle("GET /ui/deliveries", c.page(c.deliveries))
+	mux.Handle("GET /ui/events/{id}", c.page(c.event))
+	mux.Handle("POST /ui/events/{id}/resend", c.action(c.resend))
 	mux.Handle("/ui/", secured(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "404 page not found", http.StatusNotFound)
 	}), true))

@@ -3,8 +3,9 @@ package console
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -12,9 +13,10 @@ import (
 	"github.com/deskhook/deskhook/outbox"
 )
 
-// eventView is the event page's data: the event, its bodies as each format
-// sends them, the headers each endpoint's requests carry (values of
-// configured headers and signatures masked), its attempts.
+// eventView is the event page's data: the stored event, its body in both
+// formats exactly as sent, the headers each endpoint's requests carry
+// (configured values and signatures masked), where each endpoint stands
+// with it, its attempts, and the endpoints it can be re-sent to.
 type eventView struct {
 	ID         string
 	Type       string
@@ -22,14 +24,12 @@ type eventView struct {
 	CommitTime time.Time
 	Bodies     []bodyView
 	Requests   []requestView
-	Attempts   []attemptRow
-	Dead       []outbox.DeadLetter // the event's dead letters, if any
-	// Resend lists the endpoints it can be sent to again (empty: the
-	// page offers no re-send).
-	Resend []string
+	Endpoints  []outbox.EventDelivery
+	Attempts   []outbox.LogEntry
+	Resend     []string // configured endpoints (not orphaned)
 }
 
-// bodyView is the event's body in one format, as sent.
+// bodyView is the event's body in one format.
 type bodyView struct {
 	Format      string
 	ContentType string
@@ -46,65 +46,119 @@ type requestView struct {
 	Headers  [][2]string
 }
 
-// attemptRow is one attempt at delivering the event to an endpoint.
-type attemptRow struct {
-	Endpoint string
-	outbox.Attempt
-	Outcome string
-}
-
 // masked stands for a value the console never shows.
 const masked = "••••••••"
 
-// render fills the bodies in both formats and the requests the endpoints
-// named make (in eps, by name).
-func (v *eventView) render(payload []byte, eps []Endpoint, names []string) {
+func (c *Console) event(r *http.Request) (view, error) {
+	id := r.PathValue("id")
+	ev, err := c.b.Event(r.Context(), id)
+	if errors.Is(err, outbox.ErrNotFound) {
+		return view{}, badNotFound("event %s is not stored (delivered everywhere and its log entries pruned, or no such event)", id)
+	}
+	if err != nil {
+		return view{}, err
+	}
+	eps, err := c.b.Endpoints(r.Context())
+	if err != nil {
+		return view{}, err
+	}
+	v := eventView{ID: ev.ID, Type: ev.Type, TicketID: ev.TicketID, CommitTime: ev.CommitTime,
+		Endpoints: ev.Endpoints, Attempts: ev.Attempts}
+	v.Bodies = bodies(ev.Payload)
+	involved := map[string]bool{}
+	for _, d := range ev.Endpoints {
+		involved[d.Endpoint] = true
+	}
+	for _, e := range eps {
+		if involved[e.Name] {
+			v.Requests = append(v.Requests, request(ev.ID, e))
+		}
+		if e.Configured && !e.Orphaned {
+			v.Resend = append(v.Resend, e.Name)
+		}
+	}
+	return view{name: "event", title: "Event " + ev.ID, data: v}, nil
+}
+
+// resend sends the event again to one endpoint: a new attempt with the
+// same webhook-id and body.
+func (c *Console) resend(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, endpoint := r.PathValue("id"), r.PostForm.Get("endpoint")
+	if endpoint == "" {
+		return badInputf("endpoint: which endpoint to send the event to?")
+	}
+	res, err := c.b.Resend(r.Context(), outbox.ResendSelection{ID: id}, endpoint)
+	if errors.Is(err, outbox.ErrNotSubscribed) {
+		return badInputf("endpoint %s is orphaned (not in the configuration): nothing is sent to it", endpoint)
+	}
+	if err != nil {
+		return err
+	}
+	if res.Events == 0 {
+		return badNotFound("event %s is not stored any more", id)
+	}
+	how := "queued again"
+	switch {
+	case res.Due > 0:
+		how = "was pending: due now"
+	case res.Revived > 0:
+		how = "was a dead letter: queued again"
+	}
+	c.flash(s, "Re-sending %s to %s (%s), with the same webhook-id and body.", id, endpoint, how)
+	http.Redirect(w, r, "/ui/events/"+url.PathEscape(id), http.StatusSeeOther)
+	return nil
+}
+
+// bodies renders the payload in both formats.
+func bodies(payload []byte) []bodyView {
+	var out []bodyView
 	for _, f := range []mapping.Format{mapping.FormatForm, mapping.FormatJSON} {
 		b := bodyView{Format: string(f)}
 		body, ct, err := mapping.Render(f, payload)
 		if err != nil {
 			b.Error = err.Error()
-			v.Bodies = append(v.Bodies, b)
+			out = append(out, b)
 			continue
 		}
 		b.ContentType, b.Body = ct, string(body)
 		switch f {
 		case mapping.FormatJSON:
-			var out bytes.Buffer
-			if json.Indent(&out, body, "", "  ") == nil {
-				b.Pretty = out.String()
+			var pretty bytes.Buffer
+			if json.Indent(&pretty, body, "", "  ") == nil {
+				b.Pretty = pretty.String()
 			}
 		case mapping.FormatForm:
 			b.Fields = formFields(string(body))
 		}
-		v.Bodies = append(v.Bodies, b)
+		out = append(out, b)
 	}
-	for _, e := range eps {
-		if !slices.Contains(names, e.Name) {
-			continue
-		}
-		format := e.Format
-		if format == "" {
-			format = string(mapping.FormatForm)
-		}
-		ct := mapping.ContentTypeForm
-		if format == string(mapping.FormatJSON) {
-			ct = mapping.ContentTypeJSON
-		}
-		rv := requestView{Endpoint: e.Name, Format: format, Headers: [][2]string{
-			{"Content-Type", ct},
-			{"User-Agent", e.UserAgent},
-			{"webhook-id", v.ID},
-			{"webhook-timestamp", "(the attempt's time, Unix seconds)"},
-		}}
-		if e.Signed {
-			rv.Headers = append(rv.Headers, [2]string{"webhook-signature", "v1," + masked + " (HMAC-SHA256 with the endpoint's secret)"})
-		}
-		for _, h := range e.HeaderNames {
-			rv.Headers = append(rv.Headers, [2]string{h, masked + " (configured; not shown)"})
-		}
-		v.Requests = append(v.Requests, rv)
+	return out
+}
+
+// request is the headers of e's requests for the event id: values the
+// configuration holds are masked.
+func request(id string, e Endpoint) requestView {
+	format := e.Format
+	if format == "" {
+		format = string(mapping.FormatForm)
 	}
+	ct := mapping.ContentTypeForm
+	if format == string(mapping.FormatJSON) {
+		ct = mapping.ContentTypeJSON
+	}
+	rv := requestView{Endpoint: e.Name, Format: format, Headers: [][2]string{
+		{"Content-Type", ct},
+		{"User-Agent", e.UserAgent},
+		{"webhook-id", id},
+		{"webhook-timestamp", "(the attempt's time, Unix seconds)"},
+	}}
+	if e.Signed {
+		rv.Headers = append(rv.Headers, [2]string{"webhook-signature", "v1," + masked + " (HMAC-SHA256 with the endpoint's secret)"})
+	}
+	for _, h := range e.HeaderNames {
+		rv.Headers = append(rv.Headers, [2]string{h, masked + " (configured; not shown)"})
+	}
+	return rv
 }
 
 // formFields decodes a form body in its order, for reading.

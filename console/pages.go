@@ -1,7 +1,6 @@
 package console
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -198,27 +197,4 @@ func (c *Console) deadAction(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	http.Redirect(w, r, "/ui/dead", http.StatusSeeOther)
 	return nil
-}
-
-// deadLetter shows one dead letter as an event.
-func (c *Console) deadLetter(r *http.Request) (view, error) {
-	endpoint, id := r.PathValue("endpoint"), r.PathValue("id")
-	dl, err := c.b.DeadLetter(r.Context(), endpoint, id)
-	if err != nil {
-		if errors.Is(err, outbox.ErrNotFound) {
-			return view{}, badNotFound("no dead letter %s of endpoint %s (replayed or dropped?)", id, endpoint)
-		}
-		return view{}, err
-	}
-	eps, err := c.b.Endpoints(r.Context())
-	if err != nil {
-		return view{}, err
-	}
-	ev := eventView{ID: dl.ID, Type: dl.Type, TicketID: dl.TicketID, CommitTime: dl.CommitTime,
-		Dead: []outbox.DeadLetter{dl}}
-	ev.render(dl.Payload, eps, []string{dl.Endpoint})
-	for _, a := range dl.Attempts {
-		ev.Attempts = append(ev.Attempts, attemptRow{Endpoint: dl.Endpoint, Attempt: a})
-	}
-	return view{name: "event", title: "Event " + dl.ID, data: ev}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deskhook/deskhook/outbox"
 )
@@ -52,6 +53,18 @@ var funcs = template.FuncMap{
 		return template.URL("?" + q.Encode())
 	},
 	"join": strings.Join,
+	// short cuts a text (a response excerpt) for a table cell.
+	"short": func(s string) string {
+		const n = 120
+		if len(s) <= n {
+			return s
+		}
+		i := n
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		return s[:i] + "…"
+	},
 	"lastAttempt": func(as []outbox.Attempt) *outbox.Attempt {
 		if len(as) == 0 {
 			return nil

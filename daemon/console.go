@@ -192,6 +192,13 @@ func (b *consoleBackend) Overview(ctx context.Context) (console.Overview, error)
 	if st.Outbox.Error != "" {
 		fact(sto, "Intake stopped", st.Outbox.Error, true)
 	}
+	if ls, err := d.LogStats(ctx); err == nil {
+		oldest := "–"
+		if !ls.Oldest.IsZero() {
+			oldest = ls.Oldest.Local().Format("2006-01-02 15:04:05 MST")
+		}
+		fact(sto, "Delivery log", fmt.Sprintf("%d attempts, %s (oldest %s)", ls.Entries, cdc.HumanBytes(ls.Bytes), oldest), false)
+	}
 	if n := len(st.Outbox.Gaps); n > 0 {
 		fact(sto, "Accepted gaps", fmt.Sprint(n), true)
 	}
@@ -318,4 +325,16 @@ func sumValues(mf *dto.MetricFamily) float64 {
 		}
 	}
 	return v
+}
+
+func (b *consoleBackend) Log(ctx context.Context, q outbox.LogQuery) (outbox.LogPage, error) {
+	return b.d.Log(ctx, q)
+}
+
+func (b *consoleBackend) Event(ctx context.Context, id string) (outbox.StoredEvent, error) {
+	return b.d.Event(ctx, id)
+}
+
+func (b *consoleBackend) Resend(ctx context.Context, sel outbox.ResendSelection, endpoint string) (outbox.ResendResult, error) {
+	return b.d.Resend(ctx, sel, endpoint)
 }
