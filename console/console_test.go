@@ -427,7 +427,7 @@ func TestHeaders(t *testing.T) {
 		resp, _ := br.get(p)
 		h := resp.Header
 		if h.Get("Content-Security-Policy") != csp || h.Get("X-Content-Type-Options") != "nosniff" ||
-			h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Frame-Options") != "DENY" {
+			h.Get("Referrer-Policy") != "same-origin" || h.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("%s: headers %v", p, h)
 		}
 		if p != "/ui/assets/console.css" && h.Get("Cache-Control") != "no-store" {
