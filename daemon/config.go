@@ -16,19 +16,21 @@ import (
 
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/mapping"
+	"github.com/deskhook/deskhook/outbox"
 	"github.com/deskhook/deskhook/sender"
 )
 
 // Config is deskhook.yaml. Each section belongs to the package that uses
 // it; the command only composes them and adds its own (store, admin, log).
 type Config struct {
-	Source          cdc.Config     `yaml:"source"`
-	Store           StoreConfig    `yaml:"store"`
-	Faveo           mapping.Config `yaml:"faveo"`
-	Sender          sender.Config  `yaml:",inline"`
-	Admin           AdminConfig    `yaml:"admin"`
-	Log             LogConfig      `yaml:"log"`
-	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
+	Source          cdc.Config        `yaml:"source"`
+	Store           StoreConfig       `yaml:"store"`
+	Faveo           mapping.Config    `yaml:"faveo"`
+	Sender          sender.Config     `yaml:",inline"`
+	Admin           AdminConfig       `yaml:"admin"`
+	Log             LogConfig         `yaml:"log"`
+	DeliveryLog     DeliveryLogConfig `yaml:"delivery_log"`
+	ShutdownTimeout time.Duration     `yaml:"shutdown_timeout"`
 
 	// Unresolved lists the values LoadOpsConfig left unexpanded because a
 	// variable they refer to is not set: YAML path → "${VAR}".
@@ -67,6 +69,37 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text or json
 }
 
+// DeliveryLogConfig is the delivery log's retention (docs/delivery-log.md):
+// every attempt is recorded in the store, with the events it points at.
+type DeliveryLogConfig struct {
+	// Enabled false records nothing and prunes what a previous run
+	// recorded (default true).
+	Enabled *bool `yaml:"enabled"`
+	// Retention is how long entries are kept.
+	Retention time.Duration `yaml:"retention"`
+	// MaxBytes bounds the log's size: entries, index keys and the bodies
+	// of the events they point at.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// PruneInterval is how often the pruner looks for expired entries.
+	PruneInterval time.Duration `yaml:"prune_interval"`
+}
+
+// Defaults and bounds of delivery_log.
+const (
+	DefaultLogRetention     = 7 * 24 * time.Hour
+	DefaultLogMaxBytes      = ByteSize(256 << 20)
+	DefaultLogPruneInterval = time.Minute
+	minLogMaxBytes          = ByteSize(64 << 10)
+)
+
+// Limits are the outbox's log settings for c.
+func (c DeliveryLogConfig) Limits() outbox.LogLimits {
+	if c.Enabled != nil && !*c.Enabled {
+		return outbox.LogLimits{Retention: -1, PruneInterval: c.PruneInterval}
+	}
+	return outbox.LogLimits{Retention: c.Retention, MaxBytes: int64(c.MaxBytes), PruneInterval: c.PruneInterval}
+}
+
 // Defaults of the command's own keys.
 const (
 	DefaultStorePath       = "deskhook.db"
@@ -100,6 +133,19 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.DeliveryLog.Enabled == nil {
+		on := true
+		c.DeliveryLog.Enabled = &on
+	}
+	if c.DeliveryLog.Retention == 0 {
+		c.DeliveryLog.Retention = DefaultLogRetention
+	}
+	if c.DeliveryLog.MaxBytes == 0 {
+		c.DeliveryLog.MaxBytes = DefaultLogMaxBytes
+	}
+	if c.DeliveryLog.PruneInterval == 0 {
+		c.DeliveryLog.PruneInterval = DefaultLogPruneInterval
 	}
 	// The mapper reads the tables the source names.
 	c.Faveo.Tables = c.Source.Tables
@@ -158,6 +204,15 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		bad("log.format", "must be text or json (got %q)", c.Log.Format)
+	}
+	if r := c.DeliveryLog.Retention; r < time.Second {
+		bad("delivery_log.retention", "must be at least 1s (got %s); to record nothing, set delivery_log.enabled: false", r)
+	}
+	if m := c.DeliveryLog.MaxBytes; m < minLogMaxBytes {
+		bad("delivery_log.max_bytes", "must be at least 64KiB (got %d)", int64(m))
+	}
+	if p := c.DeliveryLog.PruneInterval; p < 100*time.Millisecond || p > time.Hour {
+		bad("delivery_log.prune_interval", "must be between 100ms and 1h (got %s)", p)
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout", "must not be negative (got %s)", c.ShutdownTimeout)

@@ -65,6 +65,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		},
 		Admin:           AdminConfig{Listen: "127.0.0.1:9187", MaxSlotLag: 1 << 30},
 		Log:             LogConfig{Level: "info", Format: "text"},
+		DeliveryLog:     DeliveryLogConfig{Enabled: &on, Retention: 168 * time.Hour, MaxBytes: 256 << 20, PruneInterval: time.Minute},
 		ShutdownTimeout: 30 * time.Second,
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -300,6 +301,11 @@ func TestParseConfigInvalidFields(t *testing.T) {
 		{"max slot lag", "admin: {max_slot_lag: 99999999999TiB}", true, `admin.max_slot_lag: must be a size such as 1073741824, 512MB or 1GiB (got "99999999999TiB", line`},
 		{"log level", "log: {level: verbose}", true, `log.level: must be debug, info, warn or error (got "verbose")`},
 		{"log format", "log: {format: xml}", true, `log.format: must be text or json (got "xml")`},
+		{"delivery log retention", "delivery_log: {retention: 500ms}", true, "delivery_log.retention: must be at least 1s (got 500ms); to record nothing, set delivery_log.enabled: false"},
+		{"delivery log max bytes", "delivery_log: {max_bytes: 1KB}", true, "delivery_log.max_bytes: must be at least 64KiB (got 1000)"},
+		{"delivery log max bytes unit", "delivery_log: {max_bytes: lots}", true, `delivery_log.max_bytes: must be a size such as 1073741824, 512MB or 1GiB (got "lots", line`},
+		{"delivery log prune interval", "delivery_log: {prune_interval: 2h}", true, "delivery_log.prune_interval: must be between 100ms and 1h (got 2h0m0s)"},
+		{"delivery log enabled", "delivery_log: {enabled: maybe}", true, "delivery_log.enabled"},
 		{"shutdown timeout", "shutdown_timeout: -5s", true, "shutdown_timeout: must not be negative (got -5s)"},
 		{"shutdown timeout cap", "shutdown_timeout: 2000000h", true, "shutdown_timeout: must be at most 1h0m0s (got 2000000h0m0s)"},
 		{"shutdown timeout overflow", "shutdown_timeout: 9999999h", true, `shutdown_timeout: must be at most 1h0m0s (got "9999999h", line 4)`},

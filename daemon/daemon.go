@@ -122,6 +122,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		Registerer: reg,
 		OnDurable:  d.rd.Ack,
 		NoSync:     opts.NoSync,
+		Log:        cfg.DeliveryLog.Limits(),
 	})
 	if err != nil {
 		return fail(err)
@@ -139,6 +140,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		Registerer:    reg,
 		Version:       opts.Version,
 		ShutdownGrace: cfg.ShutdownTimeout,
+		Redact:        d.redactor().Replace,
 	})
 	if err != nil {
 		return fail(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -44,6 +45,31 @@ func (d *Daemon) Events(ctx context.Context, q outbox.EventQuery) (outbox.EventP
 // Resend queues the selected stored events again for one endpoint.
 func (d *Daemon) Resend(ctx context.Context, sel outbox.ResendSelection, endpoint string) (outbox.ResendResult, error) {
 	return d.ob.Resend(ctx, sel, endpoint)
+}
+
+// redactor is the scrubber of the configured secrets the sender applies
+// to what receivers answer before it is stored: the process's (which
+// learns a reloaded config's secrets), else one for this config.
+func (d *Daemon) redactor() *Redactor {
+	if d.opts.Redactor == nil {
+		d.opts.Redactor = NewRedactor(nil)
+	}
+	d.opts.Redactor.Add(d.cfg.Secrets())
+	return d.opts.Redactor
+}
+
+// reloadDeliveryLog applies a reloaded config's delivery_log section, and
+// has its new secrets scrubbed from what receivers answer.
+func (d *Daemon) reloadDeliveryLog(next *Config) {
+	d.redactor().Add(next.Secrets())
+	if reflect.DeepEqual(d.cfg.DeliveryLog, next.DeliveryLog) {
+		return
+	}
+	dl := next.DeliveryLog
+	d.cfg.DeliveryLog = dl
+	d.ob.SetLogLimits(dl.Limits())
+	d.log.Info("delivery log settings reloaded", "retention", dl.Retention, "max_bytes", dl.MaxBytes.String(),
+		"enabled", dl.Enabled == nil || *dl.Enabled)
 }
 
 // logRoutes are the delivery log's /api/ routes.

@@ -18,6 +18,7 @@ func (d *Daemon) Reload(ctx context.Context, next *Config) error {
 	}
 	d.cfg.Sender.Endpoints = next.Sender.Endpoints
 	d.log.Info("endpoints reloaded", "endpoints", len(next.Sender.Endpoints))
+	d.reloadDeliveryLog(next)
 	if changed := d.cfg.restartOnly(next); len(changed) > 0 {
 		d.log.Warn("config changes that need a restart were not applied (a reload applies endpoints only)",
 			"sections", changed)

@@ -25,7 +25,9 @@ type CheckReport struct {
 	Layout    int             `json:"layout_version,omitempty"`
 	Position  change.Position `json:"stored_position"`
 	Events    int             `json:"events"`
-	Endpoints []CheckEndpoint `json:"endpoints"`
+	// LogEntries counts the delivery log's entries.
+	LogEntries int             `json:"log_entries"`
+	Endpoints  []CheckEndpoint `json:"endpoints"`
 	// Problems are damage: the store cannot be trusted. Warnings are
 	// oddities that lose nothing.
 	Problems []string      `json:"problems"`
@@ -152,6 +154,10 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 	case v[0] > layoutVersion:
 		r.Layout = int(v[0])
 		r.problem("layout version %d: written by a newer deskhook (this one reads version %d)", v[0], layoutVersion)
+	case v[0] == 1:
+		r.Layout = 1
+		r.warn("layout version 1: written by a deskhook without the delivery log; " +
+			"the daemon's next start upgrades it (adds the log and the events' indexes)")
 	case v[0] != layoutVersion:
 		r.Layout = int(v[0])
 		r.problem("layout version %d: this deskhook reads version %d", v[0], layoutVersion)
@@ -204,6 +210,11 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 
 	// Every event: it decodes, and its reference count (kept only from two
 	// holders on) matches the endpoints holding it.
+	lb, hasLog := logBucketsIn(tx)
+	var logEvC *bolt.Cursor
+	if hasLog {
+		logEvC = lb.event.Cursor()
+	}
 	refsF := newFollower(refs)
 	c := events.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -232,8 +243,8 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 			r.problem("refs: event %s is held by %d endpoints, its count says %d", key, n, refCount(ref))
 		case n < 2 && ref != nil:
 			r.problem("refs: event %s is held by %d endpoint(s), its count says %d", key, n, refCount(ref))
-		case n == 0:
-			r.warn("event %s is kept, but no endpoint needs it (wasted space, nothing lost)", key)
+		case n == 0 && (logEvC == nil || !hasPrefix(logEvC, k)):
+			r.warn("event %s is kept, but no endpoint needs it and the delivery log does not point at it (wasted space, nothing lost)", key)
 		}
 	}
 	rc := refs.Cursor()
@@ -242,6 +253,10 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 		if !evF.has(k) {
 			r.problem("refs: a count for event %s, which does not exist", keyOrHex(k))
 		}
+	}
+	if r.Layout >= 2 {
+		r.checkEventIdx(tx)
+		r.checkLog(tx)
 	}
 	return nil
 }

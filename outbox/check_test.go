@@ -56,9 +56,10 @@ func sampleStore(t testing.TB) string {
 	return path
 }
 
-// openAB opens a store whose endpoints "a" and "b" get every event.
+// openAB opens a store whose endpoints "a" and "b" get every event, with
+// the delivery log on.
 func openAB(path string) (*Outbox, error) {
-	o, err := Open(path, Options{NoSync: true})
+	o, err := Open(path, Options{NoSync: true, Log: LogLimits{Retention: 24 * time.Hour}})
 	if err != nil {
 		return nil, err
 	}
@@ -428,6 +429,7 @@ func TestCheckHealthy(t *testing.T) {
 	}
 	want := []CheckEndpoint{{Name: "a", Pending: sampleEvents - sampleDead, DeadLetters: sampleDead}, {Name: "b", Pending: sampleEvents - sampleSent}}
 	if rep.Events != sampleEvents || rep.Position != sampleEvents || rep.Layout != layoutVersion ||
+		rep.LogEntries != sampleDead+sampleSent ||
 		len(rep.Endpoints) != 2 || rep.Endpoints[0] != want[0] || rep.Endpoints[1] != want[1] {
 		t.Errorf("report %+v; want %d events at position %d, endpoints %+v", rep, sampleEvents, sampleEvents, want)
 	}

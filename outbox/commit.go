@@ -32,6 +32,7 @@ type committerState struct {
 	// their only writer), so recording results does not decode them again
 	// for every commit.
 	states map[string]EndpointState
+	log    logStat // the delivery log's count and size as committed
 }
 
 // run is the committer goroutine: it takes everything queued, writes it in
@@ -309,6 +310,8 @@ func (o *Outbox) apply(g *group) {
 	for name, st := range g.newStates {
 		o.c.states[name] = st
 	}
+
+	o.applyLog(g.log.delta)
 
 	advanced := g.stored > g.startStored
 	for _, s := range o.c.subs {

@@ -46,6 +46,12 @@ type group struct {
 	// reference counts): bbolt keeps values (not copies) until the
 	// commit, so they share a few allocations.
 	arena []byte
+
+	// The delivery log and the events' indexes (log.go, eventidx.go).
+	log               logState
+	evIdx             eventIdx
+	evIdxSet, evIdxOK bool
+	allEBs            *[]*endpointBuckets // every registered endpoint, for holders
 }
 
 // alloc returns n bytes of the group's arena.
@@ -220,6 +226,9 @@ func (g *group) appendEvent(e *mapping.Event) error {
 	if err := g.events.Put(kb, rec); err != nil {
 		return err
 	}
+	if err := g.indexEvent(kb, rec); err != nil {
+		return err
+	}
 	g.appended++
 	for _, t := range g.targets {
 		name := g.subs[t].Name
@@ -243,15 +252,23 @@ func (g *group) appendEvent(e *mapping.Event) error {
 // was delivered: incomplete transactions are not deliverable), missing ones
 // added, and the reference count recomputed.
 func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
-	existing := g.events.Get(kb) != nil
-	if !existing && len(g.targets) == 0 {
+	old := g.events.Get(kb)
+	if old == nil && len(g.targets) == 0 {
 		return nil
 	}
 	rec, err := encodeEvent(e)
 	if err != nil {
 		return err
 	}
+	if old != nil {
+		if err := g.unindexEvent(kb, old); err != nil {
+			return err
+		}
+	}
 	if err := g.events.Put(kb, rec); err != nil {
+		return err
+	}
+	if err := g.indexEvent(kb, rec); err != nil {
 		return err
 	}
 	g.appended++
@@ -290,7 +307,10 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	}
 	switch {
 	case holders == 0:
-		return g.events.Delete(kb)
+		if err := g.refs.Delete(kb); err != nil || g.hasLog(kb) {
+			return err
+		}
+		return g.deleteEvent(kb)
 	case holders == 1:
 		return g.refs.Delete(kb)
 	default:
@@ -335,16 +355,23 @@ func (g *group) orphans() ([]*endpointBuckets, error) {
 	return ebs, nil
 }
 
-// release drops one endpoint's claim on an event, deleting it with the last.
+// release drops one endpoint's claim on an event, deleting it with the
+// last, unless the delivery log points at it: then the log's pruner
+// deletes it with the log's last entry for it (logprune.go).
 func (g *group) release(kb []byte) error {
 	if g.refsC == nil {
 		g.refsC, g.eventsC = g.refs.Cursor(), g.events.Cursor()
 	}
 	v := seekExact(g.refsC, kb)
 	if v == nil {
-		if seekExact(g.eventsC, kb) == nil {
+		rec := seekExact(g.eventsC, kb)
+		if rec == nil || g.hasLog(kb) {
 			return nil
 		}
+		if err := g.unindexEvent(kb, rec); err != nil {
+			return err
+		}
+		seekExact(g.eventsC, kb) // the cursor again, after the index changed
 		return g.eventsC.Delete()
 	}
 	n := binary.BigEndian.Uint16(v)
@@ -368,8 +395,17 @@ func (g *group) record(r *Result) {
 	if v == nil {
 		return
 	}
+	rec, err := parseDelivery(v)
+	if err == nil && g.o.logging() {
+		// Before the result changes the queue: a delivered event's body
+		// then stays for the log (release).
+		err = g.logAttempt(r, kb, rec.ticket, rec.attempts+1)
+	}
+	if err != nil {
+		g.o.log.Error("outbox: recording a delivery result failed", "endpoint", r.Endpoint, "key", r.Key.String(), "err", err)
+		return
+	}
 	st := g.statusOf(r.Endpoint)
-	var err error
 	switch r.Outcome {
 	case Delivered:
 		if err = pc.Delete(); err == nil {
@@ -380,10 +416,6 @@ func (g *group) record(r *Result) {
 			st.success = r.Attempt.At
 		}
 	case Retry, Dead:
-		var rec deliveryRecord
-		if rec, err = parseDelivery(v); err != nil {
-			break
-		}
 		if r.Outcome == Retry {
 			err = eb.pending.Put(kb, rec.withAttempt(r.Attempt, r.Next))
 		} else {
@@ -414,10 +446,19 @@ func attemptSummary(a Attempt) string {
 	return a.Error
 }
 
-// finish writes the stored position and the endpoints' status changes.
+// finish writes the stored position, the log's size and the endpoints'
+// status changes.
 func (g *group) finish() error {
 	if g.stored != g.startStored {
 		if err := g.meta.Put(keyPosition, binary.BigEndian.AppendUint64(nil, uint64(g.stored))); err != nil {
+			return err
+		}
+	}
+	if d := g.log.delta; d != (logStat{}) {
+		st := g.o.c.log
+		st.count += d.count
+		st.bytes += d.bytes
+		if err := g.meta.Put(keyLogStat, st.encode()); err != nil {
 			return err
 		}
 	}

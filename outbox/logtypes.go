@@ -195,7 +195,7 @@ type ResendResult struct {
 
 // MaxResend bounds the events one Resend selects: a larger selection is
 // refused (narrow it, or resend in parts).
-const MaxResend = 100000
+const MaxResend = 10000
 
 // ErrNotSubscribed is wrapped by Resend's error for an endpoint that is
 // registered but not in the configuration (orphaned): nothing would be

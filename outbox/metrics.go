@@ -17,6 +17,7 @@ type metrics struct {
 	events     prometheus.Counter
 	results    prometheus.Counter
 	stopped    prometheus.Gauge
+	logPruned  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, o *Outbox) *metrics {
@@ -53,7 +54,18 @@ func newMetrics(reg prometheus.Registerer, o *Outbox) *metrics {
 	position := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "deskhook_outbox_stored_position", Help: "The source position up to which everything is stored.",
 	}, func() float64 { return float64(o.Position()) })
-	for _, c := range []prometheus.Collector{m.commits, m.commitDur, m.events, m.results, m.stopped, size, position} {
+	m.logPruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "deskhook_outbox_log_pruned_total", Help: "Delivery log entries deleted by retention.",
+	})
+	logEntries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "deskhook_outbox_log_entries", Help: "Entries (delivery attempts) in the delivery log.",
+	}, func() float64 { return float64(o.logCount.Load()) })
+	logBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "deskhook_outbox_log_bytes",
+		Help: "Size of the delivery log as delivery_log.max_bytes counts it: entries, index keys, and the bodies of the events they point at.",
+	}, func() float64 { return float64(o.logBytes.Load()) })
+	for _, c := range []prometheus.Collector{m.commits, m.commitDur, m.events, m.results, m.stopped, size, position,
+		m.logPruned, logEntries, logBytes} {
 		if err := reg.Register(c); err == nil {
 			m.collectors = append(m.collectors, c)
 		} else {
@@ -71,6 +83,12 @@ func (m *metrics) committed(d time.Duration, events, results int) {
 	m.commitDur.Observe(d.Seconds())
 	m.events.Add(float64(events))
 	m.results.Add(float64(results))
+}
+
+func (m *metrics) pruned(n int) {
+	if m.reg != nil && n > 0 {
+		m.logPruned.Add(float64(n))
+	}
 }
 
 func (m *metrics) intakeStopped() {

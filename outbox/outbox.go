@@ -56,6 +56,9 @@ type Options struct {
 	// MaxSize limits the file's size in bytes (0: no limit). Reaching it is a
 	// write error that stops intake, like a full disk.
 	MaxSize int
+	// Log sets the delivery log's retention (docs/delivery-log.md). The
+	// zero value records nothing and prunes nothing.
+	Log LogLimits
 }
 
 func (o *Options) setDefaults() {
@@ -105,7 +108,10 @@ var (
 	keyState        = []byte("state")
 )
 
-const layoutVersion = 1
+// layoutVersion 2 added the delivery log and the events' indexes; a store
+// of version 1 is upgraded when it is opened for writing (load), and read
+// as one with an empty log until then.
+const layoutVersion = 2
 
 // fileGrowStep is how much the file grows at a time once it is large.
 const fileGrowStep = 4 << 20
@@ -134,6 +140,14 @@ type Outbox struct {
 	stored    atomic.Uint64 // the stored position
 	intakeErr atomic.Pointer[error]
 	subsSet   atomic.Bool
+
+	// The delivery log's limits and size (logprune.go).
+	logLimits  atomic.Pointer[LogLimits]
+	logCount   atomic.Int64
+	logBytes   atomic.Int64
+	pruneWake  chan struct{}
+	pruneStop  context.CancelFunc
+	prunerDone chan struct{}
 
 	epMu sync.RWMutex
 	eps  map[string]*endpointCounters
@@ -181,7 +195,10 @@ func Open(path string, opts Options) (*Outbox, error) {
 		quit:      make(chan struct{}),
 		done:      make(chan struct{}),
 		eps:       map[string]*endpointCounters{},
+		pruneWake: make(chan struct{}, 1),
 	}
+	lim := opts.Log
+	o.logLimits.Store(&lim)
 	if err := protect(o.load); err != nil {
 		_ = db.Close()
 		if isDamage(err) {
@@ -194,6 +211,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 		close(o.done)
 	} else {
 		go o.committer()
+		o.startPruner()
 	}
 	for _, w := range warnings {
 		o.log.Warn("outbox store: "+w, "path", path)
@@ -213,10 +231,20 @@ func (o *Outbox) load() error {
 				}
 			}
 			meta := tx.Bucket(bucketMeta)
-			if meta.Get(keyVersion) == nil {
-				return meta.Put(keyVersion, []byte{layoutVersion})
+			switch v := meta.Get(keyVersion); {
+			case v == nil:
+			case len(v) == 1 && v[0] == 1:
+				o.log.Info("outbox store upgraded: it gets a delivery log (layout version 2)", "path", o.path)
+			default:
+				return nil // checked below
 			}
-			return nil
+			if err := createLogBuckets(tx); err != nil {
+				return err
+			}
+			if err := createEventIdx(tx); err != nil {
+				return err
+			}
+			return meta.Put(keyVersion, []byte{layoutVersion})
 		})
 		if err != nil {
 			return err
@@ -227,9 +255,12 @@ func (o *Outbox) load() error {
 		if meta == nil {
 			return errors.New("not a deskhook outbox (no meta bucket)")
 		}
-		if v := meta.Get(keyVersion); len(v) != 1 || v[0] != layoutVersion {
+		if v := meta.Get(keyVersion); len(v) != 1 || v[0] != layoutVersion && !(o.opts.ReadOnly && v[0] == 1) {
 			return fmt.Errorf("layout version %v; this deskhook reads version %d", v, layoutVersion)
 		}
+		o.c.log = readLogStat(meta)
+		o.logCount.Store(o.c.log.count)
+		o.logBytes.Store(o.c.log.bytes)
 		if v := meta.Get(keyPosition); len(v) == 8 {
 			o.stored.Store(binary.BigEndian.Uint64(v))
 		}
@@ -353,6 +384,7 @@ func (o *Outbox) Close() error {
 		close(o.quit)
 		o.sendMu.Unlock()
 		<-o.done
+		o.stopPruner()
 		o.m.unregister()
 		o.closeErr = o.db.Close()
 		o.log.Info("outbox closed", "position", o.Position().String())

@@ -169,8 +169,28 @@ func (w *worker) discard(r io.Reader, n int) {
 	}
 }
 
-// send makes one attempt to deliver ev.
+// send makes one attempt to deliver ev. The attempt's error and response
+// excerpt are scrubbed of the configured secrets (Options.Redact) before
+// they leave the sender: a receiver echoing a header or the URL must not
+// put a secret into the store's dead letters or delivery log.
 func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) attemptResult {
+	res := ep.attempt(ctx, w, ev)
+	if red := ep.s.opts.Redact; red != nil {
+		if res.attempt.Error != "" {
+			res.attempt.Error = red(res.attempt.Error)
+		}
+		if res.attempt.Response != "" {
+			res.attempt.Response = red(res.attempt.Response)
+		}
+	}
+	return res
+}
+
+// okExcerpt bounds the start of a successful answer kept for the delivery
+// log (a failed answer keeps up to outbox.MaxResponseSnippet).
+const okExcerpt = 256
+
+func (ep *endpoint) attempt(ctx context.Context, w *worker, ev *mapping.Event) attemptResult {
 	body, contentType, err := mapping.Render(ep.cfg.Format, ev.Payload)
 	if err != nil {
 		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: time.Now(), Error: "rendering the payload: " + err.Error()}}
@@ -218,7 +238,11 @@ func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) atte
 	defer resp.Body.Close()
 	res.attempt.Status = resp.StatusCode
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		w.discard(resp.Body, 64<<10) // lets the connection be reused
+		n, _ := io.ReadFull(resp.Body, w.drain[:okExcerpt])
+		if n > 0 {
+			res.attempt.Response = string(w.drain[:n])
+		}
+		w.discard(resp.Body, 64<<10-n) // lets the connection be reused
 		res.attempt.Latency = time.Since(now)
 		return res
 	}

@@ -25,6 +25,11 @@ type Options struct {
 	// ShutdownGrace is how long Run waits for requests in flight after its
 	// context ends before cancelling them (default 5s).
 	ShutdownGrace time.Duration
+	// Redact, when set, replaces the configured secrets in an attempt's
+	// error and response excerpt before it is recorded (the daemon passes
+	// its log scrubber's): what a receiver echoes back never reaches the
+	// store.
+	Redact func(string) string
 }
 
 // Sender delivers the outbox's queues to the configured endpoints.
