@@ -35,7 +35,14 @@ func parsePages() (map[string]*template.Template, error) {
 }
 
 var funcs = template.FuncMap{
-	"ts":  formatTime,
+	"ts": formatTime,
+	// tshort is a time in a table cell (the full one is its title).
+	"tshort": func(t time.Time) string {
+		if t.IsZero() {
+			return "–"
+		}
+		return t.Local().Format("Jan _2 15:04:05")
+	},
 	"ago": ago,
 	"dur": formatDuration,
 	// query builds a query string from key, value pairs, leaving out
@@ -115,12 +122,4 @@ func parseTime(field, v string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, badInputf("%s: not a time such as 2026-01-02T15:04 or an RFC 3339 time (got %q)", field, v)
-}
-
-// inputTime is t as a datetime-local field shows it.
-func inputTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.Local().Format("2006-01-02T15:04:05")
 }

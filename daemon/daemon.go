@@ -2,7 +2,8 @@
 // sender — into one long-lived component with an admin HTTP server
 // (/healthz, /readyz, /metrics, open; and the operator API under /api/ the
 // CLI uses while the daemon holds the store, behind a bearer token and
-// Host/Origin checks: auth.go). It also owns deskhook.yaml: the
+// Host/Origin checks: auth.go; and the operator console under /ui/:
+// console.go). It also owns deskhook.yaml: the
 // composition of the packages' Config sections, ${VAR} expansion and
 // strict decoding.
 //

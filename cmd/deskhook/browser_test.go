@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -217,32 +216,6 @@ func (b *tab) has(sel string) bool {
 		b.t.Fatalf("querying %s: %v", sel, err)
 	}
 	return n > 0
-}
-
-// waitFor opens u again and again until the text of sel contains every
-// one of want; pages are rendered on the server, so only a new load shows
-// a change.
-func (b *tab) waitFor(u, sel string, timeout time.Duration, want ...string) string {
-	b.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		b.open(u)
-		got := b.text(sel)
-		missing := ""
-		for _, w := range want {
-			if !strings.Contains(got, w) {
-				missing = w
-				break
-			}
-		}
-		if missing == "" {
-			return got
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("%s: %q did not appear in %s within %s:\n%s", u, missing, sel, timeout, got)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
 }
 
 // screenshot takes a PNG of the viewport.

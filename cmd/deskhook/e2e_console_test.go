@@ -206,7 +206,7 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		page := b.text("main")
 		for _, want := range []string{id, "faveo-form", "application/x-www-form-urlencoded", "application/json",
-			"ticket[ticket_number]", "X-Api-Key", "••••••••", "webhook-signature", "The CRM never saw this"} {
+			"ticket[ticket_number]", "X-Api-Key", "••••••••", "webhook-signature", w1.TicketNumber} {
 			if !strings.Contains(page, want) {
 				t.Errorf("event page lacks %q", want)
 			}
