@@ -109,9 +109,18 @@ type tab struct {
 	ctx context.Context
 }
 
-// tabTimeout bounds everything one tab does: generous, as the tests may
-// run on a loaded two-core machine (builds are done before, in TestMain).
-const tabTimeout = 5 * time.Minute
+// tabTimeout bounds everything one tab does, stepTimeout one page load:
+// generous, as the tests may run on a loaded two-core machine (builds are
+// done before, in TestMain).
+const (
+	tabTimeout  = 10 * time.Minute
+	stepTimeout = 2 * time.Minute
+)
+
+// step is the tab's context for one step (a load, a click).
+func (b *tab) step() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, stepTimeout)
+}
 
 // newTab opens a tab in a new browser context of the shared browser.
 func newTab(t testing.TB) *tab {
@@ -133,7 +142,9 @@ func newTab(t testing.TB) *tab {
 // (after redirects).
 func (b *tab) open(u string) int {
 	b.t.Helper()
-	resp, err := chromedp.Run(b.ctx, chromedp.NavigateResponse(u))
+	ctx, cancel := b.step()
+	defer cancel()
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(u))
 	if err != nil {
 		b.t.Fatalf("opening %s: %v", u, err)
 	}
@@ -144,7 +155,9 @@ func (b *tab) open(u string) int {
 // and returns the status of the page it leads to.
 func (b *tab) click(sel string) int {
 	b.t.Helper()
-	resp, err := chromedp.RunResponse(b.ctx, chromedp.Click(chromedp.CSS(sel)))
+	ctx, cancel := b.step()
+	defer cancel()
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(sel)))
 	if err != nil {
 		b.t.Fatalf("clicking %s on %s: %v\n%s", sel, b.location(), err, b.text("body"))
 	}

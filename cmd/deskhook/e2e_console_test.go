@@ -375,3 +375,20 @@ func jsonTicket(r testenv.Request) int64 {
 	id, _ := strconv.ParseInt(fmt.Sprint(tk["id"]), 10, 64)
 	return id
 }
+
+// TestUIWithoutDaemon: `deskhook ui` needs the running daemon and says so.
+func TestUIWithoutDaemon(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	res := e.run("ui")
+	if res.code != 1 || !strings.Contains(res.stderr, "the daemon writes it at its start") {
+		t.Errorf("deskhook ui before the daemon ever ran: %s", res)
+	}
+	e.setup()
+	d := e.start()
+	d.stop()
+	res = e.run("ui")
+	if res.code != 1 || !strings.Contains(res.stderr, "is it running? `deskhook run`") {
+		t.Errorf("deskhook ui with the daemon stopped: %s", res)
+	}
+}
