@@ -21,15 +21,16 @@ type Backend interface {
 	// `deskhook endpoints enable|disable` do.
 	SetEnabled(ctx context.Context, endpoint string, enabled bool) error
 
+	// The dead letters, as `deskhook dlq` lists, replays and drops them.
 	DeadLetters(ctx context.Context, f outbox.DeadFilter) ([]outbox.DeadLetter, error)
-	DeadLetter(ctx context.Context, endpoint, id string) (outbox.DeadLetter, error)
 	Replay(ctx context.Context, f outbox.DeadFilter) (int, error)
 	Drop(ctx context.Context, f outbox.DeadFilter) (int, error)
 
 	// The delivery log: its entries by the log's indexes with cursor
-	// pagination (a page costs the same in a log of a million entries),
-	// one stored event with its attempts, and re-sending stored events to
-	// an endpoint with their webhook-id and body.
+	// pagination (a page reads a bounded number of index entries,
+	// whatever the log's size), one stored event with its attempts, and
+	// re-sending stored events to an endpoint with their webhook-id and
+	// body.
 	Log(ctx context.Context, q outbox.LogQuery) (outbox.LogPage, error)
 	Event(ctx context.Context, id string) (outbox.StoredEvent, error)
 	Resend(ctx context.Context, sel outbox.ResendSelection, endpoint string) (outbox.ResendResult, error)

@@ -108,10 +108,6 @@ func (b *memBackend) DeadLetters(_ context.Context, f outbox.DeadFilter) ([]outb
 	return out, nil
 }
 
-func (b *memBackend) DeadLetter(_ context.Context, endpoint, id string) (outbox.DeadLetter, error) {
-	return outbox.DeadLetter{}, outbox.ErrNotFound
-}
-
 func (b *memBackend) Replay(_ context.Context, f outbox.DeadFilter) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

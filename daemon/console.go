@@ -254,11 +254,6 @@ func (b *consoleBackend) DeadLetters(ctx context.Context, f outbox.DeadFilter) (
 	return b.d.ob.DeadLetters(f)
 }
 
-func (b *consoleBackend) DeadLetter(ctx context.Context, endpoint, id string) (outbox.DeadLetter, error) {
-	b.d.commitResults(ctx)
-	return b.d.ob.DeadLetter(endpoint, id)
-}
-
 func (b *consoleBackend) Replay(ctx context.Context, f outbox.DeadFilter) (int, error) {
 	return b.d.ob.Replay(ctx, f)
 }
