@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deskhook/deskhook/outbox"
+	"github.com/deskhook/deskhook/sender"
 )
 
 // The delivery log and re-sending (docs/delivery-log.md): the methods the
@@ -315,7 +316,12 @@ func (l *localOps) Events(_ context.Context, q outbox.EventQuery) (outbox.EventP
 func (l *localOps) Resend(ctx context.Context, sel outbox.ResendSelection, endpoint string) (outbox.ResendResult, error) {
 	named := false
 	for _, e := range l.cfg.Sender.Endpoints {
-		named = named || e.Name == endpoint
+		if e.Name == endpoint {
+			named = true
+			if sel.Wants == nil {
+				sel.Wants = sender.Wants(e)
+			}
+		}
 	}
 	if !named {
 		if _, err := l.ob.Endpoint(endpoint); err != nil {

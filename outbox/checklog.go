@@ -44,13 +44,13 @@ func (r *CheckReport) checkEventIdx(tx *bolt.Tx) {
 	}
 }
 
-// checkLog checks the delivery log: every entry decodes, has its four
-// index keys and its event; every index key has its entry; the size
+// checkLog checks the delivery log: every entry decodes, has its index
+// keys and its event; every index key has its entry; the size
 // counter matches.
 func (r *CheckReport) checkLog(tx *bolt.Tx) {
 	lb, ok := logBucketsIn(tx)
 	if !ok {
-		r.problem("bucket %q or one of its buckets (entries, ticket, event, endpoint, type) is missing", bucketLog)
+		r.problem("bucket %q or one of its buckets (entries, event, endpoint, type) is missing", bucketLog)
 		return
 	}
 	events := tx.Bucket(bucketEvents)
@@ -75,7 +75,7 @@ func (r *CheckReport) checkLog(tx *bolt.Tx) {
 		keys, scratch = view.indexKeys(keys[:0], scratch[:0], k)
 		for i, b := range idx {
 			if b.Get(keys[i]) == nil {
-				r.problem("log: entry %x is missing from the %s index", k, [4]string{"ticket", "event", "endpoint", "type"}[i])
+				r.problem("log: entry %x is missing from the %s index", k, logIndexNames[i])
 			}
 		}
 		if !counted[view.key] {
@@ -95,11 +95,11 @@ func (r *CheckReport) checkLog(tx *bolt.Tx) {
 			n++
 			if len(k) < logKeyLen || lb.entries.Get(k[len(k)-logKeyLen:]) == nil {
 				r.problem("log: the %s index has key %x, whose entry does not exist",
-					[4]string{"ticket", "event", "endpoint", "type"}[i], k)
+					logIndexNames[i], k)
 			}
 		}
 		if int64(n) != got.count && r.OK() {
-			r.problem("log: the %s index has %d keys for %d entries", [4]string{"ticket", "event", "endpoint", "type"}[i], n, got.count)
+			r.problem("log: the %s index has %d keys for %d entries", logIndexNames[i], n, got.count)
 		}
 	}
 	if st := readLogStat(tx.Bucket(bucketMeta)); st != got {

@@ -18,8 +18,15 @@
 // Fan-out happens when an event is stored: it gets a pending entry for every
 // registered endpoint whose Subscription wants it. An event's body is
 // deleted once no endpoint needs it any more (delivered, its dead letter
-// dropped, or its endpoint forgotten), so the file stays bounded while
-// endpoints keep up.
+// dropped, or its endpoint forgotten) and the delivery log no longer
+// points at it, so the file stays bounded by the queues and the log's
+// retention.
+//
+// The delivery log (log.go, docs/delivery-log.md) records every attempt
+// in the commit of its result, with four indexes; a pruner goroutine
+// deletes entries past Options.Log's retention or size in small steps,
+// and the events only the log kept with them. Log, Event and Events read
+// it; Resend queues stored events again for one endpoint.
 //
 // An endpoint is never dropped because the configuration stopped naming
 // it: SetSubscriptions orphans it (its queue, dead letters and state are
@@ -42,11 +49,14 @@
 //
 // Layout of the file:
 //
-//	meta      "version" → 1, "position" → stored position (8 bytes BE),
+//	meta      "version" → 2, "position" → stored position (8 bytes BE),
 //	          "source" → JSON SourceMark, "gaps" → bucket of accepted gaps (gaps.go)
 //	events    key → event record          key = pos (8 bytes BE) | index (4 bytes BE)
 //	refs      key → endpoints still needing the event, only where that is ≥ 2
 //	endpoints name → bucket { "state" → JSON EndpointState,
 //	                           pending { key → delivery record },
 //	                           dead    { key → delivery record } }
+//	eventidx  ticket { ticket · key }, commit { commit time · key } (eventidx.go)
+//	log       entries { at · seq → entry }, ticket, event, endpoint, type
+//	          { field · at · seq } (log.go); meta "logstat" → count, bytes
 package outbox

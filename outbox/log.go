@@ -13,13 +13,18 @@ import (
 // The delivery log (docs/delivery-log.md): one entry per delivery attempt,
 // written by g.record in the commit of the result it describes, in bucket
 // log/entries under the key at · seq (the attempt's start in Unix
-// nanoseconds, a counter), with four indexes whose keys end with that
+// nanoseconds, a counter), with three indexes whose keys end with that
 // same key and whose values are empty:
 //
-//	log/ticket    ticket (8) · at · seq
 //	log/event     event key (12) · at · seq
 //	log/endpoint  len(name) (1) · name · outcome (1) · at · seq
 //	log/type      len(type) (1) · type · at · seq
+//
+// All three grow at their ends (a few prefixes, each in time order), so an
+// attempt's entry costs few page writes. A ticket's attempts are its
+// events' (eventidx/ticket, written once per event) in log/event, merged
+// by time: an index keyed by ticket and time would land each attempt on a
+// page of its own (BENCHMARKS.md, "Delivery log").
 //
 // meta "logstat" holds the entries' count and their size as retention
 // counts it (logSize): entries, index keys, and the bodies of the events
@@ -29,7 +34,6 @@ import (
 var (
 	bucketLog         = []byte("log")
 	bucketLogEntries  = []byte("entries")
-	bucketLogTicket   = []byte("ticket")
 	bucketLogEvent    = []byte("event")
 	bucketLogEndpoint = []byte("endpoint")
 	bucketLogType     = []byte("type")
@@ -42,7 +46,7 @@ const logKeyLen = 16
 
 // logBuckets are the log's buckets in one transaction.
 type logBuckets struct {
-	entries, ticket, event, endpoint, typ *bolt.Bucket
+	entries, event, endpoint, typ *bolt.Bucket
 }
 
 // logBucketsIn returns the log's buckets, or false in a store written by
@@ -54,12 +58,11 @@ func logBucketsIn(tx *bolt.Tx) (logBuckets, bool) {
 	}
 	lb := logBuckets{
 		entries:  root.Bucket(bucketLogEntries),
-		ticket:   root.Bucket(bucketLogTicket),
 		event:    root.Bucket(bucketLogEvent),
 		endpoint: root.Bucket(bucketLogEndpoint),
 		typ:      root.Bucket(bucketLogType),
 	}
-	ok := lb.entries != nil && lb.ticket != nil && lb.event != nil && lb.endpoint != nil && lb.typ != nil
+	ok := lb.entries != nil && lb.event != nil && lb.endpoint != nil && lb.typ != nil
 	return lb, ok
 }
 
@@ -69,7 +72,7 @@ func createLogBuckets(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range [][]byte{bucketLogEntries, bucketLogTicket, bucketLogEvent, bucketLogEndpoint, bucketLogType} {
+	for _, name := range [][]byte{bucketLogEntries, bucketLogEvent, bucketLogEndpoint, bucketLogType} {
 		if _, err := root.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -253,12 +256,9 @@ func (v *logView) entry(k []byte) LogEntry {
 	return e
 }
 
-// indexKeys appends the entry's four index keys (ticket, event, endpoint,
-// type) to dst, in that order, each ending with k.
+// indexKeys appends the entry's three index keys (event, endpoint, type)
+// to dst, in that order, each ending with k.
 func (v *logView) indexKeys(dst [][]byte, buf []byte, k []byte) ([][]byte, []byte) {
-	start := len(buf)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(v.ticket))
-	buf = append(buf, k...)
 	t := len(buf)
 	buf = v.key.appendTo(buf)
 	buf = append(buf, k...)
@@ -271,13 +271,13 @@ func (v *logView) indexKeys(dst [][]byte, buf []byte, k []byte) ([][]byte, []byt
 	buf = append(buf, byte(len(v.typ)))
 	buf = append(buf, v.typ...)
 	buf = append(buf, k...)
-	dst = append(dst, buf[start:t], buf[t:e], buf[e:y], buf[y:])
+	dst = append(dst, buf[t:e], buf[e:y], buf[y:])
 	return dst, buf
 }
 
-// indexSize is the length of the entry's four index keys.
+// indexSize is the length of the entry's index keys.
 func (v *logView) indexSize() int64 {
-	return int64(4*logKeyLen + 8 + keyLen + 1 + len(v.endpoint) + 1 + 1 + len(v.typ))
+	return int64(len(logIndexNames)*logKeyLen + keyLen + 1 + len(v.endpoint) + 1 + 1 + len(v.typ))
 }
 
 func (k Key) appendTo(b []byte) []byte {
@@ -285,10 +285,13 @@ func (k Key) appendTo(b []byte) []byte {
 	return binary.BigEndian.AppendUint32(b, k.Index)
 }
 
-// logIndexes lists the index buckets in the order indexKeys writes them.
-func (lb *logBuckets) indexes() [4]*bolt.Bucket {
-	return [4]*bolt.Bucket{lb.ticket, lb.event, lb.endpoint, lb.typ}
+// indexes lists the index buckets in the order indexKeys writes them.
+func (lb *logBuckets) indexes() [3]*bolt.Bucket {
+	return [3]*bolt.Bucket{lb.event, lb.endpoint, lb.typ}
 }
+
+// logIndexNames name the indexes in that order.
+var logIndexNames = [3]string{"event", "endpoint", "type"}
 
 // hasPrefix reports whether bucket c's bucket holds a key starting with p.
 func hasPrefix(c *bolt.Cursor, p []byte) bool {
@@ -314,6 +317,10 @@ func (g *group) logBuckets() (*logState, bool) {
 		l.set = true
 		l.lb, l.ok = logBucketsIn(g.tx)
 		if l.ok {
+			// Keys arrive in increasing order within each prefix: pack
+			// pages full instead of splitting them in half.
+			l.lb.entries.FillPercent, l.lb.endpoint.FillPercent, l.lb.typ.FillPercent = 0.95, 0.95, 0.95
+			l.lb.event.FillPercent = 0.9
 			l.eventC = l.lb.event.Cursor()
 			l.eventsC = g.events.Cursor()
 		}

@@ -631,11 +631,11 @@ func TestCheckFindsLogDamage(t *testing.T) {
 		name, want string
 		damage     func(tx *bolt.Tx) error
 	}{
-		{"index key missing", "missing from the ticket index", func(tx *bolt.Tx) error {
+		{"index key missing", "missing from the endpoint index", func(tx *bolt.Tx) error {
 			k, v := firstEntry(tx)
 			keys, _ := v.indexKeys(nil, nil, k)
 			lb, _ := logBucketsIn(tx)
-			return lb.ticket.Delete(keys[0])
+			return lb.endpoint.Delete(keys[1])
 		}},
 		{"event missing", "which is not stored", func(tx *bolt.Tx) error {
 			_, v := firstEntry(tx)
@@ -691,5 +691,35 @@ func TestKeyOfID(t *testing.T) {
 		if k, ok := KeyOfID(id); ok {
 			t.Errorf("KeyOfID(%q) = %v, want none", id, k)
 		}
+	}
+}
+
+func TestResendByTicketOrTimeKeepsTheEndpointsFilter(t *testing.T) {
+	notTwo := func(e *mapping.Event) bool { return e.TicketID != 2 }
+	o := open(t, "", logOpts(), Subscription{Name: "a", Wants: notTwo}, Subscription{Name: "b", Wants: all})
+	for pos := change.Position(1); pos <= 4; pos++ {
+		mustAppend(t, o, pos, true, txn(pos, int64(1+(pos-1)/2))) // tickets 1, 1, 2, 2
+	}
+	mustFlush(t, o)
+	deliverAll(t, o, "a")
+	deliverAll(t, o, "b")
+	ctx := context.Background()
+	for _, sel := range []ResendSelection{{TicketID: 2}, {From: time.Unix(1700000000, 0)}} {
+		res, err := o.Resend(ctx, sel, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 0, false: 2}[sel.TicketID == 2]; res.Events != want {
+			t.Errorf("resend %+v to a: %+v, want %d events (ticket 2 is filtered out)", sel, res, want)
+		}
+		deliverAll(t, o, "a")
+	}
+	// By id, the operator's choice; and an explicit filter replaces the
+	// subscription's.
+	if res, err := o.Resend(ctx, ResendSelection{ID: mapping.EventID(3, 0)}, "a"); err != nil || res.Queued != 1 {
+		t.Errorf("resend of ticket 2's event by id: %+v %v", res, err)
+	}
+	if res, err := o.Resend(ctx, ResendSelection{TicketID: 2, Wants: all}, "a"); err != nil || res.Events != 2 {
+		t.Errorf("resend with an explicit filter: %+v %v", res, err)
 	}
 }

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"bytes"
+	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -12,8 +13,9 @@ import (
 // Reading the delivery log: a query walks one index (log.go) backwards,
 // newest first, in the key range its time bounds and cursor give; when an
 // index is split by a field the query leaves open (the endpoint index by
-// outcome) or asks several values of (outcomes), several ranges are merged
-// by time. The filters the index does not answer are checked on the
+// outcome) or asks several values of (outcomes), or a ticket's attempts
+// are its events' (the event index, one range per event), several ranges
+// are merged by time. The filters the index does not answer are checked on the
 // entries. docs/delivery-log.md lists which filters use which index.
 
 const (
@@ -70,7 +72,7 @@ type logPlan struct {
 	covered struct{ ticket, event, endpoint, typ, outcome bool }
 }
 
-func planLog(lb logBuckets, q *LogQuery, key Key, outcomes []Outcome) (logPlan, error) {
+func planLog(tx *bolt.Tx, lb logBuckets, q *LogQuery, key Key, outcomes []Outcome) (logPlan, error) {
 	var p logPlan
 	switch {
 	case q.EventID != "":
@@ -78,9 +80,19 @@ func planLog(lb logBuckets, q *LogQuery, key Key, outcomes []Outcome) (logPlan, 
 		p.ranges = [][]byte{key.bytes()}
 		p.covered.event = true
 	case q.TicketID != 0:
-		p.index, p.b = "ticket", lb.ticket
-		p.ranges = [][]byte{binary.BigEndian.AppendUint64(nil, uint64(q.TicketID))}
+		// The ticket's events (eventidx/ticket), each one's attempts
+		// (log/event), merged by time.
+		p.index, p.b = "ticket", lb.event
 		p.covered.ticket = true
+		x, ok := eventIdxIn(tx)
+		if !ok {
+			return p, nil
+		}
+		prefix := binary.BigEndian.AppendUint64(nil, uint64(q.TicketID))
+		c := x.ticket.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			p.ranges = append(p.ranges, bytes.Clone(k[8:]))
+		}
 	case q.Endpoint != "":
 		p.index, p.b = "endpoint", lb.endpoint
 		for _, o := range outcomes {
@@ -180,17 +192,18 @@ func (o *Outbox) Log(q LogQuery) (LogPage, error) {
 			page.Index = "time"
 			return nil
 		}
-		p, err := planLog(lb, &q, key, outcomes)
+		p, err := planLog(tx, lb, &q, key, outcomes)
 		if err != nil {
 			return err
 		}
 		page.Index = p.index
-		ranges := make([]*logRange, 0, len(p.ranges))
+		ranges := make(rangeHeap, 0, len(p.ranges))
 		for _, prefix := range p.ranges {
 			if r := newLogRange(p.b, prefix, lo, hi); r.k != nil {
 				ranges = append(ranges, r)
 			}
 		}
+		heap.Init(&ranges)
 		want := func(v *logView) bool {
 			switch {
 			case !p.covered.endpoint && q.Endpoint != "" && string(v.endpoint) != q.Endpoint,
@@ -211,30 +224,27 @@ func (o *Outbox) Log(q LogQuery) (LogPage, error) {
 		}
 		entries := lb.entries
 		for {
-			// The newest of the ranges' current keys.
-			best := -1
-			for i, r := range ranges {
-				if r.k != nil && (best < 0 || bytes.Compare(r.suffix(), ranges[best].suffix()) > 0) {
-					best = i
-				}
-			}
-			if best < 0 {
+			if len(ranges) == 0 {
 				page.Next = ""
 				return nil
 			}
+			r := ranges[0] // the newest of the ranges' current keys
 			if page.Scanned >= maxLogScan {
 				// Bounded: the next page goes on with this key.
-				page.Next = cursorOf(incr(ranges[best].suffix()))
+				page.Next = cursorOf(incr(r.suffix()))
 				return nil
 			}
-			r := ranges[best]
 			k := bytes.Clone(r.suffix())
 			v := r.v
 			if p.b != entries {
 				v = entries.Get(k)
 			}
 			page.Scanned++
-			r.next()
+			if r.next(); r.k == nil {
+				heap.Pop(&ranges)
+			} else {
+				heap.Fix(&ranges, 0)
+			}
 			if v == nil {
 				return fmt.Errorf("log: index %s has entry %x, which does not exist: %w", p.index, k, errCorrupt)
 			}
@@ -257,6 +267,20 @@ func (o *Outbox) Log(q LogQuery) (LogPage, error) {
 		return LogPage{}, fmt.Errorf("outbox: reading the delivery log: %w", err)
 	}
 	return page, nil
+}
+
+// rangeHeap orders ranges by their current keys, the newest first.
+type rangeHeap []*logRange
+
+func (h rangeHeap) Len() int           { return len(h) }
+func (h rangeHeap) Less(i, j int) bool { return bytes.Compare(h[i].suffix(), h[j].suffix()) > 0 }
+func (h rangeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *rangeHeap) Push(x any)        { *h = append(*h, x.(*logRange)) }
+func (h *rangeHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return r
 }
 
 // incr returns the key just after k (k + 1 as a big-endian number): a

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/deskhook/deskhook/mapping"
 )
 
 // The delivery log's public shapes: what Log, Event, Events and Resend
@@ -167,18 +169,26 @@ type EventPage struct {
 	Next   string         `json:"next,omitempty"`
 }
 
-// ResendSelection selects stored events to send again. At least one field
-// must be set (Resend refuses an empty selection); they combine (AND).
+// ResendSelection selects stored events to send again. At least one of
+// ID, TicketID, From and To must be set (Resend refuses an empty
+// selection); they combine (AND).
 type ResendSelection struct {
 	ID       string `json:"id,omitempty"`
 	TicketID int64  `json:"ticket,omitempty"`
 	// From and To bound the event's commit time: From ≤ t < To.
 	From time.Time `json:"from,omitzero"`
 	To   time.Time `json:"to,omitzero"`
+	// Wants, for a selection by ticket or time, keeps only the events the
+	// endpoint gets (its events and filters). Nil: the subscription's
+	// Wants when the endpoint is subscribed (the daemon's Outbox), else
+	// every event. A selection by id takes the event whatever it is.
+	Wants func(*mapping.Event) bool `json:"-"`
 }
 
 // Empty reports whether s selects nothing in particular (every event).
-func (s ResendSelection) Empty() bool { return s == ResendSelection{} }
+func (s ResendSelection) Empty() bool {
+	return s.ID == "" && s.TicketID == 0 && s.From.IsZero() && s.To.IsZero()
+}
 
 // ResendResult says what Resend did with the events it selected.
 type ResendResult struct {

@@ -15,8 +15,9 @@ import (
 // now, a dead letter is queued again with no attempts (as Replay does).
 // The endpoint's dispatcher rereads its queue (Notice.Reset) and delivers
 // them like any queued event: with the stored body and id, in its
-// ticket's order, on its retry schedule, each attempt in the log. The
-// endpoint's filters are not applied: the operator chose it.
+// ticket's order, on its retry schedule, each attempt in the log. A
+// selection by id takes the event whatever it is; by ticket or time, only
+// the events the endpoint gets (sel.Wants).
 //
 // An empty selection is refused, and so is one of more than MaxResend
 // events (ErrTooMany); an endpoint not registered is ErrNotFound, one
@@ -34,8 +35,14 @@ func (o *Outbox) Resend(ctx context.Context, sel ResendSelection, endpoint strin
 		if eb == nil {
 			return fmt.Errorf("outbox: endpoint %q: %w", endpoint, ErrNotFound)
 		}
-		if o.subsSet.Load() && !g.subscribed(endpoint) {
-			return fmt.Errorf("outbox: endpoint %q %w", endpoint, ErrNotSubscribed)
+		if o.subsSet.Load() {
+			sub, ok := g.subscription(endpoint)
+			if !ok {
+				return fmt.Errorf("outbox: endpoint %q %w", endpoint, ErrNotSubscribed)
+			}
+			if sel.Wants == nil {
+				sel.Wants = sub.Wants
+			}
 		}
 		keys, err := g.selectEvents(sel, MaxResend+1)
 		if err != nil {
@@ -64,25 +71,37 @@ func (o *Outbox) Resend(ctx context.Context, sel ResendSelection, endpoint strin
 	return res, nil
 }
 
-func (g *group) subscribed(name string) bool {
+func (g *group) subscription(name string) (Subscription, bool) {
 	for _, s := range g.subs {
 		if s.Name == name {
-			return true
+			return s, true
 		}
 	}
-	return false
+	return Subscription{}, false
 }
 
 // selectEvents lists the keys of the stored events sel selects, at most
 // max (one more than allowed tells the caller there are too many).
 func (g *group) selectEvents(sel ResendSelection, max int) ([][]byte, error) {
-	match := func(rec []byte) bool {
+	var failed error
+	match := func(kb, rec []byte) bool {
 		if len(rec) < 35 {
 			return false
 		}
 		commit := time.Unix(0, int64(binary.BigEndian.Uint64(rec[1:]))).UTC()
 		ticket := int64(binary.BigEndian.Uint64(rec[9:]))
-		return (sel.TicketID == 0 || ticket == sel.TicketID) && inRange(commit, sel.From, sel.To)
+		if (sel.TicketID != 0 && ticket != sel.TicketID) || !inRange(commit, sel.From, sel.To) {
+			return false
+		}
+		if sel.ID != "" || sel.Wants == nil {
+			return true
+		}
+		e, err := decodeEvent(keyFrom(kb), rec)
+		if err != nil {
+			failed = err
+			return false
+		}
+		return sel.Wants(e)
 	}
 	var keys [][]byte
 	if sel.ID != "" {
@@ -91,7 +110,7 @@ func (g *group) selectEvents(sel ResendSelection, max int) ([][]byte, error) {
 			return nil, nil
 		}
 		kb := k.bytes()
-		if rec := g.events.Get(kb); rec != nil && match(rec) {
+		if rec := g.events.Get(kb); rec != nil && match(kb, rec) {
 			if _, id, ok := eventNames(rec); ok && string(id) == sel.ID {
 				keys = append(keys, kb)
 			}
@@ -125,11 +144,11 @@ func (g *group) selectEvents(sel ResendSelection, max int) ([][]byte, error) {
 		if rec == nil {
 			return nil, fmt.Errorf("event index has %s, which is not stored: %w", keyFrom(kb), errCorrupt)
 		}
-		if match(rec) {
+		if match(kb, rec) {
 			keys = append(keys, kb)
 		}
 	}
-	return keys, nil
+	return keys, failed
 }
 
 // resendOne queues one event again at one endpoint.

@@ -50,7 +50,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			r.SetKeep(false)
 			path := filepath.Join(b.TempDir(), "outbox.db")
 			reg := prometheus.NewRegistry()
-			ob, err := outbox.Open(path, outbox.Options{NoSync: benchNoSync, ResultDelay: benchResultDelay, Registerer: reg})
+			ob, err := outbox.Open(path, outbox.Options{NoSync: benchNoSync, ResultDelay: benchResultDelay, Registerer: reg, Log: benchLog})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -119,7 +119,7 @@ func BenchmarkLiveLatency(b *testing.B) {
 			})
 			reg := prometheus.NewRegistry()
 			ob, err := outbox.Open(filepath.Join(b.TempDir(), "outbox.db"),
-				outbox.Options{Registerer: reg, ResultDelay: benchResultDelay})
+				outbox.Options{Registerer: reg, ResultDelay: benchResultDelay, Log: benchLog})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -179,6 +179,15 @@ func BenchmarkLiveLatency(b *testing.B) {
 }
 
 var benchNoSync = os.Getenv("BENCH_NOSYNC") != ""
+
+// benchLog is the delivery log as the daemon runs it by default;
+// BENCH_DELIVERY_LOG=off measures without it.
+var benchLog = func() outbox.LogLimits {
+	if os.Getenv("BENCH_DELIVERY_LOG") == "off" {
+		return outbox.LogLimits{}
+	}
+	return outbox.LogLimits{Retention: 7 * 24 * time.Hour, MaxBytes: 256 << 20}
+}()
 
 // profilePhase writes a CPU profile of a benchmark's measured phase alone
 // (without its setup, which -cpuprofile would include) to
