@@ -16,7 +16,7 @@ BUILDAH ?= buildah
 BUILDAH_FLAGS ?= --storage-driver vfs
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: test test-deps build image lint demo bench
+.PHONY: test test-deps build image lint demo bench screenshots
 
 test: test-deps lint
 	$(GO) test -race -timeout 40m ./...
@@ -43,3 +43,8 @@ lint:
 
 demo:
 	$(GO) run ./cmd/deskhook demo
+
+# The README's screenshots of the console (docs/console/*.png), taken in
+# Chromium from the demo's data.
+screenshots:
+	$(GO) test -count=1 -run TestConsoleScreenshots ./cmd/deskhook -update

@@ -16,8 +16,8 @@ import (
 	"github.com/deskhook/deskhook/outbox"
 )
 
-// adminHandler serves the probes, the metrics and the operator API on
-// admin.listen.
+// adminHandler serves the probes, the metrics, the operator API and the
+// console (/ui/, console.go) on admin.listen.
 //
 // The operator API (under /api/) is what the CLI uses while the daemon
 // holds the store's lock. It shows dead letters and changes delivery state
@@ -28,6 +28,7 @@ func (d *Daemon) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	d.probeRoutes(mux)
 	d.operatorRoutes(mux)
+	d.consoleRoutes(mux)
 	return d.apiGuard(mux)
 }
 

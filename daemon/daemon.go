@@ -2,7 +2,8 @@
 // sender — into one long-lived component with an admin HTTP server
 // (/healthz, /readyz, /metrics, open; and the operator API under /api/ the
 // CLI uses while the daemon holds the store, behind a bearer token and
-// Host/Origin checks: auth.go). It also owns deskhook.yaml: the
+// Host/Origin checks: auth.go; and the operator console under /ui/:
+// console.go). It also owns deskhook.yaml: the
 // composition of the packages' Config sections, ${VAR} expansion and
 // strict decoding.
 //
@@ -26,6 +27,7 @@ import (
 	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/change"
+	"github.com/deskhook/deskhook/console"
 	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/outbox"
 	"github.com/deskhook/deskhook/sender"
@@ -68,6 +70,7 @@ type Daemon struct {
 	token    string
 	hosts    map[string]bool
 	refusals refusals
+	console  *console.Console // under /ui/ on the admin listener (console.go)
 
 	health  health
 	source  *sourceCheck // the source's schema, verified while running (drift.go)
@@ -280,6 +283,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	auxWG.Add(2)
 	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
 	go func() { defer auxWG.Done(); d.source.run(auxCtx) }()
+	if d.console != nil {
+		auxWG.Add(1)
+		go func() { defer auxWG.Done(); d.console.Run(auxCtx) }()
+	}
 	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(), "probes", d.ProbeAddr(),
 		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
 

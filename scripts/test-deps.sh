@@ -7,7 +7,8 @@
 #     client — testenv starts throwaway MariaDB servers for the MySQL source.
 #   - buildah and the CA bundle — a test builds the container image
 #     (make image) and runs deskhook in it;
-#   - systemd-analyze — a test verifies the systemd unit.
+#   - systemd-analyze — a test verifies the systemd unit;
+#   - chromium — the console's browser tests drive it (chromedp).
 # Installs what is missing with apt-get when running as root (or with
 # password-less sudo); otherwise prints the exact command and fails.
 set -euo pipefail
@@ -42,12 +43,14 @@ have mariadb || need+=(mariadb-client)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+chromium_ok() { [ -n "${DESKHOOK_TEST_CHROMIUM:-}" ] || have chromium || have chromium-browser; }
+chromium_ok || need+=(chromium)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 
 cmd="apt-get install -y --no-install-recommends ${need[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then
-  echo "missing: ${need[*]}. Install PostgreSQL server (>= 14), php-cli, MariaDB server (>= 10.5) with its client, buildah, ca-certificates and systemd with your package manager." >&2
+  echo "missing: ${need[*]}. Install PostgreSQL server (>= 14), php-cli, MariaDB server (>= 10.5) with its client, buildah, ca-certificates, systemd and chromium with your package manager." >&2
   exit 1
 fi
 sudo=""
@@ -75,3 +78,4 @@ mariadb_ok || { echo "mariadbd and mariadb-install-db still not found after inst
 for c in buildah systemd-analyze; do
   command -v $c >/dev/null 2>&1 || { echo "$c still not found after install" >&2; exit 1; }
 done
+chromium_ok || { echo "chromium still not found after install" >&2; exit 1; }

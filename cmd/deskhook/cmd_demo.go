@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -65,17 +66,28 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	defer rcv.Close()
 	rcv.SetKeep(false)
 
+	// A second receiver, "the CRM", turns every tenth ticket away: the
+	// console then has failures, retries and dead letters to show.
+	crm, err := startDemoCRM()
+	if err != nil {
+		return fmt.Errorf("demo: receiver: %w", err)
+	}
+	defer crm.Close()
+
 	dir, err := os.MkdirTemp("", "deskhook-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 	cfg := &daemon.Config{
-		Source:          cdc.Config{DSN: db.DSN},
-		Store:           daemon.StoreConfig{Path: filepath.Join(dir, "deskhook.db")},
-		Admin:           daemon.AdminConfig{Listen: "127.0.0.1:0"},
-		Log:             daemon.LogConfig{Level: "warn"},
-		Sender:          sender.Config{Endpoints: []sender.Endpoint{{Name: "demo-receiver", URL: rcv.URL + "/webhooks/faveo", Events: mapping.AllEvents}}},
+		Source: cdc.Config{DSN: db.DSN},
+		Store:  daemon.StoreConfig{Path: filepath.Join(dir, "deskhook.db")},
+		Admin:  daemon.AdminConfig{Listen: "127.0.0.1:0"},
+		Log:    daemon.LogConfig{Level: "warn"},
+		Sender: sender.Config{Endpoints: []sender.Endpoint{
+			{Name: "demo-receiver", URL: rcv.URL + "/webhooks/faveo", Events: mapping.AllEvents},
+			demoCRMEndpoint(crm.URL),
+		}},
 		Faveo:           mapping.Config{AppKey: "base64:" + demoAppKey},
 		ShutdownTimeout: 5 * time.Second,
 	}
@@ -111,6 +123,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		<-runErr
 	}()
 	say("daemon running (admin http://%s), receiver at %s", d.AdminAddr(), rcv.URL)
+	say("console: %s  (demo-crm, a second endpoint, turns every tenth ticket away: failures and dead letters to look at)", d.ConsoleURL())
+	say("  sign in with this one-time link while the demo runs (--keep keeps it open): %s", d.ConsoleLoginURL())
 	say("simulating a helpdesk day: %d tickets, replies, notes, status, department, assignment, owner and due-date changes...\n", *tickets)
 	say("  %-8s %-27s %-16s %s", "AT", "EVENT", "TICKET", "COMMIT→DELIVERY")
 
@@ -148,6 +162,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		say("\n--keep: everything keeps running until Ctrl-C.")
 		say("  database: %s", db.DSN)
 		say("  config:   %s   (try: deskhook status -c %s)", path, path)
+		say("  console:  %s", d.ConsoleURL())
+		say("  login:    %s   (one-time; later: deskhook ui -c %s)", d.ConsoleLoginURL(), path)
 		say("  write to the helpdesk with psql and watch the webhooks arrive here.")
 		<-ctx.Done()
 	}
@@ -283,12 +299,66 @@ faveo:
 admin:
   listen: %q
 endpoints:
-  - name: demo-receiver
-    url: %q
-    events: [%s]
-`, cfg.Source.DSN, cfg.Store.Path, cfg.Faveo.AppKey, adminAddr, cfg.Sender.Endpoints[0].URL,
-		strings.Join(cfg.Sender.Endpoints[0].Events, ", "))
+`, cfg.Source.DSN, cfg.Store.Path, cfg.Faveo.AppKey, adminAddr)
+	for _, ep := range cfg.Sender.Endpoints {
+		text += fmt.Sprintf("  - name: %s\n    url: %q\n    events: [%s]\n", ep.Name, ep.URL, strings.Join(ep.Events, ", "))
+		if ep.Format != "" {
+			text += fmt.Sprintf("    format: %s\n", ep.Format)
+		}
+		if ep.Secret != "" {
+			text += fmt.Sprintf("    secret: %q\n", string(ep.Secret))
+		}
+		for k, v := range ep.Headers {
+			text += fmt.Sprintf("    headers: {%q: %q}\n", k, v)
+		}
+		if len(ep.Retry.Schedule) > 0 && len(ep.Retry.Schedule) < len(sender.DefaultSchedule) {
+			var sched []string
+			for _, d := range ep.Retry.Schedule {
+				sched = append(sched, d.String())
+			}
+			text += fmt.Sprintf("    retry: {schedule: [%s]}\n", strings.Join(sched, ", "))
+		}
+	}
 	return os.WriteFile(path, []byte(text), 0o600)
+}
+
+// The demo's second endpoint, "the CRM": JSON bodies, signed, with an API
+// key header (the console masks both), and a short retry schedule, so that
+// the tickets it turns away become dead letters within seconds.
+const (
+	demoCRMSecret = "whsec_ZGVza2hvb2stZGVtby1jcm0tc2VjcmV0IQ=="
+	demoCRMKey    = "Bearer demo-crm-api-key-7f3a"
+)
+
+func demoCRMEndpoint(base string) sender.Endpoint {
+	return sender.Endpoint{
+		Name: "demo-crm", URL: base + "/api/tickets", Format: mapping.FormatJSON,
+		Events:  []string{mapping.TicketCreated, mapping.TicketStatusUpdated},
+		Secret:  demoCRMSecret,
+		Headers: map[string]string{"Authorization": demoCRMKey},
+		Retry:   sender.Retry{Schedule: []time.Duration{0, 500 * time.Millisecond, time.Second}},
+	}
+}
+
+// startDemoCRM starts the CRM's receiver: it answers 422 for every tenth
+// ticket (4, 14, 24, ...), 200 otherwise.
+func startDemoCRM() (*testenv.Receiver, error) {
+	crm, err := testenv.StartReceiver("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	crm.SetKeep(false)
+	crm.SetHook(func(req *testenv.Request) (testenv.Reply, bool) {
+		doc, _ := req.JSON.(map[string]any)
+		ticket, _ := doc["ticket"].(map[string]any)
+		id, _ := strconv.ParseInt(fmt.Sprint(ticket["id"]), 10, 64)
+		if id%10 == 4 {
+			return testenv.Reply{Status: http.StatusUnprocessableEntity,
+				Body: `{"message":"ticket rejected: no CRM account for the requester"}`}, true
+		}
+		return testenv.Reply{}, false
+	})
+	return crm, nil
 }
 
 func pgxPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {

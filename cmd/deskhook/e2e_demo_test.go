@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,7 @@ func TestDemo(t *testing.T) {
 	if m == nil || m[1] != m[2] || m[1] == "0" {
 		t.Errorf("demo summary: %v\n%s", m, res.stdout)
 	}
-	for _, want := range []string{"ticket_created", "AAAA-0000-0001", " ms\n", "all "} {
+	for _, want := range []string{"ticket_created", "AAAA-0000-0001", " ms\n", "all ", "console: http://127.0.0.1:", "/ui/login/"} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, res.stdout)
 		}
@@ -36,34 +37,9 @@ func TestDemo(t *testing.T) {
 	}
 
 	// --keep
-	var out testenv.Output
-	cmd := exec.Command(deskhookBinary(t), "demo", "--tickets", "2", "--rate", "40", "--keep")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	cfgRE := regexp.MustCompile(`config:\s+(\S+deskhook\.yaml)`)
-	deadline := time.Now().Add(90 * time.Second)
-	var cfgPath string
-	for cfgPath == "" {
-		if m := cfgRE.FindStringSubmatch(out.String()); m != nil {
-			cfgPath = m[1]
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("demo --keep exited (%v) before printing its config:\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demo --keep printed no config:\n%s", out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	demo := startDemo(t, "--tickets", "2", "--rate", "40", "--keep")
+	out := &demo.out
+	cfgPath := demo.waitFor(regexp.MustCompile(`config:\s+(\S+deskhook\.yaml)`), 90*time.Second)[1]
 	if !strings.Contains(out.String(), "database: postgres://") {
 		t.Errorf("demo --keep does not print the DSN:\n%s", out.String())
 	}
@@ -74,16 +50,65 @@ func TestDemo(t *testing.T) {
 	if res := deskhook(t, nil, "check", "-c", cfgPath); res.code != 0 {
 		t.Errorf("check against the kept demo: %s", res)
 	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("demo --keep after Ctrl-C: %v\n%s", err, out.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("demo --keep did not stop after Ctrl-C")
+	if err := demo.interrupt(60 * time.Second); err != nil {
+		t.Errorf("demo --keep after Ctrl-C: %v\n%s", err, out.String())
 	}
 	if _, err := os.Stat(filepath.Dir(cfgPath)); !os.IsNotExist(err) {
 		t.Errorf("demo left %s behind (%v)", filepath.Dir(cfgPath), err)
+	}
+}
+
+// demoProc is `deskhook demo` running.
+type demoProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	out  testenv.Output
+	done chan error
+}
+
+// startDemo starts `deskhook demo args...`; it is killed at the test's end
+// if it still runs.
+func startDemo(t *testing.T, args ...string) *demoProc {
+	t.Helper()
+	p := &demoProc{t: t, done: make(chan error, 1)}
+	p.cmd = exec.Command(deskhookBinary(t), append([]string{"demo"}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+// waitFor waits until the demo's output matches re and returns the match.
+func (p *demoProc) waitFor(re *regexp.Regexp, timeout time.Duration) []string {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if m := re.FindStringSubmatch(p.out.String()); m != nil {
+			return m
+		}
+		select {
+		case err := <-p.done:
+			p.t.Fatalf("the demo exited (%v) before printing %s:\n%s", err, re, p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the demo printed no %s within %s:\n%s", re, timeout, p.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// interrupt sends Ctrl-C and waits for the demo to exit.
+func (p *demoProc) interrupt(timeout time.Duration) error {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(timeout):
+		return errors.New("the demo did not stop after Ctrl-C")
 	}
 }

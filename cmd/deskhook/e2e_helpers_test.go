@@ -39,6 +39,7 @@ var (
 func TestMain(m *testing.M) {
 	binDir, buildErr = buildDeskhook()
 	code := m.Run()
+	stopBrowser()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
