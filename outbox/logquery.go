@@ -41,8 +41,8 @@ type logRange struct {
 func newLogRange(b *bolt.Bucket, prefix, lo, hi []byte) *logRange {
 	r := &logRange{c: b.Cursor(), prefix: prefix, lo: lo}
 	seek := append(append([]byte(nil), prefix...), hi...)
-	k, v := r.c.Seek(seek)
-	if k == nil {
+	var k, v []byte
+	if k, _ = r.c.Seek(seek); k == nil {
 		k, v = r.c.Last()
 	} else {
 		k, v = r.c.Prev() // Seek lands at or after hi, which is excluded
