@@ -28,7 +28,6 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := daemon.NewLogger(e.stderr, cfg.Log, e.red)
-	daemon.ApplyMemoryLimit(cfg, log)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -40,6 +39,9 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Once the store is open and the ports bound: a run that cannot start
+	// says only why.
+	daemon.ApplyMemoryLimit(cfg, log)
 	go func() {
 		stopping := false
 		for sig := range sigs {
