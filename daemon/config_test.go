@@ -42,14 +42,14 @@ func TestParseConfigDefaults(t *testing.T) {
 			DSN: "postgres://deskhook@db.internal/helpdesk", Slot: "deskhook", Publication: "deskhook", Schema: "public",
 			Tables: cdc.Tables{Tickets: "tickets", Threads: "ticket_thread", Users: "users", Statuses: "ticket_status",
 				StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
-				Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"},
+				Collaborators: "ticket_collaborator", Attachments: "ticket_attachment"},
 			StatusInterval: 5 * time.Second, MaxBatchChanges: 1024, MaxBatchBytes: 8 << 20, QueueBytes: 16 << 20,
 			ReconnectMin: 250 * time.Millisecond, ReconnectMax: 30 * time.Second, VerifyInterval: 30 * time.Second,
 		},
 		Store: StoreConfig{Path: "deskhook.db"},
 		Faveo: mapping.Config{StateSize: mapping.DefaultStateSize, StateBytes: mapping.DefaultStateBytes, Tables: mapping.Tables{Tickets: "tickets", Threads: "ticket_thread",
 			Users: "users", Statuses: "ticket_status", StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
-			Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"}},
+			Collaborators: "ticket_collaborator", Attachments: "ticket_attachment"}},
 		Sender: sender.Config{
 			RetryAfterCap: time.Hour,
 			Endpoints: []sender.Endpoint{{

@@ -107,8 +107,8 @@ func TestSourceCheckSaysEachProblemOnce(t *testing.T) {
 
 	// A failed read of the source while mapping is a reason of its own
 	// until a batch maps again; clearing it asks for a verification.
-	s.setReadErr(errors.New(`ERROR: permission denied for table ticket_attachments (SQLSTATE 42501)`))
-	if r := s.readiness(); len(r) != 1 || !strings.Contains(r[0], "permission denied for table ticket_attachments") {
+	s.setReadErr(errors.New(`ERROR: permission denied for table ticket_attachment (SQLSTATE 42501)`))
+	if r := s.readiness(); len(r) != 1 || !strings.Contains(r[0], "permission denied for table ticket_attachment") {
 		t.Errorf("with a read error: %q", r)
 	}
 	select {

@@ -175,7 +175,7 @@ func TestMySQLAndPostgresSchemasDifferAsDocumented(t *testing.T) {
 			"last_estd_duedate", "average_response_time", "parent_ticket_id", "category_id"}, sameOrderCommon: true},
 		"ticket_thread":       {pgTable: "ticket_thread"}, // v9 moved response_time last
 		"ticket_collaborator": {pgTable: "ticket_collaborator", sameOrderCommon: true},
-		"ticket_attachment": {pgTable: "ticket_attachments", onlyPG: []string{"path", "driver"},
+		"ticket_attachment": {pgTable: "ticket_attachment", onlyPG: []string{"path", "driver"},
 			onlyMy: []string{"content_id"}},
 		"users": {pgTable: "users", onlyPG: []string{"hash_ids", "is_login", "not_accept_ticket"},
 			onlyMy: []string{"ext", "phone_number", "assign_group", "internal_note", "user_language", "location",
