@@ -201,6 +201,7 @@ func (d *decoder) query(h *replication.EventHeader, q *replication.QueryEvent) e
 	if t := d.ddlTable(q); t != "" {
 		d.log.Warn("DDL on a table deskhook reads; its next rows are read with the columns the server logs then",
 			"table", d.tables.db+"."+t, "gtid", d.txn.gtid, "statement", excerpt(stmt))
+		d.tables.changed(t)
 		if truncateRE.Match(stmt) {
 			if err := d.add(0, change.Change{Op: change.Truncate, Table: d.tables.last(t)}); err != nil {
 				return err

@@ -30,6 +30,12 @@ type ReaderOptions struct {
 	Hostname string
 	// Now is the clock for progress batches (default time.Now).
 	Now func() time.Time
+	// OnTableChange, when set, is called with a watched table's name when
+	// the stream shows it anew: its first table map in a Run, a changed
+	// definition, or DDL naming it (the daemon verifies the schema then).
+	// It must not block: it is called from the goroutine reading the
+	// stream.
+	OnTableChange func(table string)
 }
 
 // Reader reads the server's binlog as a replica and hands committed
@@ -352,7 +358,7 @@ func (r *Reader) startDecoder(st *runState, db string, info serverInfo) error {
 	}
 	st.dec = &decoder{
 		log:        r.log,
-		tables:     newTableCache(r.log, db, r.cfg.Tables.List()),
+		tables:     r.newTableCache(db),
 		maxChanges: r.cfg.MaxBatchChanges,
 		maxBytes:   r.cfg.MaxBatchBytes,
 		progress:   r.cfg.ProgressInterval,
@@ -373,6 +379,12 @@ func (r *Reader) startDecoder(st *runState, db string, info serverInfo) error {
 		return beginPlan{skipChanges: p.changes, seq: p.nextSeq}, nil
 	}
 	return nil
+}
+
+func (r *Reader) newTableCache(db string) *tableCache {
+	c := newTableCache(r.log, db, r.cfg.Tables.List())
+	c.onChange = r.opts.OnTableChange
+	return c
 }
 
 // push hands a batch over: into the queue, waiting while it is full
