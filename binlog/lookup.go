@@ -37,11 +37,6 @@ var _ mapping.Source = (*Lookup)(nil)
 
 // LookupOptions tune a Lookup.
 type LookupOptions struct {
-	// Collaborators and Attachments name Faveo's ticket_collaborator and
-	// ticket_attachment tables, counted for the ticket appends. Empty:
-	// those names; "-": not counted (always 0).
-	Collaborators string
-	Attachments   string
 	// MaxConns bounds the pool; default 4.
 	MaxConns int
 }
@@ -50,12 +45,6 @@ type LookupOptions struct {
 // zone (source.time_zone, or the server's). Close it when done.
 func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, error) {
 	cfg.SetDefaults()
-	if opts.Collaborators == "" {
-		opts.Collaborators = "ticket_collaborator"
-	}
-	if opts.Attachments == "" {
-		opts.Attachments = "ticket_attachment"
-	}
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 4
 	}
@@ -126,7 +115,7 @@ func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change
 	var types []string
 	for rows.Next() {
 		if t == nil {
-			if t, types, err = l.tableFor(table, rows, 0); err != nil {
+			if t, types, err = l.tableFor(table, rows); err != nil {
 				return nil, err
 			}
 		}
@@ -146,15 +135,22 @@ func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change
 	return out, nil
 }
 
-// tableFor returns the change.Table for a result's columns from skip on,
-// and their database types, reusing the last one built while its shape
+// tableFor returns the change.Table for a result's columns, and their
+// database types, reusing the last one built for table while its shape
 // holds.
-func (l *Lookup) tableFor(table string, rows *sql.Rows, skip int) (*change.Table, []string, error) {
+func (l *Lookup) tableFor(table string, rows *sql.Rows) (*change.Table, []string, error) {
 	cts, err := rows.ColumnTypes()
 	if err != nil {
 		return nil, nil, err
 	}
-	cts = cts[skip:]
+	t, types := l.tableAs(table, table, cts)
+	return t, types, nil
+}
+
+// tableAs is tableFor for the columns cts, keeping the table under key: a
+// read of some of a table's columns keeps its own, so that it and the
+// whole rows do not replace each other's.
+func (l *Lookup) tableAs(key, table string, cts []*sql.ColumnType) (*change.Table, []string) {
 	types := make([]string, len(cts))
 	cols := make([]change.Column, len(cts))
 	for i, ct := range cts {
@@ -163,12 +159,105 @@ func (l *Lookup) tableFor(table string, rows *sql.Rows, skip int) (*change.Table
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t := l.tables[table]; t != nil && slices.Equal(t.Columns, cols) {
-		return t, types, nil
+	if t := l.tables[key]; t != nil && slices.Equal(t.Columns, cols) {
+		return t, types
 	}
 	t := change.NewTable(l.name, table, cols)
-	l.tables[table] = t
-	return t, types, nil
+	l.tables[key] = t
+	return t, types
+}
+
+// Aggregate answers an aggregate read of the mapping (mapping.Aggregate:
+// Faveo's thread and collaborator counts are written there) in one
+// statement, so one round trip and one snapshot. It needs common table
+// expressions (MySQL 8, MariaDB 10.2). Fetched rows are decoded as Rows
+// decodes them.
+func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]mapping.AggregateRow, error) {
+	out := make(map[int64]mapping.AggregateRow, len(a.Keys))
+	if len(a.Keys) == 0 {
+		return out, nil
+	}
+	// The keys inline: integers only, nothing to escape.
+	var keys strings.Builder
+	for i, k := range a.Keys {
+		if i > 0 {
+			keys.WriteString(" UNION ALL ")
+		}
+		keys.WriteString("SELECT " + strconv.FormatInt(k.Value, 10) + " AS k, " + strconv.FormatInt(k.Bound, 10) + " AS b")
+	}
+	dialect := mapping.SQLDialect{Table: l.qualified, Ident: quoteIdent,
+		IsZero: func(e string) string { return "COALESCE(" + e + ", 0) = 0" }}
+	rows, err := l.db.QueryContext(ctx, a.SQL(dialect, keys.String()))
+	if err != nil {
+		return nil, l.aggregateErr(a, err)
+	}
+	defer rows.Close()
+	cts, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, l.aggregateErr(a, err)
+	}
+	spans, ok := a.FetchSpans(len(cts))
+	if !ok {
+		return nil, l.aggregateErr(a, fmt.Errorf("%d columns in the answer", len(cts)))
+	}
+	tables := make([]*change.Table, len(a.Fetch))
+	types := make([][]string, len(a.Fetch))
+	for i, f := range a.Fetch {
+		tables[i], types[i] = l.tableAs(f.Key(), f.Table, cts[spans[i][0]:spans[i][1]])
+	}
+	for rows.Next() {
+		raw := make([]sql.RawBytes, len(cts))
+		dst := make([]any, len(raw))
+		for i := range raw {
+			dst[i] = &raw[i]
+		}
+		if err := rows.Scan(dst...); err != nil {
+			return nil, l.aggregateErr(a, err)
+		}
+		var perr error
+		num := func(i int) int64 {
+			n, err := strconv.ParseInt(string(raw[i]), 10, 64)
+			if err != nil && perr == nil {
+				perr = fmt.Errorf("column %d: %q is not an integer", i+1, raw[i])
+			}
+			return n
+		}
+		r := mapping.AggregateRow{Values: make([][]int64, len(a.Parts)), Rows: make([]*change.Row, len(a.Fetch))}
+		col := 1
+		for i, p := range a.Parts {
+			r.Values[i] = make([]int64, len(p.Values))
+			for j := range p.Values {
+				r.Values[i][j] = num(col)
+				col++
+			}
+		}
+		for i, sp := range spans {
+			if num(sp[0]-1) != 0 {
+				r.Rows[i] = l.decodeRow(tables[i], types[i], raw[sp[0]:sp[1]])
+			}
+		}
+		key := num(0)
+		if perr != nil {
+			return nil, l.aggregateErr(a, perr)
+		}
+		out[key] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, l.aggregateErr(a, err)
+	}
+	return out, nil
+}
+
+func (l *Lookup) aggregateErr(a mapping.Aggregate, err error) error {
+	var names []string
+	for _, p := range a.Parts {
+		names = append(names, l.name+"."+p.Table)
+		if p.Join != nil {
+			names = append(names, l.name+"."+p.Join.Table)
+		}
+	}
+	slices.Sort(names)
+	return fmt.Errorf("binlog: reading from %s: %w", strings.Join(slices.Compact(names), ", "), err)
 }
 
 // decodeRow turns a text-protocol row into a change.Row, values rendered
