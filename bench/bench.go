@@ -318,7 +318,7 @@ const benchAppKey = "base64:ZGVza2hvb2stYmVuY2gta2V5LTMyLWJ5dGVzLWxvbmc="
 func (e *env) startDaemon(ctx context.Context, db *testenv.DB, eps []sender.Endpoint, before func(*daemon.Daemon) error) (*pipeline, error) {
 	store := filepath.Join(e.work, fmt.Sprintf("outbox-%d.db", e.dbs))
 	cfg := &daemon.Config{
-		Source:          cdc.Config{DSN: e.dsn(db)},
+		Source:          daemon.SourceConfig{Config: cdc.Config{DSN: e.dsn(db)}},
 		Store:           daemon.StoreConfig{Path: store},
 		Admin:           daemon.AdminConfig{Listen: "off"},
 		Log:             daemon.LogConfig{Level: "warn"},
@@ -350,7 +350,7 @@ func (e *env) startDaemon(ctx context.Context, db *testenv.DB, eps []sender.Endp
 	// Connected: the slot is active.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		s, err := cdc.SlotInfo(ctx, cfg.Source)
+		s, err := cdc.SlotInfo(ctx, cfg.Source.Postgres())
 		if err == nil && s.Active {
 			return p, nil
 		}

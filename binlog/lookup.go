@@ -29,6 +29,7 @@ type Lookup struct {
 	name string // the database
 	loc  *time.Location
 
+	zoneMu sync.Mutex // guards setting loc
 	mu     sync.Mutex
 	tables map[string]*change.Table
 }
@@ -41,8 +42,9 @@ type LookupOptions struct {
 	MaxConns int
 }
 
-// NewLookup opens a small pool to cfg.DSN and resolves the helpdesk's time
-// zone (source.time_zone, or the server's). Close it when done.
+// NewLookup opens a small pool to cfg.DSN; the helpdesk's time zone
+// (source.time_zone, or the server's) is resolved when first needed. Close
+// it when done.
 func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, error) {
 	cfg.SetDefaults()
 	if opts.MaxConns <= 0 {
@@ -69,18 +71,31 @@ func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, er
 	db.SetMaxOpenConns(opts.MaxConns)
 	l := &Lookup{db: db, cfg: cfg, opts: opts, name: mc.DBName, tables: map[string]*change.Table{}}
 	if cfg.TimeZone != "" {
-		l.loc, err = zoneByName(cfg.TimeZone)
-	} else {
-		var info serverInfo
-		if info, err = readServerInfo(ctx, db); err == nil {
-			l.loc, err = serverZone(info.timeZone, info.systemZone)
+		if l.loc, err = zoneByName(cfg.TimeZone); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("binlog: lookup: the helpdesk's time zone: %w", err)
 		}
 	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("binlog: lookup: the helpdesk's time zone: %w", err)
-	}
 	return l, nil
+}
+
+// zone resolves the helpdesk's time zone the first time it is needed
+// (source.time_zone, else the server's), so that a Lookup can be made
+// while the server is down.
+func (l *Lookup) zone(ctx context.Context) error {
+	l.zoneMu.Lock()
+	defer l.zoneMu.Unlock()
+	if l.loc != nil {
+		return nil
+	}
+	info, err := readServerInfo(ctx, l.db)
+	if err == nil {
+		l.loc, err = serverZone(info.timeZone, info.systemZone)
+	}
+	if err != nil {
+		return fmt.Errorf("binlog: lookup: the helpdesk's time zone: %w", err)
+	}
+	return nil
 }
 
 // Close closes the pool.
@@ -104,6 +119,9 @@ func idList(ids []int64) string {
 func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change.Row, error) {
 	if len(ids) == 0 {
 		return nil, nil
+	}
+	if err := l.zone(ctx); err != nil {
+		return nil, err
 	}
 	rows, err := l.db.QueryContext(ctx, "SELECT * FROM "+l.qualified(table)+" WHERE id IN ("+idList(ids)+") ORDER BY id")
 	if err != nil {
@@ -176,6 +194,9 @@ func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]
 	out := make(map[int64]mapping.AggregateRow, len(a.Keys))
 	if len(a.Keys) == 0 {
 		return out, nil
+	}
+	if err := l.zone(ctx); err != nil {
+		return nil, err
 	}
 	// The keys inline: integers only, nothing to escape.
 	var keys strings.Builder

@@ -36,6 +36,10 @@ type ReaderOptions struct {
 	// It must not block: it is called from the goroutine reading the
 	// stream.
 	OnTableChange func(table string)
+	// OnFailure, when set, is called with every reason the stream is down:
+	// each failed connection the reader retries, and the error Run
+	// returns.
+	OnFailure func(error)
 }
 
 // Reader reads the server's binlog as a replica and hands committed
@@ -180,21 +184,29 @@ func (r *Reader) Run(ctx context.Context, resume string, h change.Handler) error
 // reconnectLoop runs connections until ctx ends or an error won't heal.
 func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 	attempt := 0
+	var said change.RepeatFilter
 	for {
 		streamed, err := r.session(ctx, st)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if r.opts.OnFailure != nil && err != nil {
+			r.opts.OnFailure(err)
+		}
 		if permanent(err) {
-			r.log.Error("binlog replication stopped", "err", err)
+			r.log.Debug("binlog replication stopped", "err", err) // Run's caller says it
 			return err
 		}
 		if streamed {
-			attempt = 0
+			attempt, said = 0, change.RepeatFilter{}
 		}
 		attempt++
 		delay := backoff(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
-		r.log.Warn("binlog connection failed; reconnecting", "err", err, "attempt", attempt, "retry_in", delay)
+		level := slog.LevelWarn
+		if err != nil && !said.Fresh(err, time.Now()) {
+			level = slog.LevelDebug // said already
+		}
+		r.log.Log(ctx, level, "binlog connection failed; reconnecting", "err", err, "attempt", attempt, "retry_in", delay)
 		r.metrics.reconnects.Inc()
 		r.mu.Lock()
 		r.stats.Reconnects++

@@ -1,5 +1,6 @@
-// Package daemon wires deskhook's pipeline — cdc → mapping → outbox →
-// sender — into one long-lived component with an admin HTTP server
+// Package daemon wires deskhook's pipeline — the source's change stream
+// (cdc for PostgreSQL, binlog for MySQL/MariaDB, behind changeSource) →
+// mapping → outbox → sender — into one long-lived component with an admin HTTP server
 // (/healthz, /readyz, /metrics, open; and the operator API under /api/ the
 // CLI uses while the daemon holds the store, behind a bearer token and
 // Host/Origin checks: auth.go). It also owns deskhook.yaml: the
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
@@ -53,11 +55,12 @@ type Daemon struct {
 	reg  *prometheus.Registry
 	opts Options
 
-	rd *cdc.Reader
-	ob *outbox.Outbox
-	sd *sender.Sender
-	mp *mapping.Mapper
-	lk *cdc.Lookup
+	src   changeSource
+	mysql *mysqlSource // src when the source is MySQL/MariaDB
+	ob    *outbox.Outbox
+	sd    *sender.Sender
+	mp    *mapping.Mapper
+	lk    lookup
 
 	admin   *http.Server
 	adminLn net.Listener
@@ -112,12 +115,18 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	d.metrics = newDaemonMetrics(reg)
 
 	d.source = newSourceCheck(cfg.Source, log.With("component", "source"), reg)
-	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg,
-		OnRelation: d.source.relation, Store: storeMark{d}, OnFailure: d.health.setStreamErr})
+	if cfg.Source.IsMySQL() {
+		d.mysql = newMySQLSource(cfg.Source.MySQL(), binlog.ReaderOptions{Logger: log.With("component", "binlog"),
+			Registerer: reg, OnTableChange: d.source.relation, OnFailure: d.health.setStreamErr})
+		d.src = d.mysql
+	} else {
+		d.src = pgSource{cdc.NewReader(cfg.Source.Postgres(), cdc.ReaderOptions{Logger: log.With("component", "cdc"),
+			Registerer: reg, OnRelation: d.source.relation, Store: storeMark{d}, OnFailure: d.health.setStreamErr})}
+	}
 	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
 		Logger:     log.With("component", "outbox"),
 		Registerer: reg,
-		OnDurable:  d.rd.Ack,
+		OnDurable:  d.src.Ack,
 		NoSync:     opts.NoSync,
 	})
 	if err != nil {
@@ -140,8 +149,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
-	d.lk, err = cdc.NewLookup(ctx, cfg.Source, cdc.LookupOptions{})
-	if err != nil {
+	if err := d.openLookup(ctx); err != nil {
 		return fail(fmt.Errorf("source: %w", err))
 	}
 	d.mp, err = mapping.New(cfg.Faveo, d.lk, mapping.Options{Logger: log.With("component", "mapping"), Registerer: reg})
@@ -155,6 +163,33 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		d.probe = &http.Server{Handler: d.probeHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return d, nil
+}
+
+// openLookup opens the source's by-primary-key reader for the mapping.
+func (d *Daemon) openLookup(ctx context.Context) error {
+	if d.cfg.Source.IsMySQL() {
+		lk, err := binlog.NewLookup(ctx, d.cfg.Source.MySQL(), binlog.LookupOptions{})
+		if err == nil {
+			d.lk = lk
+		}
+		return err
+	}
+	lk, err := cdc.NewLookup(ctx, d.cfg.Source.Postgres(), cdc.LookupOptions{})
+	if err == nil {
+		d.lk = lk
+	}
+	return err
+}
+
+// prepareStream runs what must come before the stream starts (or starts
+// again) and returns the resume token to stream from: PostgreSQL's
+// auto_setup (its slot keeps the position), MySQL's stored position
+// (mysqlStart).
+func (d *Daemon) prepareStream(ctx context.Context) (string, error) {
+	if d.mysql != nil {
+		return d.mysqlStart(ctx)
+	}
+	return "", d.autoSetup(ctx)
 }
 
 // listen binds admin.listen and admin.probe_listen.
@@ -273,10 +308,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	serve("admin", d.admin, d.adminLn)
 	serve("admin probes", d.probe, d.probeLn)
 	auxWG.Add(2)
-	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
+	go func() { defer auxWG.Done(); d.pollSource(auxCtx) }()
 	go func() { defer auxWG.Done(); d.source.run(auxCtx) }()
 	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(), "probes", d.ProbeAddr(),
-		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
+		"source", d.cfg.Source.Type, "slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
 
 	var err error
 	select {
@@ -348,10 +383,10 @@ func (d *Daemon) stream(ctx context.Context) error {
 	var said cdc.RepeatFilter
 	for {
 		started := time.Now()
-		err := d.autoSetup(ctx)
+		resume, err := d.prepareStream(ctx)
 		d.source.kick() // verify at start (after any setup) and after every restart
 		if err == nil {
-			err = d.rd.Run(ctx, intake{d})
+			err = d.src.Run(ctx, resume, intake{d})
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -361,6 +396,7 @@ func (d *Daemon) stream(ctx context.Context) error {
 		}
 		d.health.setStreamErr(err)
 		d.metrics.streamRestarts.Inc()
+		d.metrics.positionLost.Set(boolGauge(isPositionLost(err)))
 		if time.Since(started) > time.Minute {
 			backoff, said = time.Second, cdc.RepeatFilter{}
 		}
@@ -436,7 +472,7 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
 	}
 	d.source.setReadErr(nil)
-	if err := d.ob.Append(ctx, b.Pos, b.Last, events); err != nil {
+	if err := d.ob.AppendResume(ctx, b.Pos, b.Last, b.Resume, events); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil

@@ -27,11 +27,12 @@ import (
 func TestSourceCheckSaysEachProblemOnce(t *testing.T) {
 	var logs testenv.Output
 	reg := prometheus.NewRegistry()
-	cfg := cdc.Defaults()
+	cfg := SourceConfig{Config: cdc.Defaults()}
+	cfg.SetDefaults()
 	s := newSourceCheck(cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	var next []cdc.Problem
 	var nextErr error
-	s.verify = func(context.Context, cdc.Config) ([]cdc.Problem, error) { return next, nextErr }
+	s.verify = func(context.Context) ([]cdc.Problem, error) { return next, nextErr }
 	seen := 0
 	take := func() string { // what was logged since the last take
 		all := logs.String()

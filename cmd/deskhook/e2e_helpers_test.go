@@ -132,7 +132,8 @@ var slotSeq atomic.Int64
 // the config file and the store, a unique slot and admin port.
 type e2e struct {
 	t       testing.TB
-	db      *testenv.DB
+	db      *testenv.DB      // PostgreSQL (newE2E)
+	my      *testenv.MySQLDB // MariaDB (newMySQLE2E)
 	rcv     *testenv.Receiver
 	dir     string
 	cfgPath string
