@@ -47,7 +47,7 @@ type sourceCheck struct {
 	mu       sync.Mutex
 	done     bool              // a verification has finished (whatever its outcome)
 	problems []mapping.Problem // as of the last verification that could look (each logged when it appeared or changed)
-	lookErr  string        // the last failure to look ("": none since it last worked)
+	lookErr  string            // the last failure to look ("": none since it last worked)
 	// readErr is the last error reading rows from the source while
 	// mapping (nil once a batch maps again).
 	readErr error

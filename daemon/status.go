@@ -15,7 +15,7 @@ type Status struct {
 	Daemon    bool             `json:"daemon_running"`
 	Ready     *bool            `json:"ready,omitempty"`
 	Problems  []string         `json:"problems,omitempty"`
-	Slot      SlotStatus       `json:"slot,omitzero"` // PostgreSQL
+	Slot      SlotStatus       `json:"slot,omitzero"`    // PostgreSQL
 	Binlog    *BinlogStatus    `json:"binlog,omitempty"` // MySQL/MariaDB
 	Stream    *StreamStatus    `json:"stream,omitempty"`
 	Outbox    OutboxStatus     `json:"outbox"`
