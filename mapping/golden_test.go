@@ -247,16 +247,16 @@ func TestGolden(t *testing.T) {
 					t.Errorf("event %d at %s comes after %s: not in commit order", i, events[i].Pos, events[i-1].Pos)
 				}
 			}
-			checkGolden(t, tc.name, events)
+			checkGolden(t, filepath.Join("golden", tc.name), events)
 		})
 	}
 }
 
 // checkGolden compares each event's canonical JSON and faveo-form body
-// with its golden file (rewriting them with -update).
+// with its golden file under testdata/dir (rewriting them with -update).
 func checkGolden(t *testing.T, dir string, events []mapping.Event) {
 	t.Helper()
-	dir = filepath.Join("testdata", "golden", dir)
+	dir = filepath.Join("testdata", dir)
 	if *update {
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
