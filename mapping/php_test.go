@@ -15,33 +15,9 @@ import (
 	"github.com/deskhook/deskhook/testenv"
 )
 
-// phpLaravelDecryptFunc is Laravel 10's Encrypter::decryptString for
-// AES-256-CBC, written out as a PHP function with the same PHP functions
-// Laravel calls (validPayload, validMac with hash_equals,
-// ensureTagIsValid, openssl_decrypt); it throws Laravel's messages.
-const phpLaravelDecryptFunc = `
-function laravel_decrypt($appKey, $b64) {
-  $key = base64_decode(substr($appKey, 7));
-  $payload = json_decode(base64_decode($b64), true);
-  if (!is_array($payload)) throw new Exception("payload is not JSON");
-  foreach (['iv', 'value', 'mac'] as $item) {
-    if (!isset($payload[$item]) || !is_string($payload[$item])) throw new Exception("missing $item");
-  }
-  if (isset($payload['tag']) && !is_string($payload['tag'])) throw new Exception("bad tag");
-  if (strlen(base64_decode($payload['iv'], true)) !== openssl_cipher_iv_length('aes-256-cbc')) throw new Exception("bad iv");
-  $mac = hash_hmac('sha256', $payload['iv'].$payload['value'], $key);
-  if (!hash_equals($mac, $payload['mac'])) throw new Exception("The MAC is invalid.");
-  $tag = empty($payload['tag']) ? null : base64_decode($payload['tag']);
-  if (is_string($tag)) throw new Exception("tag with a CBC cipher");
-  $plain = openssl_decrypt($payload['value'], 'aes-256-cbc', $key, 0, base64_decode($payload['iv']));
-  if ($plain === false) throw new Exception("Could not decrypt the data.");
-  return $plain;
-}
-`
-
 // phpLaravelDecrypt decrypts stdin with the APP_KEY argv[1], or says why
 // not on stderr and exits 1.
-const phpLaravelDecrypt = phpLaravelDecryptFunc + `
+const phpLaravelDecrypt = testenv.PHPLaravelDecrypt + `
 try { echo laravel_decrypt($argv[1], file_get_contents("php://stdin")); }
 catch (Exception $e) { fwrite(STDERR, $e->getMessage()); exit(1); }`
 
@@ -78,7 +54,7 @@ func TestGoldenEncryptedIDsDecryptInPHP(t *testing.T) {
 	if len(want) < len(files)/2 {
 		t.Fatalf("%d encrypted ids in %d payloads: the test reads the wrong keys", len(want), len(files))
 	}
-	out := testenv.RunPHP(t, phpLaravelDecryptFunc+`while (($l = fgets(STDIN)) !== false) {
+	out := testenv.RunPHP(t, testenv.PHPLaravelDecrypt+`while (($l = fgets(STDIN)) !== false) {
   try { echo laravel_decrypt('`+testAppKey+`', trim($l)), "\n"; } catch (Exception $e) { echo "ERR ", $e->getMessage(), "\n"; } }`,
 		in.Bytes())
 	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")

@@ -2,7 +2,6 @@ package mapping_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -207,75 +206,17 @@ var simulatorDiffers = map[string]string{
 	"several_tickets_one_transaction":   "a raw INSERT: the schemas' column defaults",
 }
 
-// schemaOnly are the columns only one of the two test schemas has (testenv's
-// TestMySQLAndPostgresSchemasDifferAsDocumented names them, per table): a
-// payload showing a row shows them on one side only.
-var schemaOnly = map[string]bool{
-	// tickets, only MySQL
-	"resolution_time": true, "is_response_sla": true, "is_resolution_sla": true, "last_estd_duedate": true,
-	"average_response_time": true, "parent_ticket_id": true, "category_id": true,
-	// users, only PostgreSQL
-	"hash_ids": true, "is_login": true, "not_accept_ticket": true,
-	// users, only MySQL
-	"ext": true, "phone_number": true, "assign_group": true, "internal_note": true, "user_language": true,
-	"location": true, "google2fa_activation_date": true, "last_login_at": true, "import_identifier": true, "iso": true,
-	"profile_pic_driver": true, "phone_iso": true, "deactivated_by": true, "created_by": true, "deactivated_at": true,
-	"logout_time": true,
-	// ticket_status, only MySQL
-	"secondary_status": true, "rating_auto_request": true,
-}
-
-// samePayloadValues compares a MySQL payload with PostgreSQL's for the same
-// event: every value both show is the same, but for the zero date Faveo's
-// MySQL schema stores in tickets.transferred_at (NULL on PostgreSQL), which
-// deskhook shows as Faveo does; a key one side lacks is a column only its
-// schema has.
+// samePayloadValues fails the test on every difference between a MySQL
+// payload and PostgreSQL's for the same event but the documented ones
+// (testenv.PayloadDifferences: columns only one schema has, the zero
+// transferred_at).
 func samePayloadValues(t *testing.T, what string, pgPayload, myPayload []byte) {
 	t.Helper()
-	pg, my := flatten(t, pgPayload), flatten(t, myPayload)
-	for path, pv := range pg {
-		mv, ok := my[path]
-		last := path[strings.LastIndex(path, ".")+1:]
-		switch {
-		case !ok && schemaOnly[last]:
-		case !ok:
-			t.Errorf("%s: %s = %s on PostgreSQL, missing on MySQL", what, path, pv)
-		case last == "transferred_at" && pv == "null" && mv == `"0000-00-00 00:00:00"`:
-		case pv != mv:
-			t.Errorf("%s: %s = %s on PostgreSQL, %s on MySQL", what, path, pv, mv)
-		}
+	diffs, err := testenv.PayloadDifferences(pgPayload, myPayload)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
-	for path, mv := range my {
-		if _, ok := pg[path]; !ok && !schemaOnly[path[strings.LastIndex(path, ".")+1:]] {
-			t.Errorf("%s: %s = %s on MySQL, missing on PostgreSQL", what, path, mv)
-		}
+	for _, d := range diffs {
+		t.Errorf("%s: %s", what, d)
 	}
-}
-
-// flatten turns a JSON object into path → JSON value of its scalars.
-func flatten(t *testing.T, doc []byte) map[string]string {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal(doc, &v); err != nil {
-		t.Fatalf("%v: %s", err, doc)
-	}
-	out := map[string]string{}
-	var walk func(path string, v any)
-	walk = func(path string, v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			for k, c := range x {
-				walk(path+"."+k, c)
-			}
-		case []any:
-			for i, c := range x {
-				walk(path+"."+strconv.Itoa(i), c)
-			}
-		default:
-			b, _ := json.Marshal(x)
-			out[path] = string(b)
-		}
-	}
-	walk("", v)
-	return out
 }
