@@ -465,6 +465,7 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	}
 	defer d.intakeMu.Unlock()
 	d.health.setStreamErr(nil)
+	d.metrics.positionLost.Set(0)
 
 	events, err := d.mp.Map(ctx, b)
 	if err != nil {

@@ -101,15 +101,14 @@ func (e *e2e) killDump() int64 {
 }
 
 // mysqlDeliverer returns a function that loads a little (two tickets and a
-// reply each, from seed) and waits until everything loaded so far is
-// delivered.
+// reply each, from seed) and waits until it is delivered, on top of what
+// was delivered before (which must be all there is to deliver).
 func (e *e2e) mysqlDeliverer() func(seed int64) testenv.LoadResult {
-	delivered := 0
 	return func(seed int64) testenv.LoadResult {
 		e.t.Helper()
+		before := len(deliveredIDs(e.rcv.Requests()))
 		load := e.loadMySQL(context.Background(), testenv.LoadConfig{Tickets: 2, Replies: 1, Seed: seed})
-		delivered += load.TotalEvents()
-		e.waitDelivered(delivered, 60*time.Second)
+		e.waitDelivered(before+load.TotalEvents(), 60*time.Second)
 		return load
 	}
 }
