@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -63,4 +64,94 @@ func TestMySQLStreams(t *testing.T) {
 	}
 	d.waitReadyz(http.StatusOK, 10*time.Second)
 	d.stop()
+}
+
+// TestMySQLDriftColumnRenamed is TestDriftColumnRenamed on MariaDB:
+// renaming tickets.status is noticed as soon as the binlog shows the DDL
+// (the default verify_interval, 30s, would be later): one ERROR, /readyz
+// 503, the metric, `check` FAIL; the update lacking the column fires
+// nothing; renamed back, status changes fire again.
+func TestMySQLDriftColumnRenamed(t *testing.T) {
+	t.Parallel()
+	e := newMySQLE2E(t)
+	d := e.start()
+	ctx := context.Background()
+	hd := testenv.NewMySQLHelpdesk(e.pool())
+	w, err := hd.CreateTicket(ctx, testenv.NewTicket{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvent("ticket_created", w.TicketID, 30*time.Second)
+
+	e.exec("ALTER TABLE tickets RENAME COLUMN status TO status_id")
+	e.exec(fmt.Sprintf("UPDATE tickets SET status_id = %d WHERE id = %d", testenv.StatusClosed, w.TicketID))
+	table := e.my.Name + ".tickets"
+	body := d.waitReadyz(http.StatusServiceUnavailable, 20*time.Second, table, "lacks column status")
+	if !strings.Contains(body, "ticket_status_updated") {
+		t.Errorf("/readyz does not say what the column is for:\n%s", body)
+	}
+	waitMetric(t, d, 1, 10*time.Second, "deskhook_source_problems", `table="`+table+`"`, `problem="missing_column:status"`)
+	waitMetric(t, d, 1, 10*time.Second, "deskhook_mapping_bad_rows_total", `table="tickets"`)
+	if n := countLines(d.stderr.String(), "level=ERROR", "source schema problem", "table="+table,
+		"problem=missing_column:status", "RENAME COLUMN"); n != 1 {
+		t.Errorf("%d ERROR lines for the renamed column, want 1:\n%s", n, d.stderr.String())
+	}
+	res := e.run("check")
+	if res.code != 1 || !regexp.MustCompile(`(?m)^FAIL  column `+regexp.QuoteMeta(table)+`.status: lacks column status`).MatchString(res.stdout) {
+		t.Errorf("check with the column renamed: %s", res)
+	}
+
+	e.exec("ALTER TABLE tickets RENAME COLUMN status_id TO status")
+	if _, err := hd.ChangeStatus(ctx, w.TicketID, testenv.StatusOpen); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvent("ticket_status_updated", w.TicketID, 30*time.Second)
+	d.waitReadyz(http.StatusOK, 20*time.Second)
+	if got := e.eventsOf(w.TicketID); strings.Join(got, ",") != "ticket_created,ticket_status_updated" {
+		t.Errorf("events of the ticket: %v (the update without its status column must fire nothing)", got)
+	}
+	d.stop()
+}
+
+// TestMySQLPasswordNeverLogged: the DSN's password, given through ${VAR},
+// appears in no log line at the debug level, nor in what check, status and
+// setup print, also when the server refuses the connection.
+func TestMySQLPasswordNeverLogged(t *testing.T) {
+	t.Parallel()
+	e := newMySQLE2E(t)
+	mc := e.my.Password
+	env := []string{"E2E_MYSQL_DSN_PW=" + mc}
+	e.section("source")["dsn"] = strings.Replace(e.my.DeskhookDSN, ":"+mc+"@", ":${E2E_MYSQL_DSN_PW}@", 1)
+	e.section("log")["level"] = "debug"
+	e.writeConfig()
+	d := startDaemon(t, e.cfgPath, e.admin, env...)
+	d.waitReadyz(http.StatusOK, 60*time.Second)
+	e.mysqlDeliverer()(1)
+	e.killDump() // a reconnect, logged
+	e.mysqlDeliverer()(2)
+	var outs []string
+	for _, cmd := range []string{"check", "status", "setup"} {
+		res := deskhook(t, env, cmd, "-c", e.cfgPath)
+		if res.code != 0 {
+			t.Errorf("%s: %s", cmd, res)
+		}
+		outs = append(outs, res.stdout+res.stderr)
+	}
+	d.stop()
+	if !strings.Contains(d.stderr.String(), "level=DEBUG") || !strings.Contains(d.stderr.String(), "binlog connection failed") {
+		t.Fatalf("no debug logs and no reconnect to look in:\n%s", d.stderr.String())
+	}
+	// A wrong password: the errors quote the DSN, redacted.
+	e.section("source")["dsn"] = strings.Replace(e.my.DeskhookDSN, ":"+mc+"@", ":wrong-"+mc+"@", 1)
+	e.writeConfig()
+	bad := e.run("check")
+	outs = append(outs, d.stderr.String(), bad.stdout, bad.stderr)
+	for i, out := range outs {
+		if strings.Contains(out, mc) {
+			t.Errorf("output %d shows the password:\n%s", i, out)
+		}
+	}
+	if bad.code != 1 || !strings.Contains(bad.stdout, "FAIL  connection") {
+		t.Errorf("check with a wrong password: %s", bad)
+	}
 }
