@@ -29,7 +29,7 @@ type mysqlHelpdeskDB struct {
 // deadlock victim (error 1213, rolled back whole) is run again, after a
 // random pause that grows with each attempt (writers retrying in lockstep
 // would meet again).
-const mysqlDeadlockRetries = 30
+const mysqlDeadlockRetries = 100
 
 func (m mysqlHelpdeskDB) inTx(ctx context.Context, fn func(sqlRunner) error) error {
 	for attempt := 0; ; attempt++ {
@@ -46,7 +46,7 @@ func (m mysqlHelpdeskDB) inTx(ctx context.Context, fn func(sqlRunner) error) err
 			return err
 		}
 		select {
-		case <-time.After(time.Duration(rand.Int64N(int64(attempt+1) * int64(5*time.Millisecond)))):
+		case <-time.After(time.Duration(rand.Int64N(int64(min(attempt+1, 20)) * int64(5*time.Millisecond)))):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
