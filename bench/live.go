@@ -127,7 +127,9 @@ func (e *env) pgLiveDB(ctx context.Context, s liveSpec) (*liveDB, error) {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 	return &liveDB{
-		load: func(ctx context.Context, c testenv.LoadConfig) (testenv.LoadResult, error) { return testenv.Load(ctx, pool, c) },
+		load: func(ctx context.Context, c testenv.LoadConfig) (testenv.LoadResult, error) {
+			return testenv.Load(ctx, pool, c)
+		},
 		start: func(ctx context.Context, eps []sender.Endpoint) (*pipeline, error) {
 			return e.startDaemon(ctx, db, eps, nil)
 		},
