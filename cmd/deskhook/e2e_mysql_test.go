@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -154,4 +156,88 @@ func TestMySQLPasswordNeverLogged(t *testing.T) {
 	if bad.code != 1 || !strings.Contains(bad.stdout, "FAIL  connection") {
 		t.Errorf("check with a wrong password: %s", bad)
 	}
+}
+
+// readmeMySQL returns the README's my.cnf lines for MariaDB (before "#
+// MySQL only:") and its SQL for deskhook's account, from the section "Next
+// to a Faveo helpdesk on MySQL/MariaDB".
+func readmeMySQL(t *testing.T) (cnf map[string]string, sql string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "## Next to a Faveo helpdesk on MySQL/MariaDB")
+	if !ok {
+		t.Fatal("README has no section on MySQL/MariaDB")
+	}
+	block := func(lang string) string {
+		_, rest, ok := strings.Cut(section, "```"+lang+"\n")
+		if !ok {
+			t.Fatalf("README's MySQL section has no %s block", lang)
+		}
+		b, _, _ := strings.Cut(rest, "```")
+		return b
+	}
+	cnf = map[string]string{}
+	for _, line := range strings.Split(block("ini"), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "# MySQL only") {
+			break
+		}
+		line, _, _ = strings.Cut(line, "#")
+		if k, v, ok := strings.Cut(line, "="); ok {
+			cnf[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return cnf, block("sql")
+}
+
+// TestMySQLREADMESettings follows the README's MySQL section on a MariaDB
+// with testenv's binlog settings removed: its my.cnf lines and its SQL for
+// the account (verbatim, but for the password and the database's name)
+// make a server on which `deskhook check` passes with no FAIL and no WARN,
+// and the daemon delivers.
+func TestMySQLREADMESettings(t *testing.T) {
+	t.Parallel()
+	cnf, sqlText := readmeMySQL(t)
+	for _, k := range []string{"log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata",
+		"binlog_expire_logs_seconds", "server_id"} {
+		if cnf[k] == "" {
+			t.Fatalf("README's my.cnf lacks %s: %v", k, cnf)
+		}
+	}
+	settings := map[string]string{"log_bin": "", "binlog_format": "", "binlog_row_image": "", "binlog_row_metadata": ""}
+	for k, v := range cnf {
+		settings[k] = v
+	}
+	e := newMySQLE2E(t, testenv.WithSettings(settings), testenv.NoFsync())
+	const password = "readme-pw-41"
+	stmts := strings.NewReplacer("'...'", "'"+password+"'", "`helpdesk`", "`"+e.my.Name+"`",
+		"'deskhook'@", "'readme_"+e.my.Name[len(e.my.Name)-8:]+"'@").Replace(sqlText)
+	var code strings.Builder
+	for _, line := range strings.Split(stmts, "\n") {
+		line, _, _ = strings.Cut(line, "--")
+		code.WriteString(line + "\n")
+	}
+	for _, stmt := range strings.Split(code.String(), ";") {
+		if stmt = strings.TrimSpace(stmt); stmt != "" {
+			e.exec(stmt)
+		}
+	}
+	user := "readme_" + e.my.Name[len(e.my.Name)-8:]
+	t.Cleanup(func() { e.pool().Exec("DROP USER IF EXISTS ?@'%'", user) })
+	dsn := strings.Replace(e.my.DeskhookDSN, e.my.User+":"+e.my.Password+"@", user+":"+password+"@", 1)
+	if dsn == e.my.DeskhookDSN {
+		t.Fatalf("cannot put the README's account into %s", e.my.DeskhookDSN)
+	}
+	e.section("source")["dsn"] = dsn
+	e.writeConfig()
+	res := e.must("check")
+	if strings.Contains(res.stdout, "WARN") || !strings.Contains(res.stdout, "ok    binlog retention: binlogs kept 72h0m0s") {
+		t.Errorf("check on README's settings: %s", res)
+	}
+	d := e.start()
+	e.mysqlDeliverer()(1)
+	d.stop()
 }
