@@ -181,14 +181,20 @@ func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]
 		return nil, l.aggregateErr(a, err)
 	}
 	defer rows.Close()
-	fields := rows.FieldDescriptions()
-	spans, ok := a.FetchSpans(len(fields))
-	if !ok {
-		return nil, l.aggregateErr(a, fmt.Errorf("%d columns in the answer", len(fields)))
-	}
 	tables := make([]*change.Table, len(a.Fetch))
 	oids := make([][]uint32, len(a.Fetch))
+	var fields []pgconn.FieldDescription
+	var spans [][2]int
 	for rows.Next() {
+		if spans == nil {
+			// Known once a row came: a statement that failed (a
+			// permission missing) has none, and says why in rows.Err.
+			fields = rows.FieldDescriptions()
+			var ok bool
+			if spans, ok = a.FetchSpans(len(fields)); !ok {
+				return nil, l.aggregateErr(a, fmt.Errorf("%d columns in the answer", len(fields)))
+			}
+		}
 		raw := rows.RawValues()
 		var perr error
 		num := func(i int) int64 {
