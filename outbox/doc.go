@@ -37,7 +37,8 @@
 // Layout of the file:
 //
 //	meta      "version" → 1, "position" → stored position (8 bytes BE),
-//	          "source" → JSON SourceMark, "gaps" → bucket of accepted gaps (gaps.go)
+//	          "source" → JSON SourceMark, "resume" → the source's resume token
+//	          for the stored position, "gaps" → bucket of accepted gaps (gaps.go)
 //	events    key → event record          key = pos (8 bytes BE) | index (4 bytes BE)
 //	refs      key → endpoints still needing the event, only where that is ≥ 2
 //	endpoints name → bucket { "state" → JSON EndpointState,
