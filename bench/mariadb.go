@@ -199,25 +199,7 @@ func (e *env) mysqlBacklog(ctx context.Context, rep *Report) (*Result, error) {
 		m.done(res, 0, time.Time{})
 		return nil, err
 	}
-	werr := waitCount(ctx, t, "/fast", expected, 10*time.Minute)
-	last := t.lastArrival()
-	res.Events = t.count("/fast")
-	m.done(res, res.Events, time.Time{})
-	time.Sleep(200 * time.Millisecond)
-	p.pipelineMetrics(res, expected)
-	if err := p.stop(); err != nil {
-		res.note("daemon stop: %v", err)
-	}
-	if werr != nil {
-		return res, werr
-	}
-	res.Seconds = last.Sub(m.start).Seconds()
-	res.EventsPerSec = float64(res.Events) / res.Seconds
-	if extra := t.count("/fast") - expected; extra > 0 {
-		res.note("%d events more than expected arrived", extra)
-	}
-	e.sample = t.first
-	return res, nil
+	return res, e.drain(ctx, res, t, m, p, nil)
 }
 
 // bareGoMySQL reads the binlog from resume up to the transaction endSeq

@@ -137,12 +137,8 @@ func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change
 				return nil, err
 			}
 		}
-		raw := make([]sql.RawBytes, len(types))
-		dst := make([]any, len(raw))
-		for i := range raw {
-			dst[i] = &raw[i]
-		}
-		if err := rows.Scan(dst...); err != nil {
+		raw, err := scanRaw(rows, len(types))
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, l.decodeRow(t, types, raw))
@@ -227,39 +223,15 @@ func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]
 		tables[i], types[i] = l.tableAs(f.Key(), f.Table, cts[spans[i][0]:spans[i][1]])
 	}
 	for rows.Next() {
-		raw := make([]sql.RawBytes, len(cts))
-		dst := make([]any, len(raw))
-		for i := range raw {
-			dst[i] = &raw[i]
-		}
-		if err := rows.Scan(dst...); err != nil {
+		raw, err := scanRaw(rows, len(cts))
+		if err != nil {
 			return nil, l.aggregateErr(a, err)
 		}
-		var perr error
-		num := func(i int) int64 {
-			n, err := strconv.ParseInt(string(raw[i]), 10, 64)
-			if err != nil && perr == nil {
-				perr = fmt.Errorf("column %d: %q is not an integer", i+1, raw[i])
-			}
-			return n
-		}
-		r := mapping.AggregateRow{Values: make([][]int64, len(a.Parts)), Rows: make([]*change.Row, len(a.Fetch))}
-		col := 1
-		for i, p := range a.Parts {
-			r.Values[i] = make([]int64, len(p.Values))
-			for j := range p.Values {
-				r.Values[i][j] = num(col)
-				col++
-			}
-		}
-		for i, sp := range spans {
-			if num(sp[0]-1) != 0 {
-				r.Rows[i] = l.decodeRow(tables[i], types[i], raw[sp[0]:sp[1]])
-			}
-		}
-		key := num(0)
-		if perr != nil {
-			return nil, l.aggregateErr(a, perr)
+		key, r, err := a.DecodeRow(raw, spans, func(i int, cols [][]byte) *change.Row {
+			return l.decodeRow(tables[i], types[i], cols)
+		})
+		if err != nil {
+			return nil, l.aggregateErr(a, err)
 		}
 		out[key] = r
 	}
@@ -270,20 +242,34 @@ func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]
 }
 
 func (l *Lookup) aggregateErr(a mapping.Aggregate, err error) error {
-	var names []string
-	for _, p := range a.Parts {
-		names = append(names, l.name+"."+p.Table)
-		if p.Join != nil {
-			names = append(names, l.name+"."+p.Join.Table)
-		}
+	names := a.Tables()
+	for i, t := range names {
+		names[i] = l.name + "." + t
 	}
-	slices.Sort(names)
-	return fmt.Errorf("binlog: reading from %s: %w", strings.Join(slices.Compact(names), ", "), err)
+	return fmt.Errorf("binlog: reading from %s: %w", strings.Join(names, ", "), err)
+}
+
+// scanRaw scans the current row's n columns as their text (nil: NULL),
+// valid until the next Next.
+func scanRaw(rows *sql.Rows, n int) ([][]byte, error) {
+	raw := make([]sql.RawBytes, n)
+	dst := make([]any, n)
+	for i := range raw {
+		dst[i] = &raw[i]
+	}
+	if err := rows.Scan(dst...); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, n)
+	for i, b := range raw {
+		out[i] = b
+	}
+	return out, nil
 }
 
 // decodeRow turns a text-protocol row into a change.Row, values rendered
 // as the stream renders them. Their text shares one string per row.
-func (l *Lookup) decodeRow(t *change.Table, types []string, raw []sql.RawBytes) *change.Row {
+func (l *Lookup) decodeRow(t *change.Table, types []string, raw [][]byte) *change.Row {
 	n := 0
 	for _, b := range raw {
 		n += len(b)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -195,37 +194,15 @@ func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]
 				return nil, l.aggregateErr(a, fmt.Errorf("%d columns in the answer", len(fields)))
 			}
 		}
-		raw := rows.RawValues()
-		var perr error
-		num := func(i int) int64 {
-			n, err := strconv.ParseInt(string(raw[i]), 10, 64)
-			if err != nil && perr == nil {
-				perr = fmt.Errorf("column %d: %q is not an integer", i+1, raw[i])
-			}
-			return n
-		}
-		r := mapping.AggregateRow{Values: make([][]int64, len(a.Parts)), Rows: make([]*change.Row, len(a.Fetch))}
-		col := 1
-		for i, p := range a.Parts {
-			r.Values[i] = make([]int64, len(p.Values))
-			for j := range p.Values {
-				r.Values[i][j] = num(col)
-				col++
-			}
-		}
-		for i, f := range a.Fetch {
-			sp := spans[i]
-			if num(sp[0]-1) == 0 {
-				continue
-			}
+		key, r, err := a.DecodeRow(rows.RawValues(), spans, func(i int, cols [][]byte) *change.Row {
 			if tables[i] == nil {
-				tables[i], oids[i] = l.tableAs(f.Key(), f.Table, fields[sp[0]:sp[1]])
+				sp := spans[i]
+				tables[i], oids[i] = l.tableAs(a.Fetch[i].Key(), a.Fetch[i].Table, fields[sp[0]:sp[1]])
 			}
-			r.Rows[i] = decodeRow(tables[i], oids[i], raw[sp[0]:sp[1]])
-		}
-		key := num(0)
-		if perr != nil {
-			return nil, l.aggregateErr(a, perr)
+			return decodeRow(tables[i], oids[i], cols)
+		})
+		if err != nil {
+			return nil, l.aggregateErr(a, err)
 		}
 		out[key] = r
 	}
@@ -236,15 +213,11 @@ func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]
 }
 
 func (l *Lookup) aggregateErr(a mapping.Aggregate, err error) error {
-	var names []string
-	for _, p := range a.Parts {
-		names = append(names, l.cfg.displayName(p.Table))
-		if p.Join != nil {
-			names = append(names, l.cfg.displayName(p.Join.Table))
-		}
+	names := a.Tables()
+	for i, t := range names {
+		names[i] = l.cfg.displayName(t)
 	}
-	slices.Sort(names)
-	return fmt.Errorf("cdc: reading from %s: %w", strings.Join(slices.Compact(names), ", "), err)
+	return fmt.Errorf("cdc: reading from %s: %w", strings.Join(names, ", "), err)
 }
 
 // pgDialect is PostgreSQL for mapping.Aggregate's statements: tables in

@@ -1,6 +1,8 @@
 package mapping
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -208,6 +210,22 @@ func (a Aggregate) SQL(d SQLDialect, keys string) string {
 	return b.String()
 }
 
+// Tables lists the tables a reads, each once, sorted (for messages).
+func (a Aggregate) Tables() []string {
+	var names []string
+	for _, p := range a.Parts {
+		names = append(names, p.Table)
+		if p.Join != nil {
+			names = append(names, p.Join.Table)
+		}
+	}
+	for _, f := range a.Fetch {
+		names = append(names, f.Table)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
 // Width is the number of columns of SQL's result before the fetched rows'
 // columns: the key and every part's values.
 func (a Aggregate) Width() int {
@@ -216,6 +234,37 @@ func (a Aggregate) Width() int {
 		n += len(p.Values)
 	}
 	return n
+}
+
+// DecodeRow turns one result row of SQL — each column's text, nil for
+// NULL, spans from FetchSpans — into its key and AggregateRow; fetched
+// decodes a found fetch's columns into a row, as the source decodes its
+// rows.
+func (a Aggregate) DecodeRow(raw [][]byte, spans [][2]int, fetched func(fetch int, cols [][]byte) *change.Row) (int64, AggregateRow, error) {
+	var err error
+	num := func(i int) int64 {
+		n, perr := strconv.ParseInt(string(raw[i]), 10, 64)
+		if perr != nil && err == nil {
+			err = fmt.Errorf("column %d: %q is not an integer", i+1, raw[i])
+		}
+		return n
+	}
+	r := AggregateRow{Values: make([][]int64, len(a.Parts)), Rows: make([]*change.Row, len(a.Fetch))}
+	col := 1
+	for i, p := range a.Parts {
+		r.Values[i] = make([]int64, len(p.Values))
+		for j := range p.Values {
+			r.Values[i][j] = num(col)
+			col++
+		}
+	}
+	for i, sp := range spans {
+		if num(sp[0]-1) != 0 {
+			r.Rows[i] = fetched(i, raw[sp[0]:sp[1]])
+		}
+	}
+	key := num(0)
+	return key, r, err
 }
 
 // FetchSpans says where each fetch's row lies in a result row of SQL with

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -98,49 +97,10 @@ func (m *mysqlPipe) stream(p *pipeline, mp *mapping.Mapper, opts streamOptions) 
 		cfg.QueueBytes = opts.queueBytes
 	}
 	reader := binlog.NewReader(cfg, binlog.ReaderOptions{})
-	ctx, cancel := context.WithCancel(p.ctx())
-	defer cancel()
-	var (
-		mu     sync.Mutex
-		events []mapping.Event
-		done   = make(chan struct{})
-		once   sync.Once
-	)
-	handler := change.HandlerFunc(func(ctx context.Context, b *change.Batch) error {
-		evs, err := mp.Map(ctx, b)
-		if err != nil {
-			return err
-		}
-		if opts.onBatch != nil {
-			opts.onBatch(b, evs)
-		} else {
-			mu.Lock()
-			events = append(events, evs...)
-			mu.Unlock()
-		}
-		for _, c := range b.Changes {
-			if c.Table != nil && c.Table.Name == "teams" && c.New != nil && c.New.Text("name") == "marker" {
-				once.Do(func() { close(done) })
-			}
-		}
-		return nil
+	run := func(ctx context.Context, h change.Handler) error { return reader.Run(ctx, m.resume, h) }
+	return p.streamThrough(mp, opts, run, nil, func(c change.Change) bool {
+		return c.Table != nil && c.Table.Name == "teams" && c.New != nil && c.New.Text("name") == "marker"
 	})
-	runErr := make(chan error, 1)
-	go func() { runErr <- reader.Run(ctx, m.resume, handler) }()
-	select {
-	case <-done:
-		cancel()
-		if err := <-runErr; err != nil {
-			p.t.Fatalf("binlog reader: %v", err)
-		}
-	case err := <-runErr:
-		p.t.Fatalf("binlog reader stopped before the marker arrived: %v", err)
-	case <-time.After(4 * time.Minute):
-		p.t.Fatal("timed out waiting for the binlog stream")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return events
 }
 
 func (m *mysqlPipe) lookup(p *pipeline) mapping.Source {
@@ -162,24 +122,7 @@ func (m *mysqlPipe) lookup(p *pipeline) mapping.Source {
 func TestGoldenMySQL(t *testing.T) {
 	for _, tc := range goldenCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newMySQLPipeline(t)
-			if tc.before != nil {
-				tc.before(p)
-			}
-			p.setup()
-			tc.actions(p)
-			cfg := mapping.Config{AppKey: testAppKey}
-			if tc.config != nil {
-				tc.config(&cfg)
-			}
-			events := p.stream(p.mapper(cfg, mapping.Options{}), streamOptions{})
-			var got []string
-			for _, ev := range events {
-				got = append(got, ev.Type)
-			}
-			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
-				t.Fatalf("events %v, want %v", got, tc.want)
-			}
+			events := runGolden(t, newMySQLPipeline(t), tc)
 			checkGolden(t, filepath.Join("golden-mysql", tc.name), events)
 			if _, differs := simulatorDiffers[tc.name]; differs {
 				return

@@ -146,6 +146,16 @@ func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event
 		cfg.QueueBytes = opts.queueBytes
 	}
 	reader := cdc.NewReader(cfg, cdc.ReaderOptions{FinalAckWait: -1})
+	return p.streamThrough(m, opts, reader.Run, reader.Ack, func(c change.Change) bool {
+		return c.Table != nil && c.Table.Name == "department"
+	})
+}
+
+// streamThrough maps what run streams through m until a change isMarker
+// arrives; ack (when set) is told of each transaction mapped.
+func (p *pipeline) streamThrough(m *mapping.Mapper, opts streamOptions, run func(context.Context, change.Handler) error,
+	ack func(change.Position), isMarker func(change.Change) bool) []mapping.Event {
+	p.t.Helper()
 	ctx, cancel := context.WithCancel(p.ctx())
 	defer cancel()
 	var (
@@ -154,7 +164,7 @@ func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event
 		done   = make(chan struct{})
 		once   sync.Once
 	)
-	handler := cdc.HandlerFunc(func(ctx context.Context, b *change.Batch) error {
+	handler := change.HandlerFunc(func(ctx context.Context, b *change.Batch) error {
 		evs, err := m.Map(ctx, b)
 		if err != nil {
 			return err
@@ -166,28 +176,28 @@ func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event
 			events = append(events, evs...)
 			mu.Unlock()
 		}
-		if b.Last {
-			reader.Ack(b.Pos)
+		if b.Last && ack != nil {
+			ack(b.Pos)
 		}
 		for _, c := range b.Changes {
-			if c.Table != nil && c.Table.Name == "department" {
+			if isMarker(c) {
 				once.Do(func() { close(done) })
 			}
 		}
 		return nil
 	})
 	runErr := make(chan error, 1)
-	go func() { runErr <- reader.Run(ctx, handler) }()
+	go func() { runErr <- run(ctx, handler) }()
 	select {
 	case <-done:
 		cancel()
 		if err := <-runErr; err != nil {
-			p.t.Fatalf("cdc reader: %v", err)
+			p.t.Fatalf("reader: %v", err)
 		}
 	case err := <-runErr:
-		p.t.Fatalf("cdc reader stopped before the marker arrived: %v", err)
+		p.t.Fatalf("reader stopped before the marker arrived: %v", err)
 	case <-time.After(4 * time.Minute):
-		p.t.Fatal("timed out waiting for the replication stream")
+		p.t.Fatal("timed out waiting for the stream")
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/deskhook/deskhook/testenv"
 )
 
 // TestDemoMariaDB runs `deskhook demo --source mariadb` as a newcomer
@@ -34,48 +28,16 @@ func TestDemoMariaDB(t *testing.T) {
 		}
 	}
 
-	var out testenv.Output
-	cmd := exec.Command(deskhookBinary(t), "demo", "--source", "mariadb", "--tickets", "2", "--rate", "40", "--keep")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	cfgRE := regexp.MustCompile(`config:\s+(\S+deskhook\.yaml)`)
-	var cfgPath string
-	for deadline := time.Now().Add(2 * time.Minute); cfgPath == ""; time.Sleep(100 * time.Millisecond) {
-		if m := cfgRE.FindStringSubmatch(out.String()); m != nil {
-			cfgPath = m[1]
-			break
+	keptDemo(t, []string{"--source", "mariadb", "--tickets", "2", "--rate", "40"}, func(cfgPath, _ string) {
+		st := deskhook(t, nil, "status", "-c", cfgPath)
+		if st.code != 0 || !strings.Contains(st.stdout, "running, ready") ||
+			!regexp.MustCompile(`binlog\s+stored GTID 0-1-\d+`).MatchString(st.stdout) {
+			t.Errorf("status against the kept demo: %s", st)
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("demo --keep exited (%v) before printing its config:\n%s", err, out.String())
-		default:
+		if res := deskhook(t, nil, "check", "-c", cfgPath); res.code != 0 || !strings.Contains(res.stdout, "ok    stored binlog position") {
+			t.Errorf("check against the kept demo: %s", res)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demo --keep printed no config:\n%s", out.String())
-		}
-	}
-	st := deskhook(t, nil, "status", "-c", cfgPath)
-	if st.code != 0 || !strings.Contains(st.stdout, "running, ready") || !regexp.MustCompile(`binlog\s+stored GTID 0-1-\d+`).MatchString(st.stdout) {
-		t.Errorf("status against the kept demo: %s", st)
-	}
-	if res := deskhook(t, nil, "check", "-c", cfgPath); res.code != 0 || !strings.Contains(res.stdout, "ok    stored binlog position") {
-		t.Errorf("check against the kept demo: %s", res)
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("demo --keep after Ctrl-C: %v\n%s", err, out.String())
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("demo --keep did not stop after Ctrl-C")
-	}
+	})
 
 	// No MariaDB server on this machine (as far as the demo can see).
 	res = deskhook(t, []string{"DESKHOOK_MARIADB_BINDIR=" + t.TempDir()}, "demo", "--source", "mariadb", "--tickets", "1")

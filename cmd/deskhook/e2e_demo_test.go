@@ -36,8 +36,27 @@ func TestDemo(t *testing.T) {
 	}
 
 	// --keep
+	keptDemo(t, []string{"--tickets", "2", "--rate", "40"}, func(cfgPath, out string) {
+		if !strings.Contains(out, "database: postgres://") {
+			t.Errorf("demo --keep does not print the DSN:\n%s", out)
+		}
+		st := deskhook(t, nil, "status", "-c", cfgPath)
+		if st.code != 0 || !strings.Contains(st.stdout, "running, ready") || !strings.Contains(st.stdout, "demo-receiver") {
+			t.Errorf("status against the kept demo: %s", st)
+		}
+		if res := deskhook(t, nil, "check", "-c", cfgPath); res.code != 0 {
+			t.Errorf("check against the kept demo: %s", res)
+		}
+	})
+}
+
+// keptDemo runs `deskhook demo --keep` with args, calls check with the
+// config it prints and what it printed so far while everything keeps
+// running, then stops it with Ctrl-C, which must clean up.
+func keptDemo(t *testing.T, args []string, check func(cfgPath, out string)) {
+	t.Helper()
 	var out testenv.Output
-	cmd := exec.Command(deskhookBinary(t), "demo", "--tickets", "2", "--rate", "40", "--keep")
+	cmd := exec.Command(deskhookBinary(t), append(append([]string{"demo"}, args...), "--keep")...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -47,7 +66,7 @@ func TestDemo(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	cfgRE := regexp.MustCompile(`config:\s+(\S+deskhook\.yaml)`)
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	var cfgPath string
 	for cfgPath == "" {
 		if m := cfgRE.FindStringSubmatch(out.String()); m != nil {
@@ -64,16 +83,7 @@ func TestDemo(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if !strings.Contains(out.String(), "database: postgres://") {
-		t.Errorf("demo --keep does not print the DSN:\n%s", out.String())
-	}
-	st := deskhook(t, nil, "status", "-c", cfgPath)
-	if st.code != 0 || !strings.Contains(st.stdout, "running, ready") || !strings.Contains(st.stdout, "demo-receiver") {
-		t.Errorf("status against the kept demo: %s", st)
-	}
-	if res := deskhook(t, nil, "check", "-c", cfgPath); res.code != 0 {
-		t.Errorf("check against the kept demo: %s", res)
-	}
+	check(cfgPath, out.String())
 	_ = cmd.Process.Signal(os.Interrupt)
 	select {
 	case err := <-done:

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"math/rand/v2"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,45 +18,11 @@ import (
 func TestMySQLCrashSIGKILL(t *testing.T) {
 	t.Parallel()
 	e := newMySQLE2E(t)
-	seed := time.Now().UnixNano()
-	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	t.Logf("seed %d", seed)
 	d := e.start() // a new store starts at the server's position: the load comes after
-
-	type result struct {
-		res testenv.LoadResult
-		err error
-	}
-	loaded := make(chan result, 1)
-	go func() {
-		res, err := testenv.LoadMySQL(context.Background(), e.pool(), testenv.LoadConfig{
+	crashDuringLoad(t, e, d, func(seed int64) (testenv.LoadResult, error) {
+		return testenv.LoadMySQL(context.Background(), e.pool(), testenv.LoadConfig{
 			Tickets: 1000, Replies: 2, Updates: 2, Writers: 4, Rate: 200, Seed: seed})
-		loaded <- result{res, err}
-	}()
-	for kill := 1; kill <= 5; kill++ {
-		time.Sleep(time.Duration(300+rng.IntN(3700)) * time.Millisecond)
-		if d.exited() {
-			t.Fatalf("deskhook run exited on its own (%d) before kill %d", d.code, kill)
-		}
-		d.signal(syscall.SIGKILL)
-		if code := d.wait(10 * time.Second); code != -int(syscall.SIGKILL) {
-			t.Fatalf("kill %d: exit %d, want death by SIGKILL", kill, code)
-		}
-		t.Logf("kill %d: %d requests received", kill, e.rcv.Count())
-		d = startDaemon(t, e.cfgPath, e.admin)
-	}
-	r := <-loaded
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r.res.TotalEvents() != 5000 {
-		t.Fatalf("the load expects %d events, want 5000", r.res.TotalEvents())
-	}
-	d.waitReadyz(200, 60*time.Second)
-	e.waitDelivered(r.res.TotalEvents(), 120*time.Second)
-	time.Sleep(500 * time.Millisecond) // anything extra would arrive now
-	checkDeliveries(t, r.res, e.rcv.Requests())
-	d.stop()
+	})
 }
 
 // TestMySQLServerFaultsLoseNothing: KILL of the server's binlog dump thread
@@ -72,16 +36,10 @@ func TestMySQLServerFaultsLoseNothing(t *testing.T) {
 	d := e.start()
 	ctx := context.Background()
 
-	type result struct {
-		res testenv.LoadResult
-		err error
-	}
-	loaded := make(chan result, 1)
-	go func() {
-		res, err := testenv.LoadMySQL(ctx, e.pool(), testenv.LoadConfig{Tickets: 400, Replies: 1, Updates: 1, Writers: 4,
+	loaded := loadInBackground(func() (testenv.LoadResult, error) {
+		return testenv.LoadMySQL(ctx, e.pool(), testenv.LoadConfig{Tickets: 400, Replies: 1, Updates: 1, Writers: 4,
 			Rate: 120, Seed: 1})
-		loaded <- result{res, err}
-	}()
+	})
 	for _, fault := range []string{"kill", "flush", "kill", "flush"} {
 		time.Sleep(1500 * time.Millisecond)
 		if fault == "kill" {

@@ -30,20 +30,10 @@ func newMySQLE2E(t testing.TB, opts ...testenv.Option) *e2e {
 	e.cfgPath = filepath.Join(e.dir, "deskhook.yaml")
 	e.admin = freePort(t)
 	e.slot = fmt.Sprintf("e2e_%d_%d", os.Getpid(), slotSeq.Add(1))
-	e.cfg = map[string]any{
-		// slot only names deskhook among the replicas: a unique one gives
-		// each test's daemon its own server_id.
-		"source": map[string]any{"type": "mysql", "dsn": e.my.DeskhookDSN, "slot": e.slot, "heartbeat": "1s",
-			"reconnect_min": "50ms", "reconnect_max": "1s", "progress_interval": "1s"},
-		"store": map[string]any{"path": filepath.Join(e.dir, "deskhook.db")},
-		"admin": map[string]any{"listen": e.admin},
-		"log":   map[string]any{"level": "info"},
-		"endpoints": []any{map[string]any{
-			"name": "rcv", "url": e.rcv.URL + "/hooks", "events": allEvents(),
-			"retry": map[string]any{"schedule": []string{"0s", "50ms", "100ms", "200ms", "400ms", "800ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"}},
-		}},
-		"shutdown_timeout": "10s",
-	}
+	// slot only names deskhook among the replicas: a unique one gives each
+	// test's daemon its own server_id.
+	e.cfg = e.config(map[string]any{"type": "mysql", "dsn": e.my.DeskhookDSN, "slot": e.slot, "heartbeat": "1s",
+		"reconnect_min": "50ms", "reconnect_max": "1s", "progress_interval": "1s"}, "info")
 	e.writeConfig()
 	return e
 }
