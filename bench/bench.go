@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -28,9 +29,9 @@ import (
 
 // Scenarios lists every scenario, in the order Run runs them: the bounds
 // follow the backlog so the bare HTTP client posts a body the daemon really
-// sent; the million-row transaction comes last because Go keeps some of the
-// memory it grew to.
-var Scenarios = []string{"backlog", "bounds", "live500", "live2000", "failures", "slow", "second", "outbox", "largetxn"}
+// sent; the large rows and the million-row transaction come last because Go
+// keeps some of the memory it grew to.
+var Scenarios = []string{"backlog", "bounds", "live500", "live2000", "failures", "slow", "second", "outbox", "largerows", "largetxn"}
 
 // Options say what to run.
 type Options struct {
@@ -149,6 +150,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	runners := map[string]func(context.Context, *Report) (*Result, error){
 		"backlog": e.backlog, "bounds": e.bounds, "live500": e.live500, "live2000": e.live2000,
 		"failures": e.failures, "slow": e.slow, "second": e.second, "outbox": e.outboxSize, "largetxn": e.largeTxn,
+		"largerows": e.largeRows,
 	}
 	if e.my != nil {
 		runners["backlog"] = e.mysqlBacklog
@@ -387,8 +389,13 @@ func (e *env) startDaemonOn(ctx context.Context, src daemon.SourceConfig, eps []
 		log = daemon.NewLogger(e.opts.DaemonLog, cfg.Log, daemon.NewRedactor(cfg.Secrets()))
 	}
 	reg := prometheus.NewRegistry()
+	// The soft memory limit, as `deskhook run` sets it (process-wide: the
+	// receiver and the simulator share it), until the daemon stops.
+	prevLimit := debug.SetMemoryLimit(-1)
+	daemon.ApplyMemoryLimit(cfg, log)
 	d, err := daemon.New(ctx, cfg, daemon.Options{Logger: log, Version: "bench", Registry: reg})
 	if err != nil {
+		debug.SetMemoryLimit(prevLimit)
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	if before != nil {
@@ -396,7 +403,11 @@ func (e *env) startDaemonOn(ctx context.Context, src daemon.SourceConfig, eps []
 			return nil, err
 		}
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	cancel := func() {
+		cancelRun()
+		debug.SetMemoryLimit(prevLimit)
+	}
 	p := &pipeline{d: d, cancel: cancel, done: make(chan error, 1), store: store, reg: reg}
 	go func() { p.done <- d.Run(runCtx) }()
 	deadline := time.Now().Add(30 * time.Second)

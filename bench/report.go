@@ -252,6 +252,11 @@ func evaluate(r *Report) []Target {
 		add("slow endpoint vs a fast second endpoint (control)", "p50, p99 within 1 ms of second",
 			fmt.Sprintf("p50 %.2f vs %.2f, p99 %.2f vs %.2f ms", s.Latency.P50, c.Latency.P50, s.Latency.P99, c.Latency.P99), ok)
 	}
+	if l := r.result("largerows"); l != nil {
+		add("RSS with large rows (10 MB replies in one transaction; a 5 MB backlog)", "≤ 256 MB",
+			fmt.Sprintf("%.1f MB, %.1f MB", l.Extra["burst_rss_peak_mb"], l.Extra["backlog_rss_peak_mb"]),
+			l.RSSPeak.RSS <= 256 && l.Events == l.Expected)
+	}
 	if l := r.result("largetxn"); l != nil {
 		add("RSS during the large transaction", "≤ 256 MB", fmt.Sprintf("%.1f MB", l.RSSPeak.RSS), l.RSSPeak.RSS <= 256)
 	}

@@ -218,7 +218,7 @@ func (d *decoder) query(h *replication.EventHeader, q *replication.QueryEvent) e
 	return d.commit(h)
 }
 
-var truncateRE = regexp.MustCompile("(?i)^truncate\\s")
+var truncateRE = regexp.MustCompile(`(?i)^truncate\s`)
 
 // ddlTable returns the watched table a statement names, if any: a word
 // equal to a watched name, in the watched database (the statement's

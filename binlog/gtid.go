@@ -135,15 +135,6 @@ func (g *gtids) done(t transaction) {
 	g.set.AddGTID(t.source, t.gno)
 }
 
-// clone copies the state (a reconnect restarts from a copy).
-func (g *gtids) clone() *gtids {
-	c := *g
-	if g.set != nil {
-		c.set = g.set.Clone().(*mysql.MysqlGTIDSet)
-	}
-	return &c
-}
-
 // seqOf returns the sequence number a token reaches in the followed
 // domain or source (0 when it names none).
 func seqOf(mariadb bool, token, source string) (uint64, error) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/change"
 )
 
@@ -201,7 +201,7 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 			attempt, said = 0, change.RepeatFilter{}
 		}
 		attempt++
-		delay := backoff(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
+		delay := backoff.Exp(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
 		level := slog.LevelWarn
 		if err != nil && !said.Fresh(err, time.Now()) {
 			level = slog.LevelDebug // said already
@@ -219,18 +219,6 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 			return nil
 		}
 	}
-}
-
-// backoff is exponential from lo, capped at hi, with jitter (half to all
-// of the step) so many readers do not reconnect in lockstep.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := hi
-	if attempt < 40 {
-		if s := lo << (attempt - 1); s > 0 && s < hi {
-			d = s
-		}
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // session runs one replication connection. streamed reports whether it

@@ -42,10 +42,11 @@ type Config struct {
 	// QueueBytes bounds the estimated memory of batches decoded and not yet
 	// handled: queued, or in the Handler's hands. When it is full the
 	// reader stops reading from the server (and keeps answering it). The
-	// reader's memory for row data is about QueueBytes plus two batches
-	// (one being decoded, one waiting for room: an empty queue always takes
-	// one). The estimate counts Go's own overhead (values, rows, slices),
-	// not only the bytes the server sent.
+	// reader's memory for row data is about QueueBytes plus one batch (being
+	// decoded, or waiting for room), or two batches when one is larger than
+	// QueueBytes (one batch is always taken when nothing else is held). The
+	// estimate counts Go's own overhead (values, rows, slices), not only
+	// the bytes the server sent.
 	QueueBytes int `yaml:"queue_bytes"`
 	// ReconnectMin and ReconnectMax bound the exponential backoff between
 	// reconnect attempts.
@@ -72,9 +73,12 @@ const (
 	DefaultQueueBytes      = 16 << 20
 	DefaultReconnectMin    = 250 * time.Millisecond
 	DefaultReconnectMax    = 30 * time.Second
-	DefaultVerifyInterval  = 30 * time.Second
-	MinVerifyInterval      = time.Second
-	MaxVerifyInterval      = time.Hour
+	// MaxReconnect bounds both reconnect waits: a database back after an
+	// outage should not wait longer than this to be streamed again.
+	MaxReconnect          = 10 * time.Minute
+	DefaultVerifyInterval = 30 * time.Second
+	MinVerifyInterval     = time.Second
+	MaxVerifyInterval     = time.Hour
 )
 
 // Defaults returns a Config with every default set and no DSN.
@@ -176,10 +180,13 @@ func (c Config) Validate(path string) error {
 	if c.QueueBytes < 64<<10 {
 		bad("queue_bytes", "must be at least %d (got %d)", 64<<10, c.QueueBytes)
 	}
-	if c.ReconnectMin <= 0 {
-		bad("reconnect_min", "must be more than 0 (got %s)", c.ReconnectMin)
+	if c.ReconnectMin <= 0 || c.ReconnectMin > MaxReconnect {
+		bad("reconnect_min", "must be more than 0 and at most %s (got %s)", MaxReconnect, c.ReconnectMin)
 	}
-	if c.ReconnectMax < c.ReconnectMin {
+	switch {
+	case c.ReconnectMax > MaxReconnect:
+		bad("reconnect_max", "must be at most %s (got %s)", MaxReconnect, c.ReconnectMax)
+	case c.ReconnectMax < c.ReconnectMin:
 		bad("reconnect_max", "must be at least reconnect_min %s (got %s)", c.ReconnectMin, c.ReconnectMax)
 	}
 	if c.VerifyInterval < MinVerifyInterval || c.VerifyInterval > MaxVerifyInterval {

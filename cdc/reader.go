@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/change"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -261,7 +261,7 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 			attempt, said = 0, RepeatFilter{}
 		}
 		attempt++
-		delay := backoff(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
+		delay := backoff.Exp(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
 		level := slog.LevelWarn
 		if !said.Fresh(err, time.Now()) {
 			level = slog.LevelDebug // said already
@@ -280,18 +280,6 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 			return nil
 		}
 	}
-}
-
-// backoff is exponential from lo, capped at hi, with jitter (half to all
-// of the step) so many readers do not reconnect in lockstep.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := hi
-	if attempt < 40 {
-		if s := lo << (attempt - 1); s > 0 && s < hi {
-			d = s
-		}
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // RepeatEvery and RepeatFilter: see package change, which both sources

@@ -112,13 +112,14 @@ func TestQueueBoundsMemory(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Seq != 0 || n != 500 {
 		t.Fatalf("popped %v (%d bytes), %v", got, n, err)
 	}
-	// Popped bytes count until the handler releases them; the empty queue
-	// still takes one batch meanwhile.
+	// Popped bytes count until the handler releases them: while it holds a
+	// batch over the bound, nothing more is taken, however small (the
+	// reader holds one decoded batch meanwhile, not two).
 	if _, bytes := q.Size(); bytes != 500 {
 		t.Fatalf("bytes after pop = %d, want 500 (in the handler's hands)", bytes)
 	}
-	if !q.TryPush(b(1), 25) || q.TryPush(b(2), 25) {
-		t.Fatal("while the handler holds a batch: want one batch taken, then none")
+	if q.TryPush(b(1), 25) {
+		t.Fatal("while the handler holds a batch over the bound: a batch was taken")
 	}
 	q.Release(n)
 	select {
@@ -126,7 +127,7 @@ func TestQueueBoundsMemory(t *testing.T) {
 	default:
 		t.Fatal("release did not signal room")
 	}
-	for i := 2; i <= 4; i++ {
+	for i := 1; i <= 4; i++ {
 		if !q.TryPush(b(i), 25) {
 			t.Fatalf("push %d refused", i)
 		}
@@ -143,6 +144,19 @@ func TestQueueBoundsMemory(t *testing.T) {
 	got, n, _ = q.Pop(ctx, got[:0], 3)
 	if len(got) != 1 || got[0].Seq != 4 || n != 25 {
 		t.Fatalf("popped %d batches, want the last one", len(got))
+	}
+	// A batch over the bound waits while anything is held, and is taken
+	// alone once nothing is.
+	if q.TryPush(b(5), 500) {
+		t.Fatal("a batch over the bound was taken while the handler holds one")
+	}
+	q.Release(n)
+	if !q.TryPush(b(5), 500) {
+		t.Fatal("a batch over the bound was refused with nothing held")
+	}
+	got, n, _ = q.Pop(ctx, got[:0], 3)
+	if len(got) != 1 || got[0].Seq != 5 || n != 500 {
+		t.Fatalf("popped %d batches, want the large one", len(got))
 	}
 	q.Release(n)
 	if k, bytes := q.Size(); k != 0 || bytes != 0 {

@@ -86,22 +86,6 @@ func TestStatusInterval(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 250*time.Millisecond, 30*time.Second
-	for attempt := 1; attempt < 100; attempt++ {
-		step := hi
-		if attempt < 10 {
-			step = min(hi, lo<<(attempt-1))
-		}
-		for range 20 {
-			d := backoff(attempt, lo, hi)
-			if d < step/2 || d > step {
-				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, d, step/2, step)
-			}
-		}
-	}
-}
-
 // FuzzParseISO: the fast path gives exactly what time.Parse gives, and
 // takes nothing time.Parse refuses.
 func FuzzParseISO(f *testing.F) {

@@ -10,8 +10,9 @@ import (
 // bounded by the batches' estimated memory, so a consumer that blocks makes
 // the reader stop reading from the server rather than grow without limit.
 // The batches the Handler holds count until it is done with them, so that
-// taking many at once does not let the reader decode as much again. An
-// empty queue always takes one batch, however large.
+// taking many at once does not let the reader decode as much again. A batch
+// larger than the bound is taken only when nothing else is held, queued or
+// handled: one batch at a time, however large.
 type Queue struct {
 	mu      sync.Mutex
 	items   []queued
@@ -44,7 +45,7 @@ func signal(c chan struct{}) {
 func (q *Queue) TryPush(b *Batch, bytes int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.items) > q.head && q.bytes+bytes > q.limit {
+	if q.bytes > 0 && q.bytes+bytes > q.limit {
 		return false
 	}
 	q.items = append(q.items, queued{b, bytes})

@@ -21,7 +21,7 @@ import (
 //
 // The operator API (under /api/) is what the CLI uses while the daemon
 // holds the store's lock. It shows dead letters and changes delivery state
-// (replay, drop, enable, disable): apiGuard (auth.go) checks every request
+// (replay, drop, enable, disable, forget): apiGuard (auth.go) checks every request
 // under /api/, whatever route serves it, so a route added here is covered
 // without more ado.
 func (d *Daemon) adminHandler() http.Handler {
@@ -113,6 +113,14 @@ func (d *Daemon) operatorRoutes(mux *http.ServeMux) {
 		name := r.PathValue("name")
 		var err error
 		switch r.PathValue("op") {
+		case "forget":
+			// The outbox refuses an endpoint the running config names.
+			f, err := d.ob.Forget(r.Context(), name)
+			if errors.Is(err, outbox.ErrSubscribed) {
+				err = &httpError{code: http.StatusConflict, err: err}
+			}
+			writeJSON(w, f, err)
+			return
 		case "enable":
 			err = d.ob.Enable(r.Context(), name)
 		case "disable":
@@ -281,19 +289,4 @@ func filterQuery(f outbox.DeadFilter) url.Values {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
 	return q
-}
-
-// redactURL hides a URL's password and query (tokens often live there).
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "[unparsable url]"
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
 }

@@ -29,6 +29,8 @@ type Config struct {
 	Admin           AdminConfig    `yaml:"admin"`
 	Log             LogConfig      `yaml:"log"`
 	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
+	// MemoryLimit is the soft memory limit (memory.go).
+	MemoryLimit MemoryLimit `yaml:"memory_limit"`
 
 	// Unresolved lists the values LoadOpsConfig left unexpanded because a
 	// variable they refer to is not set: YAML path → "${VAR}".
@@ -38,6 +40,10 @@ type Config struct {
 // StoreConfig says where the outbox file lives.
 type StoreConfig struct {
 	Path string `yaml:"path"`
+	// QueueBytes bounds the events mapped and waiting to be stored (their
+	// payloads' bytes), the ones being written included: when it is used
+	// up the intake waits. One event larger than it is still stored, alone.
+	QueueBytes int `yaml:"queue_bytes"`
 }
 
 // AdminConfig is the admin HTTP server: health, readiness, metrics and the
@@ -77,6 +83,7 @@ type LogConfig struct {
 // Defaults of the command's own keys.
 const (
 	DefaultStorePath       = "deskhook.db"
+	DefaultStoreQueueBytes = 16 << 20
 	DefaultAdminListen     = "127.0.0.1:9187"
 	DefaultMaxSlotLag      = ByteSize(1 << 30)
 	DefaultMinBinlogMargin = 1
@@ -93,6 +100,9 @@ func (c *Config) SetDefaults() {
 	c.Sender.SetDefaults()
 	if c.Store.Path == "" {
 		c.Store.Path = DefaultStorePath
+	}
+	if c.Store.QueueBytes == 0 {
+		c.Store.QueueBytes = DefaultStoreQueueBytes
 	}
 	if c.Admin.Listen == "" {
 		c.Admin.Listen = DefaultAdminListen
@@ -139,6 +149,7 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.Store.Path) == "" {
 		bad("store.path", "required (got %q)", c.Store.Path)
 	}
+	c.validateMemory(bad)
 	if c.Admin.Listen != "off" && !validHostPort(c.Admin.Listen) {
 		bad("admin.listen", `must be host:port (port 0-65535) or "off" (got %q)`, c.Admin.Listen)
 	}

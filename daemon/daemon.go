@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/change"
@@ -128,6 +129,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		Registerer: reg,
 		OnDurable:  d.src.Ack,
 		NoSync:     opts.NoSync,
+		// The appends waiting for the committer, in bytes (issue 12.7).
+		MaxQueuedBytes: int64(cfg.Store.QueueBytes),
 	})
 	if err != nil {
 		return fail(err)
@@ -379,7 +382,7 @@ func (d *Daemon) closeAll() error {
 // someone fixes it) or a failing lookup. Only ctx ending stops it. Each
 // failure is logged once (again every cdc.RepeatEvery while it lasts).
 func (d *Daemon) stream(ctx context.Context) error {
-	backoff := time.Second
+	restarts := 0
 	var said cdc.RepeatFilter
 	for {
 		started := time.Now()
@@ -398,13 +401,15 @@ func (d *Daemon) stream(ctx context.Context) error {
 		d.metrics.streamRestarts.Inc()
 		d.metrics.positionLost.Set(boolGauge(isPositionLost(err)))
 		if time.Since(started) > time.Minute {
-			backoff, said = time.Second, cdc.RepeatFilter{}
+			restarts, said = 0, cdc.RepeatFilter{}
 		}
+		restarts++
+		wait := backoff.Exp(restarts, time.Second, maxStreamBackoff)
 		level := slog.LevelError
 		if !said.Fresh(err, time.Now()) {
 			level = slog.LevelDebug
 		}
-		d.log.Log(ctx, level, "replication stream stopped; restarting", "err", err, "retry_in", backoff)
+		d.log.Log(ctx, level, "replication stream stopped; restarting", "err", err, "retry_in", wait)
 		// A Map that failed half-way may have applied part of its batch:
 		// start again from a clean state.
 		d.mp.Reset()
@@ -412,9 +417,8 @@ func (d *Daemon) stream(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.restartStream:
-			backoff = time.Second
-		case <-time.After(backoff):
-			backoff = min(2*backoff, maxStreamBackoff)
+			restarts = 0
+		case <-time.After(wait):
 		}
 	}
 }
@@ -467,14 +471,24 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	d.health.setStreamErr(nil)
 	d.metrics.positionLost.Set(0)
 
-	events, err := d.mp.Map(ctx, b)
-	if err != nil {
+	// Events go to the outbox in groups bounded in bytes (faveo.output_bytes),
+	// each waiting for room in the outbox's budget (store.queue_bytes): a
+	// batch of large events is never held whole.
+	var appendErr error
+	events, err := d.mp.MapGroups(ctx, b, func(group []mapping.Event) error {
+		appendErr = d.ob.Append(ctx, b.Pos, false, group)
+		return appendErr
+	})
+	if err != nil && appendErr == nil {
 		d.sourceReadFailed(ctx, err)
 		return fmt.Errorf("mapping transaction %s: %w", b.Pos, err)
 	}
-	d.source.setReadErr(nil)
-	if err := d.ob.AppendResume(ctx, b.Pos, b.Last, b.Resume, events); err != nil {
-		return fmt.Errorf("outbox: %w", err)
+	if appendErr == nil {
+		d.source.setReadErr(nil)
+		appendErr = d.ob.AppendResume(ctx, b.Pos, b.Last, b.Resume, events)
+	}
+	if appendErr != nil {
+		return fmt.Errorf("outbox: %w", appendErr)
 	}
 	return nil
 }

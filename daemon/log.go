@@ -22,9 +22,20 @@ func NewLogger(w io.Writer, cfg LogConfig, red *Redactor) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	w = NewScrubWriter(w, red)
 	if cfg.Format == "json" {
+		opts.ReplaceAttr = durationsAsText
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// durationsAsText writes durations as Go writes them ("1.5s", "2m0s"),
+// where slog's JSON handler writes nanoseconds, which nobody reads right.
+// The text handler already does so.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // Redactor replaces secrets in text. Add extends its list (a reloaded

@@ -29,6 +29,9 @@ type Ops interface {
 	Drop(ctx context.Context, f outbox.DeadFilter) (int, error)
 	Enable(ctx context.Context, endpoint string) error
 	Disable(ctx context.Context, endpoint, reason string) error
+	// Forget drops an orphaned endpoint's queue, dead letters and state;
+	// it refuses an endpoint the configuration names.
+	Forget(ctx context.Context, endpoint string) (outbox.Forgotten, error)
 	Close() error
 }
 
@@ -137,6 +140,18 @@ func (l *localOps) Disable(ctx context.Context, endpoint, reason string) error {
 	return l.ob.Disable(ctx, endpoint, outbox.DisabledByOperator, reason)
 }
 
+// Forget checks the configuration itself: the store, opened without a
+// daemon, does not know which endpoints are configured.
+func (l *localOps) Forget(ctx context.Context, endpoint string) (outbox.Forgotten, error) {
+	for _, e := range l.cfg.Sender.Endpoints {
+		if e.Name == endpoint {
+			return outbox.Forgotten{}, fmt.Errorf("endpoint %q %w: it is not orphaned; to drop its queue, "+
+				"remove it from the configuration first", endpoint, outbox.ErrSubscribed)
+		}
+	}
+	return l.ob.Forget(ctx, endpoint)
+}
+
 func (l *localOps) Close() error { return l.ob.Close() }
 
 // remoteOps asks the running daemon.
@@ -224,6 +239,11 @@ func (r *remoteOps) Disable(ctx context.Context, endpoint, reason string) error 
 		q.Set("reason", reason)
 	}
 	return r.do(ctx, http.MethodPost, "/api/endpoints/"+url.PathEscape(endpoint)+"/disable", q, nil)
+}
+
+func (r *remoteOps) Forget(ctx context.Context, endpoint string) (outbox.Forgotten, error) {
+	var f outbox.Forgotten
+	return f, r.do(ctx, http.MethodPost, "/api/endpoints/"+url.PathEscape(endpoint)+"/forget", nil, &f)
 }
 
 func (r *remoteOps) Close() error { return nil }

@@ -7,6 +7,9 @@ import (
 
 // Reload applies the endpoints of a newly loaded config (SIGHUP). Other
 // sections need a restart; a change to them is logged and ignored.
+// Endpoints are matched by name: one left out is orphaned (its queue and
+// dead letters stay in the store, logged at WARN), one named again
+// resumes its queue.
 func (d *Daemon) Reload(ctx context.Context, next *Config) error {
 	d.cfgMu.Lock()
 	defer d.cfgMu.Unlock()
@@ -34,6 +37,7 @@ func (c *Config) restartOnly(next *Config) []string {
 		{"store", c.Store, next.Store},
 		{"faveo", c.Faveo, next.Faveo},
 		{"retry_after_cap", c.Sender.RetryAfterCap, next.Sender.RetryAfterCap},
+		{"failure_log_interval", c.Sender.FailureLogInterval, next.Sender.FailureLogInterval},
 		{"admin", c.Admin, next.Admin},
 		{"log", c.Log, next.Log},
 		{"shutdown_timeout", c.ShutdownTimeout, next.ShutdownTimeout},

@@ -91,6 +91,16 @@ func (s SourceConfig) Validate(path string) error {
 		return s.Config.Validate(path)
 	case SourceMySQL:
 		errs := []error{s.MySQL().Validate(path)}
+		// As for PostgreSQL: a database back after an outage is read again
+		// within this long.
+		for _, d := range []struct {
+			key string
+			v   time.Duration
+		}{{"reconnect_min", s.ReconnectMin}, {"reconnect_max", s.ReconnectMax}} {
+			if d.v > cdc.MaxReconnect {
+				errs = append(errs, fmt.Errorf("%s.%s: must be at most %s (got %s)", path, d.key, cdc.MaxReconnect, d.v))
+			}
+		}
 		if v := s.VerifyInterval; v < cdc.MinVerifyInterval || v > cdc.MaxVerifyInterval {
 			errs = append(errs, fmt.Errorf("%s.verify_interval: must be between %s and %s (got %s)", path,
 				cdc.MinVerifyInterval, cdc.MaxVerifyInterval, v))

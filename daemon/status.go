@@ -67,9 +67,16 @@ type OutboxStatus struct {
 
 // EndpointStatus is one endpoint: its config, persisted state and queue.
 type EndpointStatus struct {
-	Name             string    `json:"name"`
-	URL              string    `json:"url,omitempty"`
-	Configured       bool      `json:"configured"`
+	Name       string `json:"name"`
+	URL        string `json:"url,omitempty"`
+	Configured bool   `json:"configured"`
+	// Orphaned: the store holds the endpoint's queue or dead letters but
+	// the configuration no longer names it. Nothing is sent to it and
+	// nothing new is queued for it until it comes back; `deskhook
+	// endpoints forget` drops it. OrphanedSince is when the daemon last
+	// started or reloaded without it (zero if it has not run since).
+	Orphaned         bool      `json:"orphaned"`
+	OrphanedSince    time.Time `json:"orphaned_since,omitzero"`
 	Enabled          bool      `json:"enabled"`
 	DisabledBy       string    `json:"disabled_by,omitempty"`
 	DisabledReason   string    `json:"disabled_reason,omitempty"`
@@ -103,7 +110,8 @@ func toSlotStatus(name string, s cdc.Slot, err error) SlotStatus {
 
 // storeStatus reads the outbox: its position and every endpoint it knows,
 // joined with the configured endpoints (a configured endpoint the store has
-// not registered yet shows with an empty queue).
+// not registered yet shows with an empty queue; one the store knows and
+// the configuration does not is orphaned, with the URL it last had).
 func storeStatus(ob *outbox.Outbox, eps []sender.Endpoint, now time.Time) (OutboxStatus, []EndpointStatus, error) {
 	os := OutboxStatus{Path: ob.Path(), Position: ob.Position().String()}
 	if err := ob.Err(); err != nil {
@@ -124,8 +132,11 @@ func storeStatus(ob *outbox.Outbox, eps []sender.Endpoint, now time.Time) (Outbo
 	add := func(name, url string, configured, enabledInConfig bool) {
 		s, known := byName[name]
 		delete(byName, name)
-		es := EndpointStatus{Name: name, URL: url, Configured: configured, Enabled: enabledInConfig}
+		es := EndpointStatus{Name: name, URL: url, Configured: configured, Orphaned: !configured, Enabled: enabledInConfig}
 		if known {
+			if !configured {
+				es.URL, es.OrphanedSince = s.URL, s.OrphanedAt
+			}
 			es.Enabled = enabledInConfig && !s.Disabled
 			es.DisabledBy, es.DisabledReason = s.DisabledBy, s.DisabledReason
 			es.Pending, es.DeadLetters = s.Depth, s.DeadLetters
@@ -139,7 +150,7 @@ func storeStatus(ob *outbox.Outbox, eps []sender.Endpoint, now time.Time) (Outbo
 		out = append(out, es)
 	}
 	for _, e := range eps {
-		add(e.Name, redactURL(e.URL), true, e.IsEnabled())
+		add(e.Name, sender.RedactURL(e.URL), true, e.IsEnabled())
 	}
 	for _, s := range states {
 		if _, left := byName[s.Name]; left {

@@ -388,6 +388,8 @@ var durationLimits = []struct {
 	{regexp.MustCompile(`^retry_after_cap$`), sender.MaxRetryAfterCap},
 	{regexp.MustCompile(`^shutdown_timeout$`), MaxShutdownTimeout},
 	{regexp.MustCompile(`^source\.status_interval$`), cdc.MaxStatusInterval},
+	{regexp.MustCompile(`^source\.reconnect_m(in|ax)$`), cdc.MaxReconnect},
+	{regexp.MustCompile(`^source\.verify_interval$`), cdc.MaxVerifyInterval},
 }
 
 func durationLimit(path string) time.Duration {
@@ -406,6 +408,8 @@ func expected(goType string) string {
 		return "must be a duration such as 500ms, 15s or 2m"
 	case goType == "daemon.ByteSize":
 		return "must be a size such as 1073741824, 512MB or 1GiB"
+	case goType == "daemon.MemoryLimit":
+		return "must be auto, off, or a size such as 268435456, 256MB or 256MiB"
 	case goType == "bool":
 		return "must be true or false"
 	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint"):

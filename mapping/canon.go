@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"slices"
 	"unicode/utf8"
 )
 
@@ -50,6 +51,11 @@ func (j *jsonBuf) field(k, v string) {
 
 // appendJSONString appends s as a JSON string literal.
 func appendJSONString(dst []byte, s string) []byte {
+	if len(s) > 4096 {
+		// Grow once for a large value (a mail's body) and its few escapes,
+		// rather than in steps that copy it several times over.
+		dst = slices.Grow(dst, len(s)+len(s)/16+2)
+	}
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

@@ -35,6 +35,14 @@ type Config struct {
 	// helpdesk, are bounded by StateSize only.
 	// 0 means DefaultStateBytes.
 	StateBytes int `yaml:"state_bytes"`
+
+	// OutputBytes bounds the events of one batch held at once: they are
+	// handed to the store in groups whose payloads add up to about this
+	// many bytes (a group holds at least one event, however large). A
+	// batch's events can be far larger than its rows: each reply carries
+	// its ticket's first thread, a mail of megabytes perhaps.
+	// 0 means DefaultOutputBytes.
+	OutputBytes int `yaml:"output_bytes"`
 }
 
 // Tables names the helpdesk tables the mapper reads changes of.
@@ -45,9 +53,13 @@ type Tables = change.Tables
 // first for tickets (a catch-up after an outage touches tens of thousands
 // of tickets, each read back from the source once it has been evicted).
 const (
-	DefaultStateSize  = 50000
-	DefaultStateBytes = 32 << 20
+	DefaultStateSize   = 50000
+	DefaultStateBytes  = 32 << 20
+	DefaultOutputBytes = 4 << 20
 )
+
+// minOutputBytes: below it, groups would be small for no gain.
+const minOutputBytes = 64 << 10
 
 // minStateBytes keeps a ticket with a large first thread in the state.
 const minStateBytes = 1 << 20
@@ -67,6 +79,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.StateBytes == 0 {
 		c.StateBytes = DefaultStateBytes
+	}
+	if c.OutputBytes == 0 {
+		c.OutputBytes = DefaultOutputBytes
 	}
 }
 
@@ -91,6 +106,9 @@ func (c Config) Validate(path string) error {
 	}
 	if c.StateBytes != 0 && c.StateBytes < minStateBytes {
 		errs = append(errs, fmt.Errorf("%s: must be at least %d (got %d)", at("state_bytes"), minStateBytes, c.StateBytes))
+	}
+	if c.OutputBytes < minOutputBytes {
+		errs = append(errs, fmt.Errorf("%s: must be at least %d (got %d)", at("output_bytes"), minOutputBytes, c.OutputBytes))
 	}
 	seen := map[string]string{}
 	names := c.Tables.List()

@@ -197,6 +197,29 @@ func badRow(format string, args ...any) error {
 // deskhook_mapping_bad_rows_total and skipped; an error means the source
 // could not be read (or ctx ended), and nothing of the batch was emitted.
 func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
+	var all []Event
+	rest, err := m.MapGroups(ctx, b, func(events []Event) error {
+		all = append(all, events...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if all == nil {
+		return rest, nil
+	}
+	return append(all, rest...), nil
+}
+
+// MapGroups maps a batch as Map does, in bounded memory: whenever the
+// events built so far have payloads of Config.OutputBytes or more, it hands
+// them to emit (which owns them), and returns the last group. A batch's
+// events can be far larger than its rows (every reply carries its ticket's
+// first thread), so a caller that stores each group before the next is
+// built holds about OutputBytes of them, plus one event, whatever the
+// batch. An error of emit stops it and is returned as is; mapping errors
+// come before the first group, as for Map.
+func (m *Mapper) MapGroups(ctx context.Context, b *change.Batch, emit func([]Event) error) ([]Event, error) {
 	if b == nil {
 		return nil, errors.New("mapping: nil batch")
 	}
@@ -241,6 +264,7 @@ func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
 		return nil, err
 	}
 	events := make([]Event, 0, len(m.triggers))
+	groupBytes := 0
 	for i := range m.triggers {
 		tr := &m.triggers[i]
 		st := tr.st
@@ -261,6 +285,12 @@ func (m *Mapper) Map(ctx context.Context, b *change.Batch) ([]Event, error) {
 			Payload: payload,
 		})
 		m.metrics.mapped[tr.event].Inc()
+		if groupBytes += len(payload); groupBytes >= m.cfg.OutputBytes && i+1 < len(m.triggers) {
+			if err := emit(events); err != nil {
+				return nil, err
+			}
+			events, groupBytes = make([]Event, 0, len(m.triggers)-i-1), 0
+		}
 	}
 	return events, nil
 }

@@ -115,5 +115,10 @@ func (s *shapes) pack(row *change.Row, scratch []byte) (packedRow, []byte) {
 		scratch = appendScalar(scratch, row.Values[i], row.Table.Columns[i].Type)
 		scratch = append(scratch, 0)
 	}
+	if cap(scratch) > maxKeptBuf {
+		// A large row (a first thread of megabytes) keeps the buffer it was
+		// rendered in, rather than a copy; the next rows start a new one.
+		return packedRow{shape: sh, vals: scratch}, nil // its whole capacity counted (size)
+	}
 	return packedRow{shape: sh, vals: cloneBytes(scratch)}, scratch
 }

@@ -2,10 +2,10 @@ package mapping
 
 import (
 	"context"
-
-	"github.com/deskhook/deskhook/change"
 	"slices"
 	"strconv"
+
+	"github.com/deskhook/deskhook/change"
 )
 
 // resolve makes sure everything the chunk's events show is at hand: thread
@@ -98,9 +98,33 @@ func pin[V any](ctx context.Context, m *Mapper, ids []int64, cache *lru[V], chun
 
 // build renders one event's payload as canonical JSON, keys in Faveo's
 // order (faveo-contract.md, "Events").
+// sizeHint is about the size of tr's payload, a little more: the rows it
+// shows (the ticket's and its first thread's already rendered, the thread's
+// text and its JSON escapes) and room for the rest.
+func sizeHint(tr *trigger) int {
+	n := 16 << 10
+	if st := tr.st; st != nil {
+		n += len(st.row.vals) + len(st.firstThread.vals)
+	}
+	if tr.thread != nil {
+		for _, v := range tr.thread.Values {
+			n += len(v.Text) + len(v.Text)/16
+		}
+	}
+	return n
+}
+
+// maxKeptBuf bounds the payload buffer the mapper keeps between payloads.
+const maxKeptBuf = 1 << 20
+
 func (m *Mapper) build(tr *trigger) []byte {
 	j := &m.buf
 	j.b = j.b[:0]
+	if hint := sizeHint(tr); hint > maxKeptBuf {
+		// A large payload (a mail's body, the first thread's) is built in
+		// one buffer of about its size, not grown step by step.
+		j.b = slices.Grow(j.b, hint)
+	}
 	j.openObject()
 	j.field("event", tr.event)
 	st := tr.st
@@ -138,6 +162,14 @@ func (m *Mapper) build(tr *trigger) []byte {
 		m.userObject(j, st.userID, false)
 	}
 	j.closeObject()
+	if cap(j.b) > maxKeptBuf {
+		// A large payload takes its buffer along rather than a copy (it
+		// grew by large steps, so little of it is spare); the next, mostly
+		// small, payloads start a new one.
+		payload := j.b[:len(j.b):len(j.b)]
+		j.b = nil
+		return payload
+	}
 	return cloneBytes(j.b)
 }
 

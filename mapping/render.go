@@ -35,15 +35,55 @@ func Render(f Format, payload []byte) (body []byte, contentType string, err erro
 	case FormatJSON:
 		return payload, ContentTypeJSON, nil
 	case FormatForm:
-		body, err = AppendForm(make([]byte, 0, formSizeHint(len(payload))), payload)
+		size, err := RenderSize(f, payload)
+		if err != nil {
+			return nil, "", err
+		}
+		body, err = AppendForm(make([]byte, 0, size), payload)
 		return body, ContentTypeForm, err
 	}
 	return nil, "", fmt.Errorf("mapping: unknown format %q (want %q or %q)", f, FormatForm, FormatJSON)
 }
 
+// RenderSize is the memory Render allocates for payload's body in format
+// f: none for FormatJSON (the body is the payload); for FormatForm the
+// body's exact size when the payload is large (a pass over it that builds
+// nothing), a guess for a small one (at least its size).
+func RenderSize(f Format, payload []byte) (int, error) {
+	switch {
+	case f == FormatJSON:
+		return 0, nil
+	case f != FormatForm:
+		return 0, fmt.Errorf("mapping: unknown format %q (want %q or %q)", f, FormatForm, FormatJSON)
+	case len(payload) <= exactFormFrom:
+		return formSizeHint(len(payload)), nil
+	}
+	return FormLen(payload)
+}
+
+// exactFormFrom is the payload size from which Render measures the body
+// before building it: a guess that is too small copies a large body as it
+// grows, one too large holds memory for nothing.
+const exactFormFrom = 64 << 10
+
 // formSizeHint guesses the form body's size from the JSON's: nested keys
 // repeat their prefixes, so forms of Faveo payloads run about 1.5-2x larger.
 func formSizeHint(n int) int { return n*2 + 64 }
+
+// FormLen returns the length of AppendForm's encoding of payload, without
+// building it.
+func FormLen(payload []byte) (int, error) {
+	fw := formWriterPool.Get().(*formWriter)
+	defer func() {
+		*fw = formWriter{prefix: fw.prefix[:0], scratch: fw.scratch[:0]}
+		formWriterPool.Put(fw)
+	}()
+	fw.counting = true
+	if err := fw.document(payload, nil); err != nil {
+		return 0, err
+	}
+	return fw.n, nil
+}
 
 // maxFormDepth bounds nesting so that hostile input cannot exhaust the stack.
 // PHP's own limit for parse_str is 64 (max_input_nesting_level).
@@ -65,19 +105,27 @@ func AppendForm(dst, payload []byte) ([]byte, error) {
 		*fw = formWriter{prefix: fw.prefix[:0], scratch: fw.scratch[:0]}
 		formWriterPool.Put(fw)
 	}()
-	fw.in, fw.out, fw.start = payload, dst, len(dst)
-	fw.skipSpace()
-	if fw.pos >= len(fw.in) || (fw.in[fw.pos] != '{' && fw.in[fw.pos] != '[') {
-		return dst, fmt.Errorf("mapping: payload must be a JSON object or array")
-	}
-	if err := fw.value(0); err != nil {
+	if err := fw.document(payload, dst); err != nil {
 		return dst, err
 	}
-	fw.skipSpace()
-	if fw.pos != len(fw.in) {
-		return dst, fmt.Errorf("%w: trailing data at offset %d", errFormSyntax, fw.pos)
-	}
 	return fw.out, nil
+}
+
+// document encodes (or, counting, measures) one JSON document.
+func (w *formWriter) document(payload, dst []byte) error {
+	w.in, w.out, w.start = payload, dst, len(dst)
+	w.skipSpace()
+	if w.pos >= len(w.in) || (w.in[w.pos] != '{' && w.in[w.pos] != '[') {
+		return fmt.Errorf("mapping: payload must be a JSON object or array")
+	}
+	if err := w.value(0); err != nil {
+		return err
+	}
+	w.skipSpace()
+	if w.pos != len(w.in) {
+		return fmt.Errorf("%w: trailing data at offset %d", errFormSyntax, w.pos)
+	}
+	return nil
 }
 
 // formWriterPool keeps the writers' key-path and string buffers across
@@ -93,6 +141,9 @@ type formWriter struct {
 	start   int    // len(out) before this document: no '&' before the first pair
 	prefix  []byte // encoded key path of the value being read
 	scratch []byte // decoded form of strings with escapes
+	// counting: FormLen's pass, which adds up n instead of writing out.
+	counting bool
+	n        int
 }
 
 func (w *formWriter) skipSpace() {
@@ -216,6 +267,13 @@ func (w *formWriter) container(depth int, object bool) error {
 
 // pair writes prefix=value.
 func (w *formWriter) pair(v []byte) {
+	if w.counting {
+		if w.n > 0 {
+			w.n++ // '&'
+		}
+		w.n += len(w.prefix) + 1 + urlEncodedLen(v)
+		return
+	}
 	if len(w.out) > w.start {
 		w.out = append(w.out, '&')
 	}
@@ -431,6 +489,17 @@ func appendURLEncoded(dst, s []byte) []byte {
 		i = j + 1
 	}
 	return dst
+}
+
+// urlEncodedLen is len(appendURLEncoded(nil, s)).
+func urlEncodedLen(s []byte) int {
+	n := len(s)
+	for _, c := range s {
+		if !urlSafe[c] && c != ' ' {
+			n += 2
+		}
+	}
+	return n
 }
 
 func appendInt(dst []byte, n int) []byte {

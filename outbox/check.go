@@ -149,14 +149,14 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 	switch v := meta.Get(keyVersion); {
 	case len(v) != 1:
 		r.problem("meta: layout version is %d bytes, want 1", len(v))
-	case v[0] > layoutVersion:
+	case v[0] > layoutChunked:
 		r.Layout = int(v[0])
-		r.problem("layout version %d: written by a newer deskhook (this one reads version %d)", v[0], layoutVersion)
-	case v[0] != layoutVersion:
+		r.problem("layout version %d: written by a newer deskhook (this one reads versions %d and %d)", v[0], layoutVersion, layoutChunked)
+	case v[0] != layoutVersion && v[0] != layoutChunked:
 		r.Layout = int(v[0])
-		r.problem("layout version %d: this deskhook reads version %d", v[0], layoutVersion)
+		r.problem("layout version %d: this deskhook reads versions %d and %d", v[0], layoutVersion, layoutChunked)
 	default:
-		r.Layout = layoutVersion
+		r.Layout = int(v[0])
 	}
 	switch v := meta.Get(keyPosition); len(v) {
 	case 0:
@@ -205,6 +205,7 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 	// Every event: it decodes, and its reference count (kept only from two
 	// holders on) matches the endpoints holding it.
 	refsF := newFollower(refs)
+	payloads := newPayloadReader(tx)
 	c := events.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		r.Events++
@@ -213,7 +214,7 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 			continue
 		}
 		key := keyFrom(k)
-		if e, err := decodeEvent(key, v); err != nil {
+		if e, err := decodeEvent(key, v, payloads); err != nil {
 			r.problem("event %s does not decode", key)
 		} else if e.ID == "" {
 			r.problem("event %s has no id", key)
@@ -243,6 +244,8 @@ func (r *CheckReport) checkRecords(tx *bolt.Tx) error {
 			r.problem("refs: a count for event %s, which does not exist", keyOrHex(k))
 		}
 	}
+	// Chunked payloads: every chunk there, none left over.
+	payloadProblems(tx, func(p string) { r.problem("%s", p) })
 	return nil
 }
 

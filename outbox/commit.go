@@ -26,6 +26,7 @@ func (r *request) isAppend() bool { return r.op == nil && !r.barrier }
 // committerState is what the committer goroutine alone reads and writes.
 type committerState struct {
 	subs    []Subscription
+	layout  byte            // the file's layout version (layoutChunked once it holds a chunked payload)
 	maxKey  Key             // the highest event key in the file
 	openTxn change.Position // a transaction with chunks stored but not its last one
 	lastLog time.Time       // of a write failure after intake stopped
@@ -224,6 +225,7 @@ func (o *Outbox) commitGroup(appends []request, results []Result) {
 		return
 	}
 	took := time.Since(start)
+	o.touched(g.touched)
 	o.m.committed(took, g.appended, len(results))
 	if took > slowCommit {
 		o.log.Warn("outbox commit was slow: is the disk overloaded?", "took", took, "events", g.appended, "results", len(results))
@@ -282,7 +284,7 @@ func (o *Outbox) writeFailed(err error, stop bool) {
 // subscriptions, then notices and OnDurable.
 func (o *Outbox) apply(g *group) {
 	o.stored.Store(uint64(g.stored))
-	o.c.maxKey, o.c.openTxn = g.maxKey, g.openTxn
+	o.c.maxKey, o.c.openTxn, o.c.layout = g.maxKey, g.openTxn, g.layout
 	o.epMu.Lock()
 	for _, name := range g.dropped {
 		delete(o.eps, name)

@@ -137,7 +137,7 @@ func (o *Outbox) DeadLetter(endpoint, id string) (DeadLetter, error) {
 			found = true
 			l, derr = d.letter()
 			if derr == nil {
-				if e, err := decodeEvent(l.Key, tx.Bucket(bucketEvents).Get(d.key)); err == nil {
+				if e, err := decodeEvent(l.Key, tx.Bucket(bucketEvents).Get(d.key), newPayloadReader(tx)); err == nil {
 					l.Payload = e.Payload
 				} else {
 					derr = err

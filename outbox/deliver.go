@@ -15,6 +15,9 @@ import (
 // Subscription is one endpoint as the sender sees it.
 type Subscription struct {
 	Name string
+	// URL is where the endpoint delivers, without secrets: kept in its
+	// state, so that status can say where an orphaned endpoint pointed.
+	URL string
 	// Wants says whether the endpoint gets an event; it runs in the
 	// committer for every stored event, so it must be quick. nil: the
 	// endpoint gets no new events but keeps its queue (a paused endpoint).
@@ -97,8 +100,11 @@ func (o *Outbox) Record(results ...Result) {
 
 // Delivery is one pending entry with its event.
 type Delivery struct {
-	Key      Key
-	Event    *mapping.Event
+	Key   Key
+	Event *mapping.Event
+	// Size is the payload's length in bytes, also when the page left the
+	// payload out (Event.Payload nil: see PendingQuery.MaxBytes).
+	Size     int
 	Attempts int       // attempts made so far
 	Next     time.Time // when the next attempt is due; zero: now
 }
@@ -114,6 +120,11 @@ type PendingQuery struct {
 	// Filter, when set, keeps only the entries it accepts; the others are
 	// passed over without reading their events.
 	Filter func(key Key, ticketID int64) bool
+	// MaxBytes bounds the payload bytes the page holds (issue 12.7): a
+	// payload that would pass it is left out (Event.Payload nil, Size
+	// set), for the reader to read when it needs it. 0: no bound; < 0: no
+	// payloads at all.
+	MaxBytes int
 }
 
 // PendingPage is the answer to a PendingQuery.
@@ -134,6 +145,8 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 	}
 	maxScan := max(q.Max*64, 1<<16)
 	var page PendingPage
+	read := 0
+	defer func() { o.touched(read) }()
 	err := o.view(func(tx *bolt.Tx) error {
 		limit := endKey(storedIn(tx))
 		if q.Until != (Key{}) && q.Until.Less(limit) {
@@ -144,6 +157,7 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 			return fmt.Errorf("endpoint %q: %w", endpoint, ErrNotFound)
 		}
 		events := eventReader{c: tx.Bucket(bucketEvents).Cursor()}
+		payloads := newPayloadReader(tx)
 		c := root.Bucket(bucketPending).Cursor()
 		page.Last = q.After
 		k, v := c.Seek(q.After.bytes())
@@ -151,6 +165,7 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 			k, v = c.Next()
 		}
 		page.Deliveries = make([]Delivery, 0, min(q.Max, 256))
+		budget := q.MaxBytes
 		for scanned := 0; k != nil; k, v = c.Next() {
 			key := keyFrom(k)
 			if limit.Less(key) {
@@ -172,11 +187,24 @@ func (o *Outbox) Pending(endpoint string, q PendingQuery) (PendingPage, error) {
 			if raw == nil {
 				return fmt.Errorf("endpoint %q: pending %s: event missing: %w", endpoint, key, errCorrupt)
 			}
-			e, err := decodeEvent(key, raw)
+			e, inline, size, err := decodeEventHeader(key, raw)
 			if err != nil {
 				return err
 			}
-			page.Deliveries = append(page.Deliveries, Delivery{Key: key, Event: e, Attempts: rec.attempts, Next: rec.at})
+			read += len(raw)
+			switch {
+			case q.MaxBytes != 0 && size > budget:
+				// Left out: the reader reads it when it needs it.
+			case inline != nil:
+				e.Payload = append([]byte(nil), inline...)
+				budget -= size
+			default:
+				if e.Payload, err = payloads.read(key, k, uint64(size)); err != nil {
+					return err
+				}
+				budget -= size
+			}
+			page.Deliveries = append(page.Deliveries, Delivery{Key: key, Event: e, Size: size, Attempts: rec.attempts, Next: rec.at})
 		}
 		page.End, page.Last = true, limit
 		if page.Last.Less(q.After) {

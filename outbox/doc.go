@@ -15,16 +15,28 @@
 // nothing: an event is sent only once it is durable, and always with the
 // body stored, even if the mapper maps its transaction again differently.
 //
+// Memory is bounded in bytes (payloads.go): the appends waiting for the
+// committer (Options.MaxQueuedBytes), the payloads of a page of Pending
+// (PendingQuery.MaxBytes); large payloads are stored in chunks, so a
+// commit's pages follow what it changes, and the file's mapped pages that
+// reads and commits touch are dropped from the process as they go.
+//
 // Fan-out happens when an event is stored: it gets a pending entry for every
 // registered endpoint whose Subscription wants it. An event's body is
-// deleted once no endpoint needs it any more (delivered, or its dead letter
-// dropped), so the file stays bounded while endpoints keep up.
+// deleted once no endpoint needs it any more (delivered, its dead letter
+// dropped, or its endpoint forgotten), so the file stays bounded while
+// endpoints keep up.
+//
+// An endpoint is never dropped because the configuration stopped naming
+// it: SetSubscriptions orphans it (its queue, dead letters and state are
+// kept, nothing new is queued for it) until it is named again or Forget
+// drops it.
 //
 // The package does no HTTP: package sender is told after each commit
 // (Subscription.Notify), reads pending deliveries (Pending) and records
 // outcomes (Record), which ride along in the next group commit. The
-// operator functions (dead letters, replay, queue depth, enable/disable)
-// are for the CLI and the admin API.
+// operator functions (dead letters, replay, queue depth, enable/disable,
+// forget) are for the CLI and the admin API.
 //
 // A damaged file is an error, never a crash: Open walks the file's
 // structure, bounds-checked, before bbolt maps it (a file cut short, a
@@ -36,10 +48,11 @@
 //
 // Layout of the file:
 //
-//	meta      "version" → 1, "position" → stored position (8 bytes BE),
+//	meta      "version" → 1 (2 once a payload is chunked), "position" → stored position (8 bytes BE),
 //	          "source" → JSON SourceMark, "resume" → the source's resume token
 //	          for the stored position, "gaps" → bucket of accepted gaps (gaps.go)
 //	events    key → event record          key = pos (8 bytes BE) | index (4 bytes BE)
+//	payloads  key | chunk (4 bytes BE) → 64 KiB of a payload over 64 KiB (its record holds its length)
 //	refs      key → endpoints still needing the event, only where that is ≥ 2
 //	endpoints name → bucket { "state" → JSON EndpointState,
 //	                           pending { key → delivery record },

@@ -21,10 +21,19 @@ const (
 // EndpointState is what the file keeps about an endpoint besides its queue.
 type EndpointState struct {
 	Name string `json:"name"`
+	// URL is where the endpoint delivered when it was last configured,
+	// without secrets.
+	URL string `json:"url,omitempty"`
 	// AddedAt and AddedPos say when the endpoint was registered: it gets the
 	// events stored after that.
 	AddedAt  time.Time       `json:"added_at"`
 	AddedPos change.Position `json:"added_pos"`
+
+	// OrphanedAt, when set, says the endpoint left the configuration then,
+	// at stored position OrphanedPos: its queue and dead letters are kept,
+	// nothing is sent and nothing new is queued for it until it comes back.
+	OrphanedAt  time.Time       `json:"orphaned_at,omitzero"`
+	OrphanedPos change.Position `json:"orphaned_pos,omitempty"`
 
 	Disabled       bool      `json:"disabled,omitempty"`
 	DisabledBy     string    `json:"disabled_by,omitempty"` // DisabledByGone or DisabledByOperator
@@ -36,6 +45,10 @@ type EndpointState struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
+// Orphaned reports whether the endpoint was left out of the last
+// subscriptions (the configuration the daemon last ran with).
+func (st EndpointState) Orphaned() bool { return !st.OrphanedAt.IsZero() }
+
 // EndpointStatus is an endpoint's state and queue, for `status` and metrics.
 type EndpointStatus struct {
 	EndpointState
@@ -44,10 +57,17 @@ type EndpointStatus struct {
 	DeadLetters int64
 }
 
+// ErrSubscribed is wrapped by Forget's error for an endpoint that is in
+// the subscriptions (configured): only an orphaned endpoint is forgotten.
+var ErrSubscribed = errors.New("is in the configuration")
+
 // SetSubscriptions tells the outbox which endpoints exist and what each
-// wants. A new name is registered and gets the events stored from now on;
-// a registered endpoint missing from subs has its queue and dead letters
-// dropped, with a log line. Append fails until this is first called.
+// wants. A new name is registered and gets the events stored from now on.
+// A registered endpoint missing from subs is orphaned, never dropped: its
+// queue, dead letters and state are kept, nothing new is queued for it (it
+// has no Wants), and a WARN line says so with what it holds; when a later
+// call names it again, its queue resumes. Only Forget drops an endpoint.
+// Append fails until this is first called.
 func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) error {
 	keep := make(map[string]bool, len(subs))
 	for _, s := range subs {
@@ -67,25 +87,22 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 	done, err := o.enqueue(ctx, func(g *group) error {
 		now := time.Now().UTC()
 		for _, s := range subs {
-			if g.endpoint(s.Name) != nil {
+			if g.endpoint(s.Name) == nil {
+				if err := g.addEndpoint(s, now); err != nil {
+					return err
+				}
 				continue
 			}
-			if err := g.addEndpoint(s.Name, now); err != nil {
+			if err := g.resubscribe(s); err != nil {
 				return err
 			}
 		}
-		var gone []string
-		err := g.epRoot.ForEachBucket(func(name []byte) error {
-			if !keep[string(name)] {
-				gone = append(gone, string(name))
-			}
-			return nil
-		})
+		left, err := g.registeredExcept(keep)
 		if err != nil {
 			return err
 		}
-		for _, name := range gone {
-			if err := g.dropEndpoint(name); err != nil {
+		for _, name := range left {
+			if err := g.orphan(name, now); err != nil {
 				return err
 			}
 		}
@@ -103,10 +120,10 @@ func (o *Outbox) SetSubscriptions(ctx context.Context, subs []Subscription) erro
 	}
 }
 
-func (g *group) addEndpoint(name string, now time.Time) error {
-	root, err := g.epRoot.CreateBucket([]byte(name))
+func (g *group) addEndpoint(s Subscription, now time.Time) error {
+	root, err := g.epRoot.CreateBucket([]byte(s.Name))
 	if err != nil {
-		return fmt.Errorf("endpoint %q: %w", name, err)
+		return fmt.Errorf("endpoint %q: %w", s.Name, err)
 	}
 	eb := &endpointBuckets{root: root}
 	if eb.pending, err = root.CreateBucket(bucketPending); err != nil {
@@ -115,36 +132,139 @@ func (g *group) addEndpoint(name string, now time.Time) error {
 	if eb.dead, err = root.CreateBucket(bucketDead); err != nil {
 		return err
 	}
-	if err := g.writeState(root, EndpointState{Name: name, AddedAt: now, AddedPos: g.stored}); err != nil {
+	if err := g.writeState(root, EndpointState{Name: s.Name, URL: s.URL, AddedAt: now, AddedPos: g.stored}); err != nil {
 		return err
 	}
-	g.eb[name] = eb
-	g.delta(name)
-	g.o.log.Info("endpoint added: it gets the events stored from now on", "endpoint", name, "position", g.stored.String())
+	g.eb[s.Name] = eb
+	g.delta(s.Name)
+	g.o.log.Info("endpoint added: it gets the events stored from now on", "endpoint", s.Name, "position", g.stored.String())
 	return nil
 }
 
-func (g *group) dropEndpoint(name string) error {
+// state is an endpoint's state as this group sees it.
+func (g *group) state(name string, eb *endpointBuckets) (EndpointState, error) {
+	if st, ok := g.newStates[name]; ok {
+		return st, nil
+	}
+	if st, ok := g.o.c.states[name]; ok {
+		return st, nil
+	}
+	return readState(eb.root, name)
+}
+
+// resubscribe updates a registered endpoint named again: its URL, and, if
+// it was orphaned, its return.
+func (g *group) resubscribe(s Subscription) error {
+	eb := g.endpoint(s.Name)
+	st, err := g.state(s.Name, eb)
+	if err != nil {
+		return err
+	}
+	if st.URL == s.URL && !st.Orphaned() {
+		return nil
+	}
+	if st.Orphaned() {
+		depth, dead := g.o.counts(s.Name)
+		attrs := []any{"endpoint", s.Name, "pending", depth, "dead_letters", dead,
+			"orphaned_since", st.OrphanedAt.Format(time.RFC3339)}
+		if g.stored > st.OrphanedPos {
+			attrs = append(attrs, "not_queued_after", st.OrphanedPos.String(), "not_queued_until", g.stored.String())
+		}
+		g.o.log.Info("endpoint is back in the configuration: its queue resumes "+
+			"(events stored while it was out of the configuration were not queued for it)", attrs...)
+		st.OrphanedAt, st.OrphanedPos = time.Time{}, 0
+	}
+	st.URL = s.URL
+	return g.writeState(eb.root, st)
+}
+
+// orphan keeps an endpoint that left the configuration, and says so.
+func (g *group) orphan(name string, now time.Time) error {
+	eb := g.endpoint(name)
+	st, err := g.state(name, eb)
+	if err != nil {
+		return err
+	}
+	if !st.Orphaned() {
+		st.OrphanedAt, st.OrphanedPos = now, g.stored
+		if err := g.writeState(eb.root, st); err != nil {
+			return err
+		}
+	}
+	depth, dead := g.o.counts(name)
+	g.o.log.Warn("endpoint is not in the configuration: its queue and dead letters are kept (orphaned); "+
+		"nothing is sent to it and nothing new is queued for it. To resume it, put an endpoint with this name back "+
+		"in the configuration (an endpoint without a name is named after its url; give the one that owned "+
+		"this queue `name: "+name+"`); to drop its events, run `deskhook endpoints forget "+name+"`",
+		"endpoint", name, "pending", depth, "dead_letters", dead, "url", st.URL,
+		"orphaned_since", st.OrphanedAt.Format(time.RFC3339))
+	return nil
+}
+
+// counts are an endpoint's committed queue depth and dead letters.
+func (o *Outbox) counts(name string) (depth, dead int64) {
+	o.epMu.RLock()
+	defer o.epMu.RUnlock()
+	if c := o.eps[name]; c != nil {
+		return c.depth.Load(), c.dead.Load()
+	}
+	return 0, 0
+}
+
+// Forgotten is what Forget dropped.
+type Forgotten struct {
+	Pending     int `json:"pending"`
+	DeadLetters int `json:"dead_letters"`
+}
+
+// Forget drops an orphaned endpoint: its queue, its dead letters, its
+// state, and the events no other endpoint needs. An endpoint in the
+// current subscriptions is refused (ErrSubscribed): remove it from the
+// configuration first. An Outbox that was never subscribed (the CLI's,
+// while no daemon runs) cannot tell; its caller checks the configuration.
+func (o *Outbox) Forget(ctx context.Context, name string) (Forgotten, error) {
+	var f Forgotten
+	err := o.do(ctx, func(g *group) error {
+		if g.endpoint(name) == nil {
+			return fmt.Errorf("outbox: endpoint %q: %w", name, ErrNotFound)
+		}
+		for _, s := range g.subs {
+			if s.Name == name {
+				return fmt.Errorf("outbox: endpoint %q %w: it is not orphaned; to drop its queue, "+
+					"remove it from the configuration, reload (SIGHUP), then forget it", name, ErrSubscribed)
+			}
+		}
+		var err error
+		f, err = g.dropEndpoint(name)
+		return err
+	})
+	if err != nil {
+		return Forgotten{}, err
+	}
+	o.log.Info("endpoint forgotten: its queue, dead letters and state are dropped",
+		"endpoint", name, "pending", f.Pending, "dead_letters", f.DeadLetters)
+	return f, nil
+}
+
+func (g *group) dropEndpoint(name string) (Forgotten, error) {
 	eb := g.endpoint(name)
 	counts := [2]int{}
 	for i, b := range []*bolt.Bucket{eb.pending, eb.dead} {
 		c := b.Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			if err := g.release(append([]byte(nil), k...)); err != nil {
-				return err
+				return Forgotten{}, err
 			}
 			counts[i]++
 		}
 	}
 	if err := g.epRoot.DeleteBucket([]byte(name)); err != nil {
-		return err
+		return Forgotten{}, err
 	}
 	g.eb[name] = nil
 	delete(g.deltas, name)
 	g.dropped = append(g.dropped, name)
-	g.o.log.Warn("endpoint removed from the configuration: its queue is dropped",
-		"endpoint", name, "pending", counts[0], "dead_letters", counts[1])
-	return nil
+	return Forgotten{Pending: counts[0], DeadLetters: counts[1]}, nil
 }
 
 // Endpoint returns an endpoint's persisted state.

@@ -19,7 +19,9 @@ type group struct {
 	o                          *Outbox
 	tx                         *bolt.Tx
 	meta, events, refs, epRoot *bolt.Bucket
+	payloads                   *bolt.Bucket
 	eb                         map[string]*endpointBuckets
+	layout                     byte // the file's layout version
 
 	startStored, stored change.Position
 	durable             change.Position // highest position completed or skipped
@@ -38,6 +40,8 @@ type group struct {
 	status   map[string]*statusDelta
 	newSubs  *[]Subscription
 	dropped  []string
+	// orphanEBs are the registered endpoints left out of subs (orphans).
+	orphanEBs *[]*endpointBuckets
 	// newStates are the endpoint states this group writes, for the
 	// committer's cache once it is committed.
 	newStates map[string]EndpointState
@@ -45,6 +49,11 @@ type group struct {
 	// reference counts): bbolt keeps values (not copies) until the
 	// commit, so they share a few allocations.
 	arena []byte
+
+	// Large payloads (payloads.go): their cursor, and the bytes the group
+	// reads or rewrites through the file's mapping (Outbox.touched).
+	payloadsC *bolt.Cursor
+	touched   int
 }
 
 // alloc returns n bytes of the group's arena.
@@ -113,6 +122,8 @@ func (o *Outbox) newGroup(tx *bolt.Tx) *group {
 		tx:          tx,
 		meta:        tx.Bucket(bucketMeta),
 		events:      tx.Bucket(bucketEvents),
+		payloads:    tx.Bucket(bucketPayloads),
+		layout:      o.c.layout,
 		refs:        tx.Bucket(bucketRefs),
 		epRoot:      tx.Bucket(bucketEndpoints),
 		eb:          map[string]*endpointBuckets{},
@@ -215,11 +226,7 @@ func (g *group) appendEvent(e *mapping.Event) error {
 	if len(g.targets) == 0 {
 		return nil // nobody wants it: nothing to keep
 	}
-	rec, err := encodeEvent(e)
-	if err != nil {
-		return err
-	}
-	if err := g.events.Put(kb, rec); err != nil {
+	if err := g.putEvent(kb, e); err != nil {
 		return err
 	}
 	g.appended++
@@ -249,11 +256,7 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 	if !existing && len(g.targets) == 0 {
 		return nil
 	}
-	rec, err := encodeEvent(e)
-	if err != nil {
-		return err
-	}
-	if err := g.events.Put(kb, rec); err != nil {
+	if err := g.putEvent(kb, e); err != nil {
 		return err
 	}
 	g.appended++
@@ -280,14 +283,63 @@ func (g *group) reappendEvent(e *mapping.Event, kb []byte) error {
 			holders++
 		}
 	}
+	// Endpoints left out of the subscriptions (orphaned) may hold it too.
+	orphans, err := g.orphans()
+	if err != nil {
+		return err
+	}
+	for _, eb := range orphans {
+		if eb.pending.Get(kb) != nil || eb.dead.Get(kb) != nil {
+			holders++
+		}
+	}
 	switch {
 	case holders == 0:
-		return g.events.Delete(kb)
+		c := g.events.Cursor()
+		c.Seek(kb)
+		return g.deleteEvent(c, kb, g.events.Get(kb))
 	case holders == 1:
 		return g.refs.Delete(kb)
 	default:
 		return g.refs.Put(kb, g.refCount(holders))
 	}
+}
+
+// registeredExcept lists the registered endpoints whose names are not in
+// names.
+func (g *group) registeredExcept(names map[string]bool) ([]string, error) {
+	var out []string
+	err := g.epRoot.ForEachBucket(func(name []byte) error {
+		if !names[string(name)] {
+			out = append(out, string(name))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// orphans are the registered endpoints not in the subscriptions, found
+// once per group.
+func (g *group) orphans() ([]*endpointBuckets, error) {
+	if g.orphanEBs != nil {
+		return *g.orphanEBs, nil
+	}
+	subscribed := make(map[string]bool, len(g.subs))
+	for _, s := range g.subs {
+		subscribed[s.Name] = true
+	}
+	names, err := g.registeredExcept(subscribed)
+	if err != nil {
+		return nil, err
+	}
+	ebs := []*endpointBuckets{}
+	for _, name := range names {
+		if eb := g.endpoint(name); eb != nil {
+			ebs = append(ebs, eb)
+		}
+	}
+	g.orphanEBs = &ebs
+	return ebs, nil
 }
 
 // release drops one endpoint's claim on an event, deleting it with the last.
@@ -297,10 +349,11 @@ func (g *group) release(kb []byte) error {
 	}
 	v := seekExact(g.refsC, kb)
 	if v == nil {
-		if seekExact(g.eventsC, kb) == nil {
+		rec := seekExact(g.eventsC, kb)
+		if rec == nil {
 			return nil
 		}
-		return g.eventsC.Delete()
+		return g.deleteEvent(g.eventsC, kb, rec)
 	}
 	n := binary.BigEndian.Uint16(v)
 	if n <= 2 {

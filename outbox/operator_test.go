@@ -197,31 +197,73 @@ func TestEndpointAddedLaterAndRemoved(t *testing.T) {
 		t.Errorf("late endpoint state %+v %v", st, err)
 	}
 
-	// Removing a: its queue goes, and with it the events nobody else needs.
+	// Removing a orphans it: its queue and events stay, nothing new is
+	// queued for it, and a WARN says what it holds.
 	if err := o.SetSubscriptions(ctx, []Subscription{{Name: "late", Wants: all}}); err != nil {
 		t.Fatal(err)
 	}
+	if keys := pendingKeys(t, o, "a"); len(keys) != 3 {
+		t.Errorf("orphaned endpoint a has %v pending, want its 3 entries kept", keys)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"endpoint is not in the configuration: its queue and dead letters are kept (orphaned)") ||
+		!strings.Contains(logs.String(), "endpoint=a pending=3 dead_letters=0") {
+		t.Errorf("no WARN for the orphaned queue:\n%s", logs)
+	}
+	mustAppend(t, o, 3, true, txn(3, 5))
+	mustFlush(t, o)
+	if keys := pendingKeys(t, o, "a"); len(keys) != 3 {
+		t.Errorf("orphaned endpoint a: %v pending, want nothing new queued", keys)
+	}
+	eps, _ := o.Endpoints()
+	if len(eps) != 2 || eps[0].Name != "a" || !eps[0].Orphaned() || eps[0].Depth != 3 || eps[0].OrphanedPos != 2 ||
+		eps[1].Name != "late" || eps[1].Orphaned() || eps[1].Depth != 2 {
+		t.Errorf("endpoints %+v", eps)
+	}
+	// Back in the configuration: its queue resumes, and it is told what
+	// it missed.
+	if err := o.SetSubscriptions(ctx, []Subscription{{Name: "a", Wants: all}, {Name: "late", Wants: all}}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := o.Endpoint("a"); st.Orphaned() {
+		t.Errorf("a still orphaned after it came back: %+v", st)
+	}
+	if !strings.Contains(logs.String(), "endpoint is back in the configuration: its queue resumes") ||
+		!strings.Contains(logs.String(), "not_queued_after=0/2 not_queued_until=0/3") {
+		t.Errorf("no log line for a's return:\n%s", logs)
+	}
+	if n := deliverAll(t, o, "a"); n != 3 {
+		t.Errorf("a delivered %d after its return, want its 3 kept entries", n)
+	}
+	// Out again, then forgotten: its queue goes, and with it the events
+	// nobody else needs.
+	if err := o.SetSubscriptions(ctx, []Subscription{{Name: "late", Wants: all}}); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, o, 4, true, txn(4, 6))
+	if _, err := o.Forget(ctx, "late"); !errors.Is(err, ErrSubscribed) || !strings.Contains(err.Error(), "remove it from the configuration") {
+		t.Errorf("Forget of a configured endpoint: %v, want it refused", err)
+	}
+	if _, err := o.Forget(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Forget of an unknown endpoint: %v", err)
+	}
+	f, err := o.Forget(ctx, "a")
+	if err != nil || f != (Forgotten{Pending: 0}) {
+		t.Errorf("Forget(a) = %+v, %v", f, err)
+	}
 	if _, err := o.Pending("a", PendingQuery{}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("removed endpoint still readable: %v", err)
+		t.Errorf("forgotten endpoint still readable: %v", err)
 	}
-	if n := bucketLen(t, o, bucketEvents); n != 1 {
-		t.Errorf("%d events stored, want 1 (only late's)", n)
-	}
-	if !strings.Contains(logs.String(), "endpoint removed from the configuration: its queue is dropped") ||
-		!strings.Contains(logs.String(), "pending=3") {
-		t.Errorf("no log line for the dropped queue:\n%s", logs)
-	}
-	if eps, _ := o.Endpoints(); len(eps) != 1 || eps[0].Name != "late" || eps[0].Depth != 1 {
+	if eps, _ := o.Endpoints(); len(eps) != 1 || eps[0].Name != "late" || eps[0].Depth != 3 {
 		t.Errorf("endpoints %+v", eps)
 	}
 	// A paused endpoint (no Wants) keeps its queue but gets nothing new.
 	if err := o.SetSubscriptions(ctx, []Subscription{{Name: "late"}}); err != nil {
 		t.Fatal(err)
 	}
-	mustAppend(t, o, 3, true, txn(3, 1))
+	mustAppend(t, o, 5, true, txn(5, 1))
 	mustFlush(t, o)
-	if keys := pendingKeys(t, o, "late"); len(keys) != 1 {
-		t.Errorf("paused endpoint: %v pending, want its one old entry", keys)
+	if keys := pendingKeys(t, o, "late"); len(keys) != 3 {
+		t.Errorf("paused endpoint: %v pending, want its 3 old entries", keys)
 	}
 }
 
@@ -295,5 +337,56 @@ func TestEndpointStatusAndReadOnlyOpen(t *testing.T) {
 	}
 	if err := ro.SetSubscriptions(context.Background(), nil); !errors.Is(err, ErrReadOnly) {
 		t.Errorf("a second change of a read-only store's subscriptions (the plan lock is released): %v", err)
+	}
+}
+
+// TestOrphanKeepsEventsOfResentChunks: a transaction stored in part (its
+// chunks, not its end) is sent again after a restart. An endpoint that left
+// the configuration meanwhile still holds entries of it: the body stays
+// while it needs it, and goes when it is forgotten and the others are done.
+func TestOrphanKeepsEventsOfResentChunks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	ctx := context.Background()
+	o := open(t, path, Options{NoSync: true}, Subscription{Name: "a", Wants: all}, Subscription{Name: "b", Wants: all})
+	mustAppend(t, o, 7, false, txn(7, 1, 2))
+	mustFlush(t, o)
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Restart without a: the source resends the whole transaction.
+	o = open(t, path, Options{NoSync: true}, Subscription{Name: "b", Wants: all})
+	if st, err := o.Endpoint("a"); err != nil || !st.Orphaned() {
+		t.Fatalf("a after a restart without it: %+v %v, want orphaned", st, err)
+	}
+	mustAppend(t, o, 7, false, txn(7, 1, 2))
+	mustAppend(t, o, 7, true, txn(7, 1, 2, 3))
+	mustFlush(t, o)
+	if n := deliverAll(t, o, "b"); n != 3 {
+		t.Fatalf("b delivered %d, want 3", n)
+	}
+	page, err := o.Pending("a", PendingQuery{Max: 10})
+	if err != nil || len(page.Deliveries) != 2 || string(page.Deliveries[1].Event.Payload) != string(txn(7, 1, 2)[1].Payload) {
+		t.Fatalf("orphan a's queue after b delivered the same events: %+v %v, want both entries with their bodies", page, err)
+	}
+	// The file agrees: reference counts match the holders, orphan included.
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Check(path, time.Second); err != nil || !r.OK() {
+		t.Fatalf("store check with an orphan holding events: %+v %v", r, err)
+	}
+	o = open(t, path, Options{NoSync: true}, Subscription{Name: "b", Wants: all})
+	// Dead letters count too.
+	o.Record(Result{Endpoint: "a", Key: page.Deliveries[0].Key, Outcome: Dead, Attempt: Attempt{At: time.Now(), Status: 500}})
+	mustFlush(t, o)
+	f, err := o.Forget(ctx, "a")
+	if err != nil || f != (Forgotten{Pending: 1, DeadLetters: 1}) {
+		t.Errorf("Forget(a) = %+v, %v, want 1 pending and 1 dead letter", f, err)
+	}
+	if n := bucketLen(t, o, bucketEvents); n != 0 {
+		t.Errorf("%d events left after everyone is done with them", n)
+	}
+	if n := bucketLen(t, o, bucketRefs); n != 0 {
+		t.Errorf("%d reference counts left", n)
 	}
 }

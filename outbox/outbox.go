@@ -135,6 +135,10 @@ type Outbox struct {
 	intakeErr atomic.Pointer[error]
 	subsSet   atomic.Bool
 
+	// mapTouched: bytes through the file's mapping since its pages were
+	// last dropped (payloads.go).
+	mapTouched atomic.Int64
+
 	epMu sync.RWMutex
 	eps  map[string]*endpointCounters
 
@@ -207,7 +211,7 @@ func Open(path string, opts Options) (*Outbox, error) {
 func (o *Outbox) load() error {
 	if !o.opts.ReadOnly {
 		err := o.db.Update(func(tx *bolt.Tx) error {
-			for _, name := range [][]byte{bucketMeta, bucketEvents, bucketRefs, bucketEndpoints} {
+			for _, name := range [][]byte{bucketMeta, bucketEvents, bucketRefs, bucketEndpoints, bucketPayloads} {
 				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 					return err
 				}
@@ -227,9 +231,11 @@ func (o *Outbox) load() error {
 		if meta == nil {
 			return errors.New("not a deskhook outbox (no meta bucket)")
 		}
-		if v := meta.Get(keyVersion); len(v) != 1 || v[0] != layoutVersion {
-			return fmt.Errorf("layout version %v; this deskhook reads version %d", v, layoutVersion)
+		v := meta.Get(keyVersion)
+		if len(v) != 1 || (v[0] != layoutVersion && v[0] != layoutChunked) {
+			return fmt.Errorf("layout version %v; this deskhook reads versions %d and %d", v, layoutVersion, layoutChunked)
 		}
+		o.c.layout = v[0]
 		if v := meta.Get(keyPosition); len(v) == 8 {
 			o.stored.Store(binary.BigEndian.Uint64(v))
 		}

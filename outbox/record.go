@@ -50,16 +50,25 @@ func endKey(pos change.Position) Key { return Key{Pos: pos, Index: ^uint32(0)} }
 
 const recordVersion = 1
 
+// recordChunked is the version byte of an event record whose payload is in
+// the payloads bucket (payloads.go): the record ends with the payload's
+// length (8 bytes) instead of the payload.
+const recordChunked = 2
+
 var errCorrupt = errors.New("corrupt record")
 
 // Event records: version | commit time (unix ns) | ticket | dept | source |
-// len(type) type | len(id) id | payload.
+// len(type) type | len(id) id | payload (or, chunked, its length).
 func encodeEvent(e *mapping.Event) ([]byte, error) {
 	if len(e.Type) > 255 || len(e.ID) > 255 {
 		return nil, fmt.Errorf("event %s: type or id longer than 255 bytes", e.ID)
 	}
-	b := make([]byte, 0, 1+8*4+2+len(e.Type)+len(e.ID)+len(e.Payload))
-	b = append(b, recordVersion)
+	version, inline := byte(recordVersion), e.Payload
+	if chunked(e) {
+		version, inline = recordChunked, binary.BigEndian.AppendUint64(nil, uint64(len(e.Payload)))
+	}
+	b := make([]byte, 0, 1+8*4+2+len(e.Type)+len(e.ID)+len(inline))
+	b = append(b, version)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.CommitTime.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.TicketID))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.DeptID))
@@ -68,15 +77,33 @@ func encodeEvent(e *mapping.Event) ([]byte, error) {
 	b = append(b, e.Type...)
 	b = append(b, byte(len(e.ID)))
 	b = append(b, e.ID...)
-	return append(b, e.Payload...), nil
+	return append(b, inline...), nil
 }
 
-// decodeEvent copies a stored event out of b (which bbolt owns).
-func decodeEvent(k Key, b []byte) (*mapping.Event, error) {
-	if len(b) < 35 || b[0] != recordVersion {
-		return nil, fmt.Errorf("event %s: %w", k, errCorrupt)
+// decodeEvent copies a stored event out of b (which bbolt owns), reading a
+// chunked payload with r.
+func decodeEvent(k Key, b []byte, r *payloadReader) (*mapping.Event, error) {
+	e, inline, size, err := decodeEventHeader(k, b)
+	if err != nil {
+		return nil, err
 	}
-	e := &mapping.Event{
+	if inline != nil {
+		e.Payload = append([]byte(nil), inline...)
+		return e, nil
+	}
+	var kb [keyLen]byte
+	e.Payload, err = r.read(k, k.put(kb[:]), uint64(size))
+	return e, err
+}
+
+// decodeEventHeader copies a stored event out of b without its payload,
+// and returns the payload's size and, when it is in the record, the
+// payload (bbolt's memory: copy it).
+func decodeEventHeader(k Key, b []byte) (e *mapping.Event, inline []byte, size int, err error) {
+	if len(b) < 35 || (b[0] != recordVersion && b[0] != recordChunked) {
+		return nil, nil, 0, fmt.Errorf("event %s: %w", k, errCorrupt)
+	}
+	e = &mapping.Event{
 		Pos:        k.Pos,
 		Index:      k.Index,
 		CommitTime: time.Unix(0, int64(binary.BigEndian.Uint64(b[1:]))).UTC(),
@@ -87,17 +114,23 @@ func decodeEvent(k Key, b []byte) (*mapping.Event, error) {
 	rest := b[33:]
 	n := int(rest[0])
 	if len(rest) < 1+n+1 {
-		return nil, fmt.Errorf("event %s: %w", k, errCorrupt)
+		return nil, nil, 0, fmt.Errorf("event %s: %w", k, errCorrupt)
 	}
 	e.Type = eventType(rest[1 : 1+n])
 	rest = rest[1+n:]
 	n = int(rest[0])
 	if len(rest) < 1+n {
-		return nil, fmt.Errorf("event %s: %w", k, errCorrupt)
+		return nil, nil, 0, fmt.Errorf("event %s: %w", k, errCorrupt)
 	}
 	e.ID = string(rest[1 : 1+n])
-	e.Payload = append([]byte(nil), rest[1+n:]...)
-	return e, nil
+	rest = rest[1+n:]
+	if b[0] == recordVersion {
+		return e, rest[:len(rest):len(rest)], len(rest), nil
+	}
+	if len(rest) != 8 || binary.BigEndian.Uint64(rest) > maxPayload {
+		return nil, nil, 0, fmt.Errorf("event %s: %w", k, errCorrupt)
+	}
+	return e, nil, int(binary.BigEndian.Uint64(rest)), nil
 }
 
 // eventType returns the known event type named b without allocating, or a
@@ -113,7 +146,7 @@ func eventType(b []byte) string {
 
 // eventHeader reads what listings need without copying the payload.
 func eventHeader(b []byte) (commit time.Time, typ, id string, ok bool) {
-	if len(b) < 35 || b[0] != recordVersion {
+	if len(b) < 35 || (b[0] != recordVersion && b[0] != recordChunked) {
 		return time.Time{}, "", "", false
 	}
 	commit = time.Unix(0, int64(binary.BigEndian.Uint64(b[1:]))).UTC()

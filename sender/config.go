@@ -1,8 +1,10 @@
 package sender
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,9 +14,9 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/deskhook/deskhook/mapping"
 )
@@ -25,13 +27,24 @@ type Config struct {
 	// RetryAfterCap bounds how long a Retry-After answer (on 429 and 503)
 	// may hold an endpoint back (default 1h).
 	RetryAfterCap time.Duration `yaml:"retry_after_cap"`
+	// FailureLogInterval is how often, at most, a failing endpoint's
+	// summary is logged (default 5m): its first failure is logged at once,
+	// then one line per interval while it keeps failing, then its recovery.
+	FailureLogInterval time.Duration `yaml:"failure_log_interval"`
+
+	// Memory bounds what each endpoint holds of the events, in bytes
+	// (window_bytes, render_bytes: memory.go).
+	Memory `yaml:",inline"`
 }
 
 // Endpoint is one receiver of webhooks.
 type Endpoint struct {
-	// Name keys the endpoint's queue in the outbox, its metrics and logs.
-	// Default: the URL's host[:port] (endpoint-N when two would clash).
-	// Renaming an endpoint drops its queue.
+	// Name is the endpoint's identity: it keys its queue and dead letters
+	// in the outbox, its metrics and logs. Default: NameFromURL, never the
+	// endpoint's place in the list. An endpoint whose name leaves the
+	// configuration (removed, renamed, an unnamed one's URL changed) keeps
+	// its queue in the outbox as orphaned until it comes back or is
+	// forgotten (deskhook endpoints forget).
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
 	// Enabled false pauses the endpoint: no new events are queued for it
@@ -84,9 +97,10 @@ var DefaultSchedule = []time.Duration{0, 5 * time.Second, 30 * time.Second, 2 * 
 
 // Defaults of an endpoint.
 const (
-	DefaultTimeout       = 15 * time.Second
-	DefaultMaxInFlight   = 16
-	DefaultRetryAfterCap = time.Hour
+	DefaultTimeout            = 15 * time.Second
+	DefaultMaxInFlight        = 16
+	DefaultRetryAfterCap      = time.Hour
+	DefaultFailureLogInterval = 5 * time.Minute
 )
 
 // Bounds of the durations: past them a value is a typo (2000000h), not a
@@ -95,6 +109,10 @@ const (
 	MaxTimeout       = 10 * time.Minute
 	MaxRetryDelay    = 7 * 24 * time.Hour
 	MaxRetryAfterCap = 7 * 24 * time.Hour
+	// A failing endpoint is summarised at least daily, and not more than
+	// once a second.
+	MinFailureLogInterval = time.Second
+	MaxFailureLogInterval = 24 * time.Hour
 )
 
 // Defaults returns a Config with every default set (and no endpoints).
@@ -105,33 +123,25 @@ func Defaults() Config {
 }
 
 // SetDefaults fills every empty field with its default, naming unnamed
-// endpoints.
+// endpoints after their URL.
 func (c *Config) SetDefaults() {
 	if c.RetryAfterCap == 0 {
 		c.RetryAfterCap = DefaultRetryAfterCap
 	}
-	taken := map[string]bool{}
-	for _, e := range c.Endpoints {
-		if e.Name != "" {
-			taken[e.Name] = true
-		}
+	if c.FailureLogInterval == 0 {
+		c.FailureLogInterval = DefaultFailureLogInterval
 	}
+	c.Memory.setDefaults()
 	for i := range c.Endpoints {
-		e := &c.Endpoints[i]
-		if e.Name == "" {
-			name := defaultName(e.URL)
-			if name == "" || taken[name] {
-				name = "endpoint-" + strconv.Itoa(i+1)
-			}
-			e.Name = name
-			taken[name] = true
-		}
-		e.SetDefaults()
+		c.Endpoints[i].SetDefaults()
 	}
 }
 
-// SetDefaults fills an endpoint's empty fields except Name.
+// SetDefaults fills an endpoint's empty fields, its name from its URL.
 func (e *Endpoint) SetDefaults() {
+	if e.Name == "" {
+		e.Name = NameFromURL(e.URL)
+	}
 	if e.Enabled == nil {
 		on := true
 		e.Enabled = &on
@@ -158,12 +168,49 @@ func (e *Endpoint) IsEnabled() bool { return e.Enabled == nil || *e.Enabled }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$`)
 
-func defaultName(raw string) string {
+// NameFromURL is the name of an endpoint configured without one: its URL's
+// host[:port] and 8 hex digits of a SHA-256 of the URL's host, path and
+// query, e.g. "crm.example.com-1f0c3a9e" ("" for a URL without a host).
+//
+// The name is the endpoint's identity, so it depends on the URL alone,
+// never on the endpoint's place in the list: reordering the file moves no
+// queue. The scheme and the credentials are left out (moving to https or
+// rotating a password keeps the queue); the host, the path and the query
+// are in (another path is another receiver). The hash keeps the readable
+// part short and keeps secrets some receivers put in the path or the query
+// out of the name, which is logged and a metric label. It also never
+// equals a name earlier versions derived (the bare host, or endpoint-N by
+// position), so an upgrade cannot hand an old queue to another receiver:
+// such a queue shows as orphaned until an endpoint is given its name.
+func NameFromURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || !nameRE.MatchString(u.Host) {
+	if err != nil || u.Host == "" {
 		return ""
 	}
-	return u.Host
+	host := strings.ToLower(u.Host)
+	key := host + strings.TrimSuffix(u.EscapedPath(), "/")
+	if u.RawQuery != "" {
+		key += "?" + u.RawQuery
+	}
+	sum := sha256.Sum256([]byte(key))
+	label := strings.Map(func(r rune) rune {
+		if r < utf8.RuneSelf && (r == '.' || r == '-' || r == ':' || r == '_' ||
+			'a' <= r && r <= 'z' || '0' <= r && r <= '9') {
+			return r
+		}
+		return -1
+	}, host)
+	if strings.HasPrefix(host, "[") { // an IPv6 address: "ipv6-::1:8080"
+		label = "ipv6-" + label
+	}
+	label = strings.TrimLeft(label, ".-:_")
+	if len(label) > 80 {
+		label = label[:80]
+	}
+	if label == "" {
+		label = "endpoint"
+	}
+	return label + "-" + hex.EncodeToString(sum[:4])
 }
 
 // Validate reports every problem of c at once, each naming its YAML path
@@ -183,11 +230,23 @@ func (c Config) Validate(path string) error {
 	if c.RetryAfterCap > MaxRetryAfterCap {
 		errs = append(errs, fmt.Errorf("%s: must be at most %s (got %s)", at("retry_after_cap"), MaxRetryAfterCap, c.RetryAfterCap))
 	}
+	if c.FailureLogInterval < MinFailureLogInterval || c.FailureLogInterval > MaxFailureLogInterval {
+		errs = append(errs, fmt.Errorf("%s: must be %s to %s (got %s)", at("failure_log_interval"),
+			MinFailureLogInterval, MaxFailureLogInterval, c.FailureLogInterval))
+	}
+	errs = append(errs, c.Memory.validate(at))
 	seen := map[string]int{}
 	for i, e := range c.Endpoints {
 		p := at(fmt.Sprintf("endpoints[%d]", i))
 		if j, dup := seen[e.Name]; dup && e.Name != "" {
-			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of endpoints[%d]", p, e.Name, j))
+			if e.Name == NameFromURL(e.URL) {
+				// Two queues cannot share one name: the second unnamed
+				// endpoint would deliver the first one's events.
+				errs = append(errs, fmt.Errorf("%s: endpoints[%d] has the same name, %q (an endpoint without a name is named after its url's host, path and query): give one of them a name",
+					p, j, e.Name))
+			} else {
+				errs = append(errs, fmt.Errorf("%s.name: %q is already the name of endpoints[%d]", p, e.Name, j))
+			}
 		}
 		seen[e.Name] = i
 		errs = append(errs, e.Validate(p))
@@ -208,19 +267,19 @@ func (e Endpoint) Validate(path string) error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", at(key), fmt.Sprintf(format, args...)))
 	}
-	if !nameRE.MatchString(e.Name) {
+	if !nameRE.MatchString(e.Name) && (e.Name != "" || NameFromURL(e.URL) != "") {
 		bad("name", "must be 1-100 letters, digits or . _ : - starting with a letter or digit (got %q)", e.Name)
 	}
 	if e.URL == "" {
 		bad("url", "is required")
 	} else if u, err := url.Parse(e.URL); err != nil {
-		bad("url", "cannot be parsed (got %q)", redactURL(e.URL))
+		bad("url", "cannot be parsed (got %q)", RedactURL(e.URL))
 	} else if u.Scheme != "http" && u.Scheme != "https" {
-		bad("url", "must be http or https (got %q)", redactURL(e.URL))
+		bad("url", "must be http or https (got %q)", RedactURL(e.URL))
 	} else if u.Host == "" {
-		bad("url", "has no host (got %q)", redactURL(e.URL))
+		bad("url", "has no host (got %q)", RedactURL(e.URL))
 	} else if u.Scheme == "http" && u.User != nil && !isLoopback(u.Hostname()) {
-		bad("url", "holds credentials over plain http, which anyone on the network can read: use https, or a header (got %q)", redactURL(e.URL))
+		bad("url", "holds credentials over plain http, which anyone on the network can read: use https, or a header (got %q)", RedactURL(e.URL))
 	}
 	if len(e.Events) == 0 {
 		bad("events", "must name at least one event")
@@ -327,19 +386,25 @@ func loadCA(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// redactURL drops the user info and the query, which may hold credentials.
-func redactURL(raw string) string {
+// RedactURL is an endpoint URL fit for logs, status and error messages:
+// without its user info and its query, which may hold credentials, and
+// without its fragment. An unparsable URL is cut before its first '@' or
+// '?' (a password sits before an '@').
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		if i := strings.IndexAny(raw, "?@"); i >= 0 {
+			if j := strings.Index(raw[:i], "://"); j >= 0 && raw[i] == '@' {
+				return raw[:j+3] + "…"
+			}
 			return raw[:i] + "…"
 		}
 		return raw
 	}
 	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "…", false
 	}
-	u.Fragment = ""
+	u.Fragment, u.RawFragment = "", ""
 	return u.String()
 }

@@ -46,8 +46,12 @@ endpoints:
 		t.Fatal(err)
 	}
 	a, b, crm := c.Endpoints[0], c.Endpoints[1], c.Endpoints[2]
-	if a.Name != "hooks.example.com" || b.Name != "endpoint-2" {
+	if a.Name != NameFromURL(a.URL) || b.Name != NameFromURL(b.URL) || a.Name == b.Name ||
+		!strings.HasPrefix(a.Name, "hooks.example.com-") {
 		t.Errorf("derived names %q %q", a.Name, b.Name)
+	}
+	if c.FailureLogInterval != 5*time.Minute {
+		t.Errorf("failure_log_interval default %v", c.FailureLogInterval)
 	}
 	if !a.IsEnabled() || !slices.Equal(a.Events, mapping.FaveoEvents) || a.Format != mapping.FormatForm ||
 		a.Timeout != 15*time.Second || a.MaxInFlight != 16 || !slices.Equal(a.Retry.Schedule, DefaultSchedule) {
@@ -86,6 +90,11 @@ func TestConfigValidationNamesThePath(t *testing.T) {
 		{"duplicate names", `endpoints: [{name: a, url: "http://x"}, {name: a, url: "http://y"}]`,
 			[]string{`endpoints[1].name: "a" is already the name of endpoints[0]`}},
 		{"bad name", `endpoints: [{name: "a b", url: "http://x"}]`, []string{`endpoints[0].name: must be`}},
+		{"same unnamed receiver", `endpoints: [{url: "http://x/a"}, {url: "https://u:p@X/a#frag"}]`,
+			[]string{`endpoints[1]: endpoints[0] has the same name, "x-`, `give one of them a name`}},
+		{"derived name taken", `endpoints: [{url: "http://x/a"}, {name: ` + NameFromURL("http://x/a") + `, url: "http://y"}]`,
+			[]string{`endpoints[1].name: "` + NameFromURL("http://x/a") + `" is already the name of endpoints[0]`}},
+		{"failure log interval", `failure_log_interval: 100ms`, []string{`failure_log_interval: must be 1s to 24h0m0s (got 100ms)`}},
 		{"unknown event", `endpoints: [{url: "http://x", events: [ticket_created, ticket_exploded]}]`,
 			[]string{`endpoints[0].events[1]: unknown event "ticket_exploded"`}},
 		{"format", `endpoints: [{url: "http://x", format: xml}]`, []string{`endpoints[0].format: must be "faveo-form" or "json" (got "xml")`}},
@@ -118,6 +127,84 @@ func TestConfigValidationNamesThePath(t *testing.T) {
 	err := parse(t, `endpoints: [{url: "ftp://x"}]`).Validate("sender")
 	if err == nil || !strings.HasPrefix(err.Error(), "sender.endpoints[0].url:") {
 		t.Errorf("prefixed path: %v", err)
+	}
+}
+
+// TestNameFromURL: an unnamed endpoint's identity is its URL's host, path
+// and query; not its place in the list, its scheme or its credentials.
+func TestNameFromURL(t *testing.T) {
+	same := [][]string{
+		{"https://hooks.example.com/faveo", "http://hooks.example.com/faveo", "https://user:pw@HOOKS.example.com/faveo#x"},
+		{"https://hooks.example.com", "https://hooks.example.com/"},
+		{"http://[::1]:8080/a?b=1", "http://u@[::1]:8080/a?b=1"},
+	}
+	seen := map[string]string{}
+	for _, group := range same {
+		want := NameFromURL(group[0])
+		if !nameRE.MatchString(want) {
+			t.Errorf("NameFromURL(%q) = %q: not a valid name", group[0], want)
+		}
+		if other, dup := seen[want]; dup {
+			t.Errorf("%q and %q are both named %q", group[0], other, want)
+		}
+		seen[want] = group[0]
+		for _, u := range group[1:] {
+			if got := NameFromURL(u); got != want {
+				t.Errorf("NameFromURL(%q) = %q, want %q as for %q", u, got, want, group[0])
+			}
+		}
+	}
+	for _, u := range []string{"https://hooks.example.com/other", "https://hooks.example.com/faveo?tenant=2",
+		"https://hooks.example.com:8443/faveo", "https://hooks.example.com/faveo/x"} {
+		got := NameFromURL(u)
+		if other, dup := seen[got]; dup {
+			t.Errorf("%q and %q are both named %q", u, other, got)
+		}
+		seen[got] = u
+	}
+	for u, prefix := range map[string]string{
+		"https://hooks.example.com/a":    "hooks.example.com-",
+		"http://[::1]:8080/":             "ipv6-::1:8080-",
+		"http://127.0.0.1:9000/hooks":    "127.0.0.1:9000-",
+		"https://xn--bcher-kva.example/": "xn--bcher-kva.example-",
+		"https://bücher.example/":        "bcher.example-",
+	} {
+		if got := NameFromURL(u); !strings.HasPrefix(got, prefix) || len(got) != len(prefix)+8 {
+			t.Errorf("NameFromURL(%q) = %q, want %q and 8 hex digits", u, got, prefix)
+		}
+	}
+	// A secret in the path or the query stays out of the name.
+	if got := NameFromURL("https://hooks.slack.com/services/T000/B000/s3cr3tt0k3n?key=k3y"); strings.Contains(got, "s3cr3t") || strings.Contains(got, "k3y") {
+		t.Errorf("name %q quotes the url's secrets", got)
+	}
+	if got := NameFromURL("not a url"); got != "" {
+		t.Errorf("NameFromURL of no url = %q", got)
+	}
+}
+
+// TestReorderingKeepsNames: swapping two unnamed endpoints on one host
+// swaps nothing else: each keeps its name, so its queue.
+func TestReorderingKeepsNames(t *testing.T) {
+	a := parse(t, `endpoints: [{url: "http://h/a"}, {url: "http://h/b"}]`)
+	b := parse(t, `endpoints: [{url: "http://h/b"}, {url: "http://h/a"}]`)
+	if a.Endpoints[0].Name != b.Endpoints[1].Name || a.Endpoints[1].Name != b.Endpoints[0].Name {
+		t.Errorf("names by url changed with the order: %q %q, then %q %q",
+			a.Endpoints[0].Name, a.Endpoints[1].Name, b.Endpoints[0].Name, b.Endpoints[1].Name)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://hooks.example.com/faveo":               "https://hooks.example.com/faveo",
+		"https://user:pw@hooks.example.com/a?token=abc": "https://hooks.example.com/a?…",
+		"https://hooks.example.com/a?":                  "https://hooks.example.com/a?…",
+		"https://hooks.example.com/a#frag":              "https://hooks.example.com/a",
+		"http://u:p@[bad/x":                             "http://…",
+		"http://[bad/x?token=abc":                       "http://[bad/x…",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

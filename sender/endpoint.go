@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
@@ -32,6 +33,14 @@ type endpoint struct {
 	userAgent []string
 	window    int
 	m         endpointMetrics
+	// The sender's settings this endpoint uses, copied: a reload replaces
+	// the sender's config while dispatchers run.
+	retryAfterCap      time.Duration
+	failureLogInterval time.Duration
+
+	// Memory bounds in bytes (memory.go).
+	windowBytes, renderBytes int
+	renderBudget             *semaphore.Weighted
 
 	in   inbox
 	wake chan struct{}
@@ -45,6 +54,7 @@ type endpoint struct {
 	stopped chan struct{}
 
 	d dispatchState // the dispatcher goroutine's alone
+	f failureLog    // the dispatcher goroutine's alone
 }
 
 type dispatchState struct {
@@ -69,6 +79,9 @@ type dispatchState struct {
 	disabled  bool
 	holdUntil time.Time // Retry-After
 	results   []outbox.Result
+
+	// loadedBytes: payload bytes the window holds (memory.go).
+	loadedBytes int
 }
 
 type job struct {
@@ -114,13 +127,23 @@ func newEndpoint(s *Sender, cfg Endpoint) (*endpoint, error) {
 		window:    s.opts.Window,
 		m:         s.m.forEndpoint(cfg.Name),
 		wake:      make(chan struct{}, 1),
+
+		retryAfterCap:      s.cfg.RetryAfterCap,
+		failureLogInterval: s.cfg.FailureLogInterval,
 	}
+	client.RequestLogHook = func(_ retryablehttp.Logger, _ *http.Request, try int) {
+		if try > 0 {
+			ep.m.transportRetry()
+		}
+	}
+	ep.windowBytes, ep.renderBytes = s.cfg.WindowBytes, s.cfg.RenderBytes
+	ep.renderBudget = newRenderBudget(ep.renderBytes)
 	return ep, nil
 }
 
 // subscription is what the outbox needs to fan events out to ep.
 func (ep *endpoint) subscription() outbox.Subscription {
-	sub := outbox.Subscription{Name: ep.name}
+	sub := outbox.Subscription{Name: ep.name, URL: RedactURL(ep.cfg.URL)}
 	if !ep.cfg.IsEnabled() {
 		return sub
 	}
@@ -191,7 +214,7 @@ func (ep *endpoint) run(ctx context.Context) {
 		workers.Go(func() {
 			w := &worker{}
 			for j := range work {
-				done <- jobDone{job: j, res: ep.send(reqCtx, w, j.e.ev)}
+				done <- jobDone{job: j, res: ep.deliver(reqCtx, w, j.e)}
 			}
 		})
 	}

@@ -3,20 +3,28 @@ package sender
 import (
 	"context"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/outbox"
 	"github.com/deskhook/deskhook/testenv"
 )
@@ -247,14 +255,115 @@ func TestDeadLetterReplayedWithItsOriginalID(t *testing.T) {
 	}
 }
 
+// TestConnectionResetIsRetried: a connection reset before the answer is
+// retried at once within the attempt (go-retryablehttp), so the attempt
+// succeeds and counts once; past the client's retries, the attempt fails
+// and the schedule takes over.
 func TestConnectionResetIsRetried(t *testing.T) {
 	r := testenv.NewReceiver(t)
 	r.Script("/", testenv.Reply{Reset: true}, testenv.Reply{Reset: true})
-	h := newHarness(t, Config{Endpoints: []Endpoint{endpointTo("hook", r, "/")}}, Options{})
+	ep := endpointTo("hook", r, "/")
+	ep.Retry.Schedule = []time.Duration{0, time.Hour} // a failed attempt would wait an hour
+	h := newHarness(t, Config{Endpoints: []Endpoint{ep}}, Options{})
 	evs := h.txn(1)
 	waitDelivered(t, r, 10*time.Second, ids(evs)...)
 	if r.Count() != 3 {
 		t.Errorf("%d requests, want 3 (two resets, then success)", r.Count())
+	}
+	if n := testutil.ToFloat64(h.s.m.retries.WithLabelValues("hook")); n != 2 {
+		t.Errorf("%v transport retries counted, want 2", n)
+	}
+	if n := testutil.ToFloat64(h.s.m.deliveries.WithLabelValues("hook", mapping.TicketReply, "failed")); n != 0 {
+		t.Errorf("%v failed attempts counted, want none: the resets are retried within the attempt", n)
+	}
+
+	// Three resets: the client gives up after two retries, the attempt
+	// fails once and is retried on the schedule.
+	r.Script("/", testenv.Reply{Reset: true}, testenv.Reply{Reset: true}, testenv.Reply{Reset: true})
+	ep.Retry.Schedule = []time.Duration{0, 100 * time.Millisecond}
+	if err := h.s.Reload(context.Background(), []Endpoint{ep}); err != nil {
+		t.Fatal(err)
+	}
+	more := h.txn(2)
+	waitDelivered(t, r, 10*time.Second, ids(more)...)
+	if n := r.Count(); n != 7 {
+		t.Errorf("%d requests, want 7 (3 before, then 3 resets and a success)", n)
+	}
+	_ = h.ob.Flush(context.Background())
+	if st, _ := h.ob.Endpoint("hook"); !strings.Contains(st.LastError, "connection reset") {
+		t.Errorf("last error %q, want the reset", st.LastError)
+	}
+}
+
+// TestConnectionRefusedIsRetriedWithinTheAttempt: a receiver that comes up
+// a moment after the attempt starts gets the event in that attempt.
+func TestConnectionRefusedIsRetriedWithinTheAttempt(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused until the server starts
+	ep := Endpoint{Name: "late", URL: "http://" + addr + "/", Events: mapping.AllEvents,
+		Retry: Retry{Schedule: []time.Duration{0, time.Hour}}, MaxInFlight: 1, Timeout: 5 * time.Second}
+	refused := 0
+	c, _, err := newClient(&ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int32
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) })}
+	c.RequestLogHook = func(_ retryablehttp.Logger, _ *http.Request, try int) {
+		if try == 1 { // the first try was refused: start the receiver now
+			refused++
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Errorf("listen again on %s: %v", addr, err)
+				return
+			}
+			go srv.Serve(ln)
+		}
+	}
+	defer srv.Close()
+	req, _ := retryablehttp.NewRequest(http.MethodPost, ep.URL, []byte("x"))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("request to a receiver that started after a refusal: %v", err)
+	}
+	resp.Body.Close()
+	if refused != 1 || got.Load() != 1 {
+		t.Errorf("refused %d times, %d requests served; want 1 and 1", refused, got.Load())
+	}
+}
+
+func TestRetryableTransportErrors(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&url.Error{Op: "Post", Err: &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, true},
+		{&url.Error{Op: "Post", Err: &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}, true},
+		{&url.Error{Op: "Post", Err: io.EOF}, true},
+		{&url.Error{Op: "Post", Err: context.DeadlineExceeded}, false},
+		{&url.Error{Op: "Post", Err: errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority")}, false},
+		{&url.Error{Op: "Post", Err: &net.DNSError{Err: "no such host", Name: "x.invalid", IsNotFound: true}}, false},
+	} {
+		if got := retryableTransportError(c.err); got != c.want {
+			t.Errorf("retryableTransportError(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+	// Not when the attempt's budget is nearly spent.
+	ctx, cancel := context.WithTimeout(context.Background(), transportRetryMax)
+	defer cancel()
+	refused := &url.Error{Op: "Post", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	if retry, err := retryTransport(ctx, nil, refused); retry || err != nil {
+		t.Errorf("retryTransport with %v left: %v %v, want no retry", transportRetryMax, retry, err)
+	}
+	if retry, err := retryTransport(context.Background(), nil, refused); !retry || err != nil {
+		t.Errorf("retryTransport with time left: %v %v, want a retry", retry, err)
+	}
+	if retry, _ := retryTransport(context.Background(), &http.Response{StatusCode: 503}, nil); retry {
+		t.Error("retryTransport retried an HTTP answer")
 	}
 }
 

@@ -14,18 +14,29 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/outbox"
 )
 
 // newClient builds an endpoint's HTTP client: its own connection pool (so
 // one endpoint's trouble never holds another's connections), keep-alive
-// with at least max_in_flight idle connections, redirects never followed,
-// and no retries inside a call (the schedule is ours, and persisted).
+// with at least max_in_flight idle connections, redirects never followed.
+//
+// go-retryablehttp retries only what fails before the receiver could act
+// on the request: a connection refused, reset or closed without an answer
+// (a receiver restarting, a keep-alive connection it had just closed).
+// Those are retried at once, with a short jittered wait, within the one
+// attempt's timeout, and the attempt counts once in the schedule: a
+// receiver's rolling restart does not cost an event a step of its retry
+// schedule (5s, then 30s, ...). Answers (any HTTP status) and timeouts are
+// never retried here: what to do with them is the persisted schedule's
+// business, and a timeout has spent the attempt's budget.
 func newClient(e *Endpoint) (*retryablehttp.Client, *http.Transport, error) {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if e.CAFile != "" {
@@ -57,12 +68,55 @@ func newClient(e *Endpoint) (*retryablehttp.Client, *http.Transport, error) {
 	}
 	rc := &retryablehttp.Client{
 		HTTPClient:   hc,
-		RetryMax:     0,
-		CheckRetry:   func(context.Context, *http.Response, error) (bool, error) { return false, nil },
-		Backoff:      retryablehttp.DefaultBackoff,
+		RetryMax:     transportRetries,
+		RetryWaitMin: transportRetryMin,
+		RetryWaitMax: transportRetryMax,
+		CheckRetry:   retryTransport,
+		Backoff: func(lo, hi time.Duration, try int, _ *http.Response) time.Duration {
+			return backoff.Exp(try+1, lo, hi)
+		},
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 	return rc, tr, nil
+}
+
+// Retries of a refused or broken connection within one attempt: up to
+// transportRetries, the first after 25-50ms, the next after 50-100ms.
+const (
+	transportRetries  = 2
+	transportRetryMin = 50 * time.Millisecond
+	transportRetryMax = 250 * time.Millisecond
+)
+
+// retryTransport is the client's CheckRetry: a request is tried again when
+// it failed at the transport for a reason that says the receiver did not
+// get it (retryableTransportError) and the attempt's budget leaves room for
+// another try. It never returns an error, so the client hands back the
+// request's own.
+func retryTransport(ctx context.Context, _ *http.Response, err error) (bool, error) {
+	if err == nil || ctx.Err() != nil || !retryableTransportError(err) {
+		return false, nil
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 2*transportRetryMax {
+		return false, nil
+	}
+	return true, nil
+}
+
+// retryableTransportError: the connection was refused, reset, aborted or
+// closed before an answer came. Not timeouts, TLS or DNS failures.
+func retryableTransportError(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	for _, target := range []error{syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED,
+		syscall.EPIPE, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // verdict classifies one attempt.
@@ -95,6 +149,7 @@ type worker struct {
 	drain  [4 << 10]byte // for reading answers
 	tsUnix int64         // webhook-timestamp as of tsUnix
 	ts     string
+	own    *mapping.Event // an event read for this request alone (memory.go)
 }
 
 func (w *worker) timestamp(now time.Time) string {
@@ -117,7 +172,7 @@ func (w *worker) discard(r io.Reader, n int) {
 
 // send makes one attempt to deliver ev.
 func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) attemptResult {
-	body, contentType, err := mapping.Render(ep.cfg.Format, ev.Payload)
+	body, contentType, err := ep.renderBody(w, ev)
 	if err != nil {
 		return attemptResult{verdict: verdictBroken, attempt: outbox.Attempt{At: time.Now(), Error: "rendering the payload: " + err.Error()}}
 	}
@@ -140,7 +195,11 @@ func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) atte
 		vals[2] = sign(ep.secrets, ev.ID, ts, body)
 		h["webhook-signature"] = vals[2:3:3]
 	}
-	hreq := ep.template.WithContext(ctx)
+	// One attempt's budget is the endpoint's timeout, the client's quick
+	// retries of a refused or broken connection included.
+	actx, cancel := context.WithTimeout(ctx, ep.cfg.Timeout)
+	defer cancel()
+	hreq := ep.template.WithContext(actx)
 	hreq.Header = h
 	req := &retryablehttp.Request{Request: hreq}
 	if err := req.SetBody(body); err != nil {
@@ -176,7 +235,7 @@ func (ep *endpoint) send(ctx context.Context, w *worker, ev *mapping.Event) atte
 	case code >= 300 && code < 400:
 		res.attempt.Error = "redirect not followed"
 		if loc := resp.Header.Get("Location"); loc != "" {
-			res.attempt.Error += " (Location: " + redactURL(loc) + ")"
+			res.attempt.Error += " (Location: " + RedactURL(loc) + ")"
 		}
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())

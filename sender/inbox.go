@@ -85,7 +85,7 @@ func (ep *endpoint) reset() {
 	d := &ep.d
 	d.ready.reset()
 	d.timers.reset()
-	d.loaded = 0
+	d.loaded, d.loadedBytes = 0, 0
 	d.stale = make(map[outbox.Key]bool, len(d.inFlight))
 	for k := range d.inFlight {
 		d.stale[k] = true
@@ -95,6 +95,9 @@ func (ep *endpoint) reset() {
 		if t.busy {
 			t.q = t.q[:1]
 			d.loaded++
+			if t.q[0].holds() {
+				d.loadedBytes += t.q[0].size
+			}
 		} else {
 			delete(d.tickets, id)
 		}

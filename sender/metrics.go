@@ -14,12 +14,14 @@ type metrics struct {
 	collectors []prometheus.Collector
 	deliveries *prometheus.CounterVec
 	attempts   *prometheus.HistogramVec
+	retries    *prometheus.CounterVec
 }
 
 type endpointMetrics struct {
 	m       *metrics
 	name    string
 	latency prometheus.Observer
+	retries prometheus.Counter
 	// outcomes caches the deliveries counters by event and outcome (used
 	// by the endpoint's dispatcher goroutine alone): a label lookup per
 	// delivery costs more than the increment.
@@ -40,7 +42,11 @@ func newMetrics(reg prometheus.Registerer, s *Sender) *metrics {
 		Help:    "Duration of delivery attempts (request sent to response read).",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	}, []string{"endpoint"})
-	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, &queueCollector{s: s}} {
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deskhook_delivery_transport_retries_total",
+		Help: "Immediate retries of a request within one delivery attempt, after the connection was refused or reset.",
+	}, []string{"endpoint"})
+	for _, c := range []prometheus.Collector{m.deliveries, m.attempts, m.retries, &queueCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			s.log.Warn("sender: metric not registered", "err", err)
 			continue
@@ -54,6 +60,7 @@ func (m *metrics) forEndpoint(name string) endpointMetrics {
 	em := endpointMetrics{m: m, name: name, outcomes: map[[2]string]prometheus.Counter{}}
 	if m.reg != nil {
 		em.latency = m.attempts.WithLabelValues(name)
+		em.retries = m.retries.WithLabelValues(name)
 	}
 	return em
 }
@@ -64,6 +71,7 @@ func (m *metrics) forget(name string) {
 	}
 	m.deliveries.DeletePartialMatch(prometheus.Labels{"endpoint": name})
 	m.attempts.DeleteLabelValues(name)
+	m.retries.DeleteLabelValues(name)
 }
 
 func (m *metrics) unregister() {
@@ -76,6 +84,12 @@ func (m *metrics) unregister() {
 func (em endpointMetrics) attempt(_ string, res attemptResult) {
 	if em.latency != nil {
 		em.latency.Observe(res.attempt.Latency.Seconds())
+	}
+}
+
+func (em endpointMetrics) transportRetry() {
+	if em.retries != nil {
+		em.retries.Inc()
 	}
 }
 
@@ -100,6 +114,9 @@ var (
 		"Dead letters of the endpoint.", []string{"endpoint"}, nil)
 	descDisabled = prometheus.NewDesc("deskhook_endpoint_disabled",
 		"1 when the endpoint is disabled (by 410 Gone or an operator).", []string{"endpoint"}, nil)
+	descOrphaned = prometheus.NewDesc("deskhook_endpoint_orphaned",
+		"1 when the endpoint is no longer in the configuration but its queue and dead letters are kept "+
+			"(nothing is sent): put it back, or drop them with deskhook endpoints forget.", []string{"endpoint"}, nil)
 )
 
 // queueCollector reads the queues' state from the outbox at scrape time.
@@ -110,6 +127,7 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOldest
 	ch <- descDead
 	ch <- descDisabled
+	ch <- descOrphaned
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
@@ -124,13 +142,17 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		if !e.Oldest.IsZero() {
 			oldest = max(now.Sub(e.Oldest).Seconds(), 0)
 		}
-		disabled := 0.0
+		disabled, orphaned := 0.0, 0.0
 		if e.Disabled {
 			disabled = 1
+		}
+		if e.Orphaned() {
+			orphaned = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(e.Depth), e.Name)
 		ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, oldest, e.Name)
 		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(e.DeadLetters), e.Name)
 		ch <- prometheus.MustNewConstMetric(descDisabled, prometheus.GaugeValue, disabled, e.Name)
+		ch <- prometheus.MustNewConstMetric(descOrphaned, prometheus.GaugeValue, orphaned, e.Name)
 	}
 }

@@ -2,9 +2,9 @@ package sender
 
 import (
 	"context"
-	"math/rand/v2"
 	"time"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/outbox"
 )
 
@@ -21,9 +21,16 @@ func (ep *endpoint) add(dl outbox.Delivery) {
 		d.tickets[id] = t
 	}
 	e := d.free.entry()
-	*e = entry{key: dl.Key, ev: dl.Event, attempts: dl.Attempts, next: dl.Next}
+	*e = entry{key: dl.Key, ev: dl.Event, size: dl.Size, attempts: dl.Attempts, next: dl.Next}
+	switch {
+	case !e.holds():
+	case d.loadedBytes+e.size > ep.windowBytes:
+		e.ev.Payload = nil // no room (a read raced another): read it when its turn comes
+	default:
+		d.loadedBytes += e.size
+	}
 	if e.attempts == 0 && e.next.IsZero() && ep.cfg.Retry.Schedule[0] > 0 {
-		e.next = time.Now().Add(jitter(ep.cfg.Retry.Schedule[0]))
+		e.next = time.Now().Add(backoff.Spread(ep.cfg.Retry.Schedule[0], scheduleJitter))
 	}
 	t.q = append(t.q, e)
 	d.loaded++
@@ -45,6 +52,7 @@ func (ep *endpoint) schedule(t *ticketQ) {
 // pop removes a ticket's head after its final outcome.
 func (ep *endpoint) pop(t *ticketQ) {
 	d := &ep.d
+	ep.forget(t.q[0])
 	d.free.putEntry(t.q[0])
 	t.q[0] = nil
 	t.q = t.q[1:]
@@ -89,8 +97,12 @@ func (ep *endpoint) complete(r jobDone) {
 	t, e, res := r.t, r.e, r.res
 	t.busy = false
 	delete(d.inFlight, e.key)
-	if res.verdict == verdictCanceled {
+	switch res.verdict {
+	case verdictCanceled:
 		ep.schedule(t)
+		return
+	case verdictVanished:
+		ep.pop(t)
 		return
 	}
 	ep.m.attempt(e.ev.Type, res)
@@ -99,6 +111,7 @@ func (ep *endpoint) complete(r jobDone) {
 	case verdictOK:
 		result.Outcome = outbox.Delivered
 		ep.m.outcome(e.ev.Type, "delivered")
+		ep.succeeded()
 		ep.pop(t)
 	case verdictBroken:
 		result.Outcome = outbox.Dead
@@ -107,43 +120,56 @@ func (ep *endpoint) complete(r jobDone) {
 		ep.pop(t)
 	default:
 		if res.verdict == verdictGone {
-			ep.disableGone()
+			ep.disableGone(res.attempt)
 		}
 		now := time.Now()
 		n := e.attempts + 1
 		if n >= len(ep.cfg.Retry.Schedule) {
 			result.Outcome = outbox.Dead
 			ep.m.outcome(e.ev.Type, "dead")
-			ep.log.Warn("retries exhausted: event is a dead letter", "id", e.ev.ID, "ticket", e.ev.TicketID,
-				"attempts", n, "status", res.attempt.Status, "err", res.attempt.Error)
+			ep.log.Warn("retries exhausted: event is a dead letter (deskhook dlq show / replay)",
+				append([]any{"id", e.ev.ID, "ticket", e.ev.TicketID, "attempts", n}, attemptAttrs(res.attempt)...)...)
+			if res.verdict != verdictGone {
+				ep.failed(res.attempt, -1)
+			}
 			ep.pop(t)
 			break
 		}
-		delay := jitter(ep.cfg.Retry.Schedule[n])
+		delay := backoff.Spread(ep.cfg.Retry.Schedule[n], scheduleJitter)
 		if res.retryAfter > 0 {
-			ra := min(res.retryAfter, ep.s.cfg.RetryAfterCap)
+			ra := min(res.retryAfter, ep.retryAfterCap)
 			delay = max(delay, ra)
 			d.holdUntil = later(d.holdUntil, now.Add(ra))
 		}
 		e.attempts, e.next = n, now.Add(delay)
+		ep.park(e)
 		result.Outcome, result.Next = outbox.Retry, e.next
 		ep.m.outcome(e.ev.Type, "failed")
-		ep.log.Debug("attempt failed", "id", e.ev.ID, "attempt", n, "status", res.attempt.Status,
-			"err", res.attempt.Error, "retry_in", delay)
+		ep.log.Debug("attempt failed", append([]any{"id", e.ev.ID, "attempt", n, "retry_in", delay},
+			attemptAttrs(res.attempt)...)...)
+		if res.verdict != verdictGone {
+			ep.failed(res.attempt, delay)
+		}
 		ep.schedule(t)
 	}
 	d.results = append(d.results, result)
 }
 
-func (ep *endpoint) disableGone() {
+// disableGone disables the endpoint after a 410 Gone: the receiver says it
+// wants nothing more. Its events keep queueing until an operator enables
+// it again.
+func (ep *endpoint) disableGone(a outbox.Attempt) {
 	if ep.d.disabled {
 		return
 	}
 	ep.d.disabled = true
+	url := RedactURL(ep.cfg.URL)
+	ep.log.Warn("endpoint answered 410 Gone: it is disabled and nothing is sent to it until an operator enables it "+
+		"(deskhook endpoints enable "+ep.name+"); its events keep queueing",
+		"url", url, "status", a.Status, "response", excerpt(a.Response, maxExcerpt))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	reason := "HTTP 410 Gone from " + redactURL(ep.cfg.URL)
-	if err := ep.s.ob.Disable(ctx, ep.name, outbox.DisabledByGone, reason); err != nil {
+	if err := ep.s.ob.Disable(ctx, ep.name, outbox.DisabledByGone, "HTTP 410 Gone from "+url); err != nil {
 		ep.log.Error("disabling the endpoint after 410 Gone", "err", err)
 	}
 }
@@ -155,12 +181,8 @@ func (ep *endpoint) flushResults() {
 	}
 }
 
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
+// scheduleJitter spreads each delay of a retry schedule by ±20%.
+const scheduleJitter = 0.2
 
 func later(a, b time.Time) time.Time {
 	if b.After(a) {

@@ -12,7 +12,8 @@ import (
 // entry is one pending delivery held in memory.
 type entry struct {
 	key      outbox.Key
-	ev       *mapping.Event
+	ev       *mapping.Event // its Payload is nil while the store holds it (memory.go)
+	size     int            // the payload's length
 	attempts int
 	next     time.Time // zero: due now
 }

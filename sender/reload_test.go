@@ -17,9 +17,20 @@ import (
 
 func TestReloadAddsAndRemovesEndpoints(t *testing.T) {
 	r := testenv.NewReceiver(t)
-	r.Script("/a", testenv.Reply{Status: 500}, testenv.Reply{Status: 500}) // a keeps a queue for a while
+	// a fails tickets 1 and 2 until told otherwise, so it keeps a queue.
+	var aFails atomic.Bool
+	aFails.Store(true)
+	r.SetHook(func(req *testenv.Request) (testenv.Reply, bool) {
+		if req.Path == "/a" && aFails.Load() && ticketOf(*req) != "3" {
+			return testenv.Reply{Status: 500}, true
+		}
+		return testenv.Reply{}, false
+	})
 	a := endpointTo("a", r, "/a")
-	a.Retry.Schedule = []time.Duration{0, time.Hour}
+	a.Retry.Schedule = []time.Duration{0}
+	for range 100 {
+		a.Retry.Schedule = append(a.Retry.Schedule, 200*time.Millisecond)
+	}
 	h := newHarness(t, Config{Endpoints: []Endpoint{a}}, Options{})
 	early := h.txn(1, 2)
 	ctx := context.Background()
@@ -55,16 +66,47 @@ func TestReloadAddsAndRemovesEndpoints(t *testing.T) {
 		t.Errorf("a rejected reload changed the endpoints: %+v", eps)
 	}
 
-	// Removing a drops its queue (the two failed early events) with a log line.
+	// Removing a orphans it: its queue (the two failing early events and
+	// the later one of ticket 1, waiting behind them) stays, nothing is
+	// sent to it, a WARN says so.
 	if err := h.s.Reload(ctx, []Endpoint{b}); err != nil {
 		t.Fatal(err)
 	}
+	sentToA := len(requestsTo(r, "/a"))
 	eps, _ := h.ob.Endpoints()
-	if len(eps) != 1 || eps[0].Name != "b" {
+	if len(eps) != 2 || eps[0].Name != "a" || !eps[0].Orphaned() || eps[0].Depth != 3 || eps[1].Name != "b" || eps[1].Orphaned() {
 		t.Errorf("endpoints after removing a: %+v", eps)
 	}
-	if logs := h.logs.String(); !strings.Contains(logs, "its queue is dropped") || !strings.Contains(logs, "endpoint=a pending=3") {
-		t.Errorf("no log line for a's dropped queue")
+	if logs := h.logs.String(); !strings.Contains(logs, "its queue and dead letters are kept (orphaned)") || !strings.Contains(logs, "endpoint=a pending=3") {
+		t.Errorf("no WARN for a's orphaned queue:\n%s", logs)
+	}
+	orphaned := `
+# HELP deskhook_endpoint_orphaned 1 when the endpoint is no longer in the configuration but its queue and dead letters are kept (nothing is sent): put it back, or drop them with deskhook endpoints forget.
+# TYPE deskhook_endpoint_orphaned gauge
+deskhook_endpoint_orphaned{endpoint="a"} 1
+deskhook_endpoint_orphaned{endpoint="b"} 0
+`
+	if err := testutil.GatherAndCompare(h.reg, strings.NewReader(orphaned), "deskhook_endpoint_orphaned"); err != nil {
+		t.Error(err)
+	}
+	// Nothing new is queued for a while it is out; when it comes back its
+	// queue resumes.
+	missed := h.txn(5)
+	waitDeliveredTo(t, r, "/b", 10*time.Second, ids(missed)...)
+	time.Sleep(500 * time.Millisecond) // a's schedule would have retried twice by now
+	if n := len(requestsTo(r, "/a")); n != sentToA {
+		t.Errorf("%d requests to orphaned endpoint a, want none", n-sentToA)
+	}
+	aFails.Store(false)
+	if err := h.s.Reload(ctx, []Endpoint{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	waitDeliveredTo(t, r, "/a", 10*time.Second, append(ids(early), late[0].ID)...)
+	if got := deliveredTo(r.Requests(), "/a"); len(got) != 4 { // its 3 kept ones and late's ticket 3
+		t.Errorf("a delivered %d events, want its 3 kept ones and the one before, not the one stored while it was out", len(got))
+	}
+	if err := h.s.Reload(ctx, []Endpoint{b}); err != nil {
+		t.Fatal(err)
 	}
 
 	// A changed endpoint keeps its queue: b fails, is pointed elsewhere, and
@@ -83,6 +125,17 @@ func TestReloadAddsAndRemovesEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDeliveredTo(t, r, "/b2", 10*time.Second, ids(next)...)
+}
+
+// requestsTo are the requests the receiver got on path.
+func requestsTo(r *testenv.Receiver, path string) []testenv.Request {
+	var out []testenv.Request
+	for _, req := range r.Requests() {
+		if req.Path == path {
+			out = append(out, req)
+		}
+	}
+	return out
 }
 
 func TestRetriesResumeAfterRestart(t *testing.T) {

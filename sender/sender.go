@@ -146,9 +146,12 @@ func (s *Sender) stopAll(eps map[string]*endpoint) {
 }
 
 // Reload applies a new list of endpoints (on SIGHUP): added endpoints get
-// the events stored from now on, removed ones have their queues dropped,
-// changed ones restart with the new settings and keep their queues,
-// unchanged ones are not touched. An invalid list changes nothing.
+// the events stored from now on (one that was orphaned resumes its queue),
+// removed ones stop and are orphaned (the store keeps their queues and dead
+// letters; nothing new is queued for them), changed ones restart with the
+// new settings and keep their queues, unchanged ones are not touched.
+// Endpoints are matched by name, never by their place in the list. An
+// invalid list changes nothing.
 func (s *Sender) Reload(ctx context.Context, endpoints []Endpoint) error {
 	cfg := s.currentConfig()
 	cfg.Endpoints = endpoints
@@ -210,7 +213,7 @@ func (s *Sender) Reload(ctx context.Context, endpoints []Endpoint) error {
 	for _, name := range removed {
 		s.m.forget(name)
 	}
-	s.log.Info("endpoints reloaded", "added", added, "changed", changed, "removed", removed)
+	s.log.Info("endpoints reloaded", "added", added, "changed", changed, "removed_orphaned", removed)
 	if err != nil {
 		return fmt.Errorf("sender: subscribing endpoints: %w", err)
 	}

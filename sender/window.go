@@ -16,7 +16,9 @@ import (
 
 // room is how many more entries the window takes. Entries come in only
 // through add (read pages, rescans) and leave only through pop and reset,
-// so the window's bound is d.loaded against this alone.
+// so the window's bound is d.loaded against this alone. Their payloads are
+// bounded in bytes apart (roomBytes, memory.go): an entry whose payload
+// does not fit comes without it.
 func (ep *endpoint) room() int { return ep.window - ep.d.loaded }
 
 // readPage is how many entries one read of the store asks for.
@@ -66,7 +68,8 @@ func (ep *endpoint) fill() {
 	idle := d.ready.len() == 0 && len(d.inFlight) < ep.cfg.MaxInFlight
 	if room >= min(readPage, ep.window/2) || (room > 0 && idle) {
 		d.reading = true
-		ep.reads <- readReq{gen: d.gen, q: outbox.PendingQuery{After: d.cursor, Max: min(room, readPage)}}
+		ep.reads <- readReq{gen: d.gen, q: outbox.PendingQuery{After: d.cursor, Max: min(room, readPage),
+			MaxBytes: ep.payloadBudget()}}
 	}
 }
 
@@ -119,6 +122,7 @@ func (ep *endpoint) rescanGaps(now time.Time) {
 			t := d.rescan[ticket]
 			return t != nil && t.gapAfter.Less(k)
 		},
+		MaxBytes: ep.payloadBudget(),
 	})
 	if err != nil {
 		ep.readFailed(err)
@@ -167,6 +171,7 @@ func (ep *endpoint) compactIfStuck() {
 		}
 		t.gap = true
 		for i := 1; i < len(t.q); i++ {
+			ep.forget(t.q[i])
 			t.q[i] = nil
 		}
 		d.loaded -= len(t.q) - 1

@@ -152,41 +152,45 @@ func (h *Helpdesk) CreateTicket(ctx context.Context, n NewTicket) (Write, error)
 // ticket's updated_at moves.
 func (h *Helpdesk) AgentReply(ctx context.Context, ticketID, agentID int64, body string) (Write, error) {
 	w := Write{TicketID: ticketID, At: h.now()}
-	err := h.tx(ctx, &w, func(tx sqlRunner) error {
-		created, err := lockTicket(ctx, tx, ticketID)
-		if err != nil {
-			return err
-		}
-		err = tx.queryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM ticket_thread
-			WHERE ticket_id = $1 AND thread_type = 'first_reply' AND poster = 'support')`, ticketID).Scan(&w.FirstReply)
-		if err != nil {
-			return err
-		}
-		var threadType any // NULL
-		if w.FirstReply {
-			threadType = "first_reply"
-		}
-		responseMinutes := int(math.Round(w.At.Sub(created).Minutes()))
-		w.ThreadID, err = tx.insert(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source,
-				reply_rating, rating_count, is_internal, title, body, format, ip_address, response_time, created_at,
-				updated_at)
-			VALUES ($1, $2, $3, 'support', NULL, 0, 0, 0, '', $4, '', '', $5, $6, $6)`,
-			ticketID, agentID, threadType, body, responseMinutes, w.At)
-		if err != nil {
-			return err
-		}
-		if w.FirstReply {
-			_, err = tx.exec(ctx, `UPDATE tickets SET isanswered = 1, first_response_time = $2, response_due_by = NULL,
-				updated_at = $2 WHERE id = $1`, ticketID, w.At)
-		} else {
-			_, err = tx.exec(ctx, `UPDATE tickets SET isanswered = 1, updated_at = $2 WHERE id = $1`, ticketID, w.At)
-		}
-		return err
-	})
+	err := h.tx(ctx, &w, func(tx sqlRunner) error { return h.agentReply(ctx, tx, &w, agentID, body) })
 	if err != nil {
 		return w, fmt.Errorf("agent reply to ticket %d: %w", ticketID, err)
 	}
 	return w, nil
+}
+
+// agentReply writes one agent reply to w.TicketID in tx, at w.At.
+func (h *Helpdesk) agentReply(ctx context.Context, tx sqlRunner, w *Write, agentID int64, body string) error {
+	ticketID := w.TicketID
+	created, err := lockTicket(ctx, tx, ticketID)
+	if err != nil {
+		return err
+	}
+	err = tx.queryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM ticket_thread
+		WHERE ticket_id = $1 AND thread_type = 'first_reply' AND poster = 'support')`, ticketID).Scan(&w.FirstReply)
+	if err != nil {
+		return err
+	}
+	var threadType any // NULL
+	if w.FirstReply {
+		threadType = "first_reply"
+	}
+	responseMinutes := int(math.Round(w.At.Sub(created).Minutes()))
+	w.ThreadID, err = tx.insert(ctx, `INSERT INTO ticket_thread (ticket_id, user_id, thread_type, poster, source,
+			reply_rating, rating_count, is_internal, title, body, format, ip_address, response_time, created_at,
+			updated_at)
+		VALUES ($1, $2, $3, 'support', NULL, 0, 0, 0, '', $4, '', '', $5, $6, $6)`,
+		ticketID, agentID, threadType, body, responseMinutes, w.At)
+	if err != nil {
+		return err
+	}
+	if w.FirstReply {
+		_, err = tx.exec(ctx, `UPDATE tickets SET isanswered = 1, first_response_time = $2, response_due_by = NULL,
+			updated_at = $2 WHERE id = $1`, ticketID, w.At)
+	} else {
+		_, err = tx.exec(ctx, `UPDATE tickets SET isanswered = 1, updated_at = $2 WHERE id = $1`, ticketID, w.At)
+	}
+	return err
 }
 
 // ClientReply adds a client's message (poster 'client') to a ticket.

@@ -28,6 +28,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	log := daemon.NewLogger(e.stderr, cfg.Log, e.red)
+	daemon.ApplyMemoryLimit(cfg, log)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

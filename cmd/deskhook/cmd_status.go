@@ -112,6 +112,8 @@ func printStatus(e *env, st *daemon.Status) {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", ep.Name, enabled, ep.Pending, oldest, ep.DeadLetters,
 			timeOrDash(ep.LastSuccess), lastError(ep))
 	}
+	w.Flush()
+	printOrphans(e, st.Endpoints)
 }
 
 // printBinlog prints a MySQL source's stored position as the server sees
@@ -145,11 +147,12 @@ func orDash(s string) string {
 }
 
 // enabledText says whether an endpoint is enabled as status and endpoints
-// list both show it: yes, no (who disabled it) or not in config.
+// list both show it: yes, no (who disabled it) or orphaned (not in the
+// config).
 func enabledText(ep daemon.EndpointStatus) string {
 	switch {
-	case !ep.Configured:
-		return "not in config"
+	case ep.Orphaned:
+		return "ORPHANED (not in config)"
 	case !ep.Enabled && ep.DisabledBy != "":
 		return "no (" + ep.DisabledBy + ")"
 	case !ep.Enabled:

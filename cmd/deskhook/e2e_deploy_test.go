@@ -359,8 +359,14 @@ func TestKubernetesManifest(t *testing.T) { // not parallel: t.Setenv
 	if a := get(dep, "spec", "template", "metadata", "annotations", "prometheus.io/port"); a != strconv.Itoa(containerPort.(int)) {
 		t.Errorf("prometheus.io/port %v, want the probe port %v", a, containerPort)
 	}
-	if mem := quantity(t, str(get(c, "resources", "limits", "memory"))); mem < 512<<20 {
-		t.Errorf("memory limit %d bytes: below the measured backlog peak (420 MB RSS)", mem)
+	mem := quantity(t, str(get(c, "resources", "limits", "memory")))
+	if mem < 256e6 {
+		t.Errorf("memory limit %d bytes: below the peak RSS README states (256 MB)", mem)
+	}
+	for _, env := range asList(c["env"]) {
+		if str(get(env, "name")) == "GOMEMLIMIT" {
+			t.Errorf("the container sets GOMEMLIMIT, which overrides memory_limit (derived from the config's memory bounds)")
+		}
 	}
 	// The image's user and command (deploy/container/Containerfile).
 	cf, err := os.ReadFile(filepath.Join(root, "deploy/container/Containerfile"))
@@ -388,6 +394,13 @@ func TestKubernetesManifest(t *testing.T) { // not parallel: t.Setenv
 	cfg, err := daemon.ParseConfig([]byte(str(get(docs["ConfigMap"], "data", "deskhook.yaml"))))
 	if err != nil {
 		t.Fatalf("the ConfigMap's deskhook.yaml: %v", err)
+	}
+	// The container's limit leaves room above the soft memory limit the
+	// config sets (its bounds' sum): the binary, the store's mapped pages
+	// and its page cache, an event larger than the bounds in flight.
+	if budget := cfg.MemoryBudget(); cfg.MemoryLimit != daemon.MemoryLimitAuto || mem < budget+128<<20 {
+		t.Errorf("memory limit %d bytes with memory_limit %s (the bounds: %d bytes): want memory_limit auto and 128 MiB above it",
+			mem, cfg.MemoryLimit, budget)
 	}
 	if h := strings.Split(cfg.Admin.Listen, ":")[0]; h != "127.0.0.1" {
 		t.Errorf("admin.listen %s: the operator API must stay on loopback", cfg.Admin.Listen)
@@ -418,6 +431,12 @@ func TestKubernetesManifest(t *testing.T) { // not parallel: t.Setenv
 			t.Errorf("volume mount %s: no such volume in the manifest", name)
 		}
 	}
+}
+
+// asList is v as a YAML list (nil when it is not one).
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
 
 // get walks nested YAML maps (nil when a key is missing).

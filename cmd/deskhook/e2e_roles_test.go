@@ -96,7 +96,8 @@ func (e *e2e) roleDSN(role, password string) string {
 // (setup says what it lacks and changes nothing); `setup --print-sql` run
 // by a DBA with psql (README's commands, verbatim but for the database's
 // name) makes deskhook's role, grants and objects; `check` is all ok as
-// deskhook's role; `run` delivers; `status` works. As deskhook's role,
+// deskhook's role; `run` delivers; `status` works without the database
+// password in the environment. As deskhook's role,
 // setup has nothing to do and teardown refuses up front, changing nothing.
 func TestTwoRoleSetupFromREADME(t *testing.T) {
 	t.Parallel()
@@ -176,8 +177,10 @@ func TestTwoRoleSetupFromREADME(t *testing.T) {
 	d.waitReadyz(http.StatusOK, 60*time.Second)
 	load := e.load(context.Background(), testenv.LoadConfig{Tickets: 3, Replies: 2, Updates: 2, Seed: 1})
 	e.waitDelivered(load.TotalEvents(), 60*time.Second)
-	if res := deskhook(t, env, "status", "-c", e.cfgPath); res.code != 0 || !strings.Contains(res.stdout, "running, ready") {
-		t.Errorf("status: %s", res)
+	// The operator's shell lacks the database password (systemd keeps it
+	// in a root-only file): status needs only the admin API.
+	if res := deskhook(t, nil, "status", "-c", e.cfgPath); res.code != 0 || !strings.Contains(res.stdout, "running, ready") {
+		t.Errorf("status without the database password in the environment: %s", res)
 	}
 	d.stop()
 

@@ -186,11 +186,12 @@ func TestSIGHUPReload(t *testing.T) {
 	if !strings.Contains(d.stderr.String(), "endpoints[0].url: must be http or https") {
 		t.Errorf("the refused reload does not say why")
 	}
-	// Removing the second endpoint stops its deliveries.
+	// Removing the second endpoint stops its deliveries (it is orphaned:
+	// e2e_orphan_test.go).
 	e.cfg["endpoints"] = good.([]any)[:1]
 	e.writeConfig()
 	d.signal(syscall.SIGHUP)
-	waitStatus(t, e, func(st *daemon.Status) bool { return len(st.Endpoints) == 1 })
+	waitStatus(t, e, func(st *daemon.Status) bool { return len(st.Endpoints) == 2 && st.Endpoints[1].Orphaned })
 	n := len(second.Requests())
 	last := e.load(ctx, testenv.LoadConfig{Tickets: 2, Seed: 22})
 	e.waitDelivered(before.TotalEvents()+after.TotalEvents()+last.TotalEvents(), 30*time.Second)
