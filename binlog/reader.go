@@ -390,28 +390,31 @@ func (r *Reader) newTableCache(db string) *tableCache {
 // push hands a batch over: into the queue, waiting while it is full
 // (the stream is not read meanwhile, so the server waits too).
 func (r *Reader) push(st *runState, d decoded) error {
-	for !st.q.TryPush(d.batch, d.bytes) {
+	// What the bookkeeping needs, read before the batch is handed over:
+	// from then on it is the handler's, which may change it.
+	b := d.batch
+	pos, last, seq, changes, resume, at := b.Pos, b.Last, b.Seq, len(b.Changes), b.Resume, b.CommitTime
+	for !st.q.TryPush(b, d.bytes) {
 		select {
 		case <-st.q.HasRoom():
 		case <-st.ctx.Done():
 			return errStopped
 		}
 	}
-	b := d.batch
-	if b.Last {
+	if last {
 		st.partial = nil
 		r.metrics.transactions.Inc()
 		r.mu.Lock()
-		r.stats.Handed, r.stats.Resume, r.stats.LastCommitTime = b.Pos, b.Resume, b.CommitTime
+		r.stats.Handed, r.stats.Resume, r.stats.LastCommitTime = pos, resume, at
 		r.mu.Unlock()
 	} else {
-		if st.partial == nil || st.partial.pos != b.Pos {
-			st.partial = &partialTxn{pos: b.Pos}
+		if st.partial == nil || st.partial.pos != pos {
+			st.partial = &partialTxn{pos: pos}
 		}
-		st.partial.changes += len(b.Changes)
-		st.partial.nextSeq = b.Seq + 1
+		st.partial.changes += changes
+		st.partial.nextSeq = seq + 1
 	}
-	r.metrics.changes.Add(float64(len(b.Changes)))
+	r.metrics.changes.Add(float64(changes))
 	return nil
 }
 
