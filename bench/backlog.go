@@ -80,28 +80,39 @@ func (e *env) backlog(ctx context.Context, rep *Report) (*Result, error) {
 	if slot, err := cdc.SlotInfo(ctx, src); err == nil {
 		walsender = slot.ActivePID
 	}
-	werr := waitCount(ctx, t, "/fast", expected, 10*time.Minute)
+	return res, e.drain(ctx, res, t, m, p, func() {
+		if cpu, ok := procCPU(walsender); ok && res.Events > 0 {
+			res.extra("walsender_cpu_us_per_event", float64(cpu.Microseconds())/float64(res.Events))
+		}
+	})
+}
+
+// drain waits until the daemon p delivered the backlog's res.Expected
+// events to "/fast", then fills res (measured by m since the daemon's
+// start; done, when set, adds the source's own figures) and stops p.
+func (e *env) drain(ctx context.Context, res *Result, t *tracker, m *measured, p *pipeline, done func()) error {
+	werr := waitCount(ctx, t, "/fast", res.Expected, 10*time.Minute)
 	last := t.lastArrival()
 	res.Events = t.count("/fast")
 	m.done(res, res.Events, time.Time{})
-	if cpu, ok := procCPU(walsender); ok && res.Events > 0 {
-		res.extra("walsender_cpu_us_per_event", float64(cpu.Microseconds())/float64(res.Events))
+	if done != nil {
+		done()
 	}
 	time.Sleep(200 * time.Millisecond) // anything beyond the expected would show now
-	p.pipelineMetrics(res, expected)
+	p.pipelineMetrics(res, res.Expected)
 	if err := p.stop(); err != nil {
 		res.note("daemon stop: %v", err)
 	}
 	if werr != nil {
-		return res, werr
+		return werr
 	}
 	res.Seconds = last.Sub(m.start).Seconds()
 	res.EventsPerSec = float64(res.Events) / res.Seconds
-	if extra := t.count("/fast") - expected; extra > 0 {
+	if extra := t.count("/fast") - res.Expected; extra > 0 {
 		res.note("%d events more than expected arrived", extra)
 	}
 	e.sample = t.first
-	return res, nil
+	return nil
 }
 
 // dropSlot drops a slot once its walsender has gone (it outlives the

@@ -59,6 +59,9 @@ type Options struct {
 	// run after the others, like live2000 with writers in proportion
 	// (6 per 1000 events/s, at least 4): latency against offered load.
 	LiveRates []float64
+	// Source is the helpdesk's database: "postgres" (the default) or
+	// "mariadb" (MariaDBScenarios only; TCP as for PostgreSQL).
+	Source string
 }
 
 // Run sets up the environment, runs the scenarios and returns the report.
@@ -68,7 +71,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Scale <= 0 {
 		opts.Scale = 1
 	}
-	want, err := selectScenarios(opts.Scenarios)
+	known := Scenarios
+	switch opts.Source {
+	case "", "postgres":
+	case "mariadb":
+		known = MariaDBScenarios
+	default:
+		return nil, fmt.Errorf("bench: source %q: postgres or mariadb", opts.Source)
+	}
+	want, err := selectScenarios(known, opts.Scenarios)
 	if err != nil {
 		return nil, err
 	}
@@ -107,27 +118,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Machine.SyscallNs = measureSyscall(200_000)
 	e.say("one system call (getppid): %.0f ns", rep.Machine.SyscallNs)
 
-	e.say("starting PostgreSQL (fsync on)...")
-	e.srv, err = testenv.StartServer(ctx, testenv.WithSettings(map[string]string{
-		// PostgreSQL's own default; testenv's 32MB is for many small tests.
-		"shared_buffers": "128MB",
-		// The million-row transaction writes about 1 GB of WAL: no
-		// checkpoint in its middle.
-		"max_wal_size": "8GB",
-		// For the server's clock of the live scenarios (serverClock).
-		"track_commit_timestamp": "on",
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if opts.Source == "mariadb" {
+		stop, err := e.startMariaDB(ctx, rep)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	} else if stop, err := e.startPostgres(ctx, rep); err != nil {
+		return nil, err
+	} else {
+		defer stop()
 	}
-	defer e.srv.Close()
-	rep.Machine.PGVia = "unix socket"
-	if opts.TCP {
-		rep.Machine.PGVia = "tcp loopback"
-	} else if _, err := e.srv.SocketDSN("postgres"); err != nil {
-		return nil, fmt.Errorf("bench: %w (or run with --tcp)", err)
-	}
-	rep.Machine.PostgreSQL = e.serverVersion(ctx)
 
 	if e.rcv, err = testenv.StartReceiver("127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -150,6 +151,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		"backlog": e.backlog, "bounds": e.bounds, "live500": e.live500, "live2000": e.live2000,
 		"failures": e.failures, "slow": e.slow, "second": e.second, "outbox": e.outboxSize, "largetxn": e.largeTxn,
 		"largerows": e.largeRows,
+	}
+	if e.my != nil {
+		runners["backlog"] = e.mysqlBacklog
 	}
 	for name, rate := range rated {
 		runners[name] = func(ctx context.Context, _ *Report) (*Result, error) {
@@ -181,21 +185,48 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return rep, nil
 }
 
-func selectScenarios(names []string) ([]string, error) {
+// startPostgres starts the bench's PostgreSQL (fsync on).
+func (e *env) startPostgres(ctx context.Context, rep *Report) (func(), error) {
+	e.say("starting PostgreSQL (fsync on)...")
+	var err error
+	e.srv, err = testenv.StartServer(ctx, testenv.WithSettings(map[string]string{
+		// PostgreSQL's own default; testenv's 32MB is for many small tests.
+		"shared_buffers": "128MB",
+		// The million-row transaction writes about 1 GB of WAL: no
+		// checkpoint in its middle.
+		"max_wal_size": "8GB",
+		// For the server's clock of the live scenarios (serverClock).
+		"track_commit_timestamp": "on",
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	rep.Machine.PGVia = "unix socket"
+	if e.opts.TCP {
+		rep.Machine.PGVia = "tcp loopback"
+	} else if _, err := e.srv.SocketDSN("postgres"); err != nil {
+		e.srv.Close()
+		return nil, fmt.Errorf("bench: %w (or run with --tcp)", err)
+	}
+	rep.Machine.PostgreSQL = e.serverVersion(ctx)
+	return func() { e.srv.Close() }, nil
+}
+
+func selectScenarios(known, names []string) ([]string, error) {
 	if len(names) == 0 {
-		return Scenarios, nil
+		return known, nil
 	}
 	var bad []string
 	for _, n := range names {
-		if !slices.Contains(Scenarios, n) {
+		if !slices.Contains(known, n) {
 			bad = append(bad, fmt.Sprintf("%q", n))
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("bench: unknown scenario %s (known: %s)", strings.Join(bad, ", "), strings.Join(Scenarios, ","))
+		return nil, fmt.Errorf("bench: unknown scenario %s (known: %s)", strings.Join(bad, ", "), strings.Join(known, ","))
 	}
 	var out []string
-	for _, n := range Scenarios {
+	for _, n := range known {
 		if slices.Contains(names, n) {
 			out = append(out, n)
 		}
@@ -208,11 +239,21 @@ type env struct {
 	opts     Options
 	progress io.Writer
 	work     string
-	srv      *testenv.Server
+	srv      *testenv.Server      // PostgreSQL
+	my       *testenv.MySQLServer // MariaDB (Options.Source "mariadb"); srv is nil then
 	rcv      *testenv.Receiver
 	track    atomic.Pointer[tracker] // the running scenario's
 	sample   []byte                  // a body the daemon sent, for the HTTP bound
 	dbs      int
+}
+
+// serverCPU is the CPU time the database server used so far (PostgreSQL's
+// processes, or MariaDB's one).
+func (e *env) serverCPU() time.Duration {
+	if e.my != nil {
+		return mariadbCPU(e.my.DataDir)
+	}
+	return serverCPU(e.srv.DataDir)
 }
 
 func (e *env) say(format string, args ...any) {
@@ -318,9 +359,20 @@ const benchAppKey = "base64:ZGVza2hvb2stYmVuY2gta2V5LTMyLWJ5dGVzLWxvbmc="
 // the outbox fsync'd as in production; before, if set, runs between New
 // and Run. It returns once the replication stream is connected.
 func (e *env) startDaemon(ctx context.Context, db *testenv.DB, eps []sender.Endpoint, before func(*daemon.Daemon) error) (*pipeline, error) {
+	src := daemon.SourceConfig{Config: cdc.Config{DSN: e.dsn(db)}}
+	return e.startDaemonOn(ctx, src, eps, before, func(ctx context.Context, _ *daemon.Daemon) (bool, error) {
+		s, err := cdc.SlotInfo(ctx, src.Postgres()) // the slot is active
+		return err == nil && s.Active, err
+	})
+}
+
+// startDaemonOn is startDaemon for any source: it returns once connected
+// says the daemon's stream is up.
+func (e *env) startDaemonOn(ctx context.Context, src daemon.SourceConfig, eps []sender.Endpoint, before func(*daemon.Daemon) error,
+	connected func(context.Context, *daemon.Daemon) (bool, error)) (*pipeline, error) {
 	store := filepath.Join(e.work, fmt.Sprintf("outbox-%d.db", e.dbs))
 	cfg := &daemon.Config{
-		Source:          cdc.Config{DSN: e.dsn(db)},
+		Source:          src,
 		Store:           daemon.StoreConfig{Path: store},
 		Admin:           daemon.AdminConfig{Listen: "off"},
 		Log:             daemon.LogConfig{Level: "warn"},
@@ -358,11 +410,10 @@ func (e *env) startDaemon(ctx context.Context, db *testenv.DB, eps []sender.Endp
 	}
 	p := &pipeline{d: d, cancel: cancel, done: make(chan error, 1), store: store, reg: reg}
 	go func() { p.done <- d.Run(runCtx) }()
-	// Connected: the slot is active.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		s, err := cdc.SlotInfo(ctx, cfg.Source)
-		if err == nil && s.Active {
+		up, err := connected(ctx, d)
+		if up {
 			return p, nil
 		}
 		select {
@@ -372,7 +423,7 @@ func (e *env) startDaemon(ctx context.Context, db *testenv.DB, eps []sender.Endp
 		}
 		if time.Now().After(deadline) {
 			_ = p.stop()
-			return nil, fmt.Errorf("the daemon's replication stream did not connect within 30s (slot: %v)", err)
+			return nil, fmt.Errorf("the daemon's replication stream did not connect within 30s (%v)", err)
 		}
 	}
 }
@@ -442,7 +493,7 @@ func (e *env) measure(name string, keepPeakHeap bool) *measured {
 		}
 	}
 	m.mem = sampleMem(100*time.Millisecond, onPeak)
-	m.start, m.cpu0, m.busy0, m.pg0 = time.Now(), cpuTime(), machineBusy(), serverCPU(e.srv.DataDir)
+	m.start, m.cpu0, m.busy0, m.pg0 = time.Now(), cpuTime(), machineBusy(), e.serverCPU()
 	m.sys0, _ = rwSyscalls()
 	return m
 }
@@ -451,7 +502,7 @@ func (e *env) measure(name string, keepPeakHeap bool) *measured {
 // from the samples at or after steadyFrom) and writes the profiles.
 func (m *measured) done(res *Result, events int, steadyFrom time.Time) {
 	cpu := cpuTime() - m.cpu0
-	pg := serverCPU(m.e.srv.DataDir) - m.pg0
+	pg := m.e.serverCPU() - m.pg0
 	busy := machineBusy() - m.busy0
 	elapsed := time.Since(m.start)
 	if m.cpuProf != nil {
@@ -519,5 +570,8 @@ func (p *pipeline) pipelineMetrics(res *Result, events int) {
 	}
 	if t := sum["deskhook_cdc_transactions_total"]; t > 0 {
 		res.extra("cdc_transactions", t)
+	}
+	if t := sum["deskhook_binlog_transactions_total"]; t > 0 {
+		res.extra("binlog_transactions", t)
 	}
 }

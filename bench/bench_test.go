@@ -23,6 +23,46 @@ func TestSmokeBacklog(t *testing.T) {
 	}
 }
 
+// TestSmokeBacklogMariaDB is TestSmokeBacklog on MariaDB: the daemon reads
+// the backlog from the binlog, and both bare binlog readers read the same
+// transactions.
+func TestSmokeBacklogMariaDB(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := Run(ctx, Options{Source: "mariadb", Scenarios: []string{"backlog"}, Scale: 0.005, Progress: &progress})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	if rep.Machine.MariaDB == "" || rep.Machine.PGVia != "unix socket" {
+		t.Errorf("machine: MariaDB %q via %q", rep.Machine.MariaDB, rep.Machine.PGVia)
+	}
+	if len(rep.Results) != 1 || rep.Results[0].Error != "" {
+		t.Fatalf("results %+v\n%s", rep.Results, progress.String())
+	}
+	res := rep.Results[0]
+	if res.Expected != 500 || res.Events != res.Expected || res.Extra["binlog_transactions"] < 500 {
+		t.Errorf("backlog delivered %d of %d events (%v), want all of 500", res.Events, res.Expected, res.Extra)
+	}
+	if b := rep.Bounds.Binlog; len(b) != 2 || b[0].Transactions != b[1].Transactions || b[0].Transactions < res.Expected ||
+		b[0].EventsPerSec <= 0 || b[1].EventsPerSec <= 0 {
+		t.Errorf("binlog bounds %+v: want both readers over the same transactions", b)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"MariaDB 10.", "go-mysql replication (parse and decode only) over the backlog's binlog",
+		"deskhook binlog.Reader (counting handler) over the backlog's binlog", "of the event rate of"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if _, err := Run(ctx, Options{Source: "mariadb", Scenarios: []string{"largetxn"}}); err == nil {
+		t.Error("a PostgreSQL-only scenario ran on MariaDB")
+	}
+}
+
 func smokeBacklog(t *testing.T, tcp bool, via string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -82,15 +122,18 @@ func smokeBacklog(t *testing.T, tcp bool, via string) {
 
 func TestSelectScenarios(t *testing.T) {
 	for _, tc := range []struct {
+		known   []string
 		in      []string
 		want    string
 		wantErr string
 	}{
-		{in: nil, want: strings.Join(Scenarios, ",")},
-		{in: []string{"largetxn", "backlog"}, want: "backlog,largetxn"},
-		{in: []string{"backlog", "nope", "x"}, wantErr: `unknown scenario "nope", "x"`},
+		{known: Scenarios, in: nil, want: strings.Join(Scenarios, ",")},
+		{known: Scenarios, in: []string{"largetxn", "backlog"}, want: "backlog,largetxn"},
+		{known: Scenarios, in: []string{"backlog", "nope", "x"}, wantErr: `unknown scenario "nope", "x"`},
+		{known: MariaDBScenarios, in: []string{"live2000", "backlog"}, want: "backlog,live2000"},
+		{known: MariaDBScenarios, in: []string{"largetxn"}, wantErr: `unknown scenario "largetxn" (known: backlog,live500,live2000)`},
 	} {
-		got, err := selectScenarios(tc.in)
+		got, err := selectScenarios(tc.known, tc.in)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%v: error %v, want %q", tc.in, err, tc.wantErr)

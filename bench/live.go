@@ -100,17 +100,64 @@ func (e *env) second(ctx context.Context, _ *Report) (*Result, error) {
 	return e.live(ctx, liveSpec{name: "second", rate: 500, duration: 30 * time.Second, writers: 4, second: "second"})
 }
 
-func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
-	dur := e.scaledDur(s.duration, 2*time.Second)
-	tickets := max(1, int(s.rate*dur.Seconds()/5))
+// liveDB is a live scenario's database, PostgreSQL's or MariaDB's
+// (mariadb.go), as the scenario uses it.
+type liveDB struct {
+	// load runs the simulator on it.
+	load func(context.Context, testenv.LoadConfig) (testenv.LoadResult, error)
+	// start starts the daemon on it, returning once its stream is up.
+	start func(context.Context, []sender.Endpoint) (*pipeline, error)
+	// streamPID is the server process streaming to the daemon (PostgreSQL's
+	// walsender; 0: none of its own).
+	streamPID func(context.Context) int
+	// clock measures the replies' latency from the server's commit
+	// timestamps (nil: the server keeps none).
+	clock func(context.Context, []replyArrival) (latency, gap *Latency, err error)
+	close func()
+}
+
+// pgLiveDB is a fresh PostgreSQL database with deskhook set up.
+func (e *env) pgLiveDB(ctx context.Context, s liveSpec) (*liveDB, error) {
 	db, pool, closeDB, err := e.scenarioDB(ctx, s.name, int32(s.writers+2), false)
 	if err != nil {
 		return nil, err
 	}
-	defer closeDB()
 	if _, err := cdc.Setup(ctx, e.sourceConfig(db)); err != nil {
+		closeDB()
 		return nil, fmt.Errorf("setup: %w", err)
 	}
+	return &liveDB{
+		load: func(ctx context.Context, c testenv.LoadConfig) (testenv.LoadResult, error) {
+			return testenv.Load(ctx, pool, c)
+		},
+		start: func(ctx context.Context, eps []sender.Endpoint) (*pipeline, error) {
+			return e.startDaemon(ctx, db, eps, nil)
+		},
+		streamPID: func(ctx context.Context) int {
+			if slot, err := cdc.SlotInfo(ctx, e.sourceConfig(db)); err == nil {
+				return slot.ActivePID
+			}
+			return 0
+		},
+		clock: func(ctx context.Context, replies []replyArrival) (*Latency, *Latency, error) {
+			return serverClock(ctx, pool, replies)
+		},
+		close: closeDB,
+	}, nil
+}
+
+func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
+	dur := e.scaledDur(s.duration, 2*time.Second)
+	tickets := max(1, int(s.rate*dur.Seconds()/5))
+	newDB := e.pgLiveDB
+	if e.my != nil {
+		newDB = e.mysqlLiveDB
+	}
+	db, err := newDB(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	defer db.close()
 	eps := []sender.Endpoint{e.endpoint("fast")}
 	if s.second != "" {
 		other := e.endpoint(s.second)
@@ -123,7 +170,7 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	e.rcv.SetHook(s.hook)
 	defer e.rcv.SetHook(nil)
 
-	p, err := e.startDaemon(ctx, db, eps, nil)
+	p, err := db.start(ctx, eps)
 	if err != nil {
 		return nil, err
 	}
@@ -137,15 +184,15 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 	e.say("%s: %.0f events/s for %s (%d tickets × 5 actions, %d writers; the first %s is warm-up)...",
 		s.name, s.rate, dur, tickets, s.writers, warm)
 	var walsender *schedSampler
-	if slot, err := cdc.SlotInfo(ctx, e.sourceConfig(db)); err == nil && slot.ActivePID > 0 {
-		walsender = sampleSched(slot.ActivePID, 20*time.Millisecond)
+	if pid := db.streamPID(ctx); pid > 0 {
+		walsender = sampleSched(pid, 20*time.Millisecond)
 	}
 	if walsender != nil {
 		defer walsender.close()
 	}
 	m := e.measure(s.name, false)
 	busy0 := machineBusy()
-	load, err := testenv.Load(ctx, pool, testenv.LoadConfig{Tickets: tickets, Replies: 2, Updates: 2,
+	load, err := db.load(ctx, testenv.LoadConfig{Tickets: tickets, Replies: 2, Updates: 2,
 		Writers: s.writers, Rate: s.rate, Seed: 11, OnAction: t.committed})
 	if err != nil {
 		m.done(&Result{}, 0, time.Time{})
@@ -204,8 +251,8 @@ func (e *env) live(ctx context.Context, s liveSpec) (*Result, error) {
 		res.note("%s endpoint: %d events delivered (%.0f/s) while the fast one got all %d", s.second, n,
 			float64(n)/last.Sub(m.start).Seconds(), res.Events)
 	}
-	if len(replies) > 0 {
-		if l, gap, err := serverClock(ctx, pool, replies); err != nil {
+	if len(replies) > 0 && db.clock != nil {
+		if l, gap, err := db.clock(ctx, replies); err != nil {
 			res.note("latency from the server's commit timestamp: %v", err)
 		} else {
 			res.extra("server_commit_latency_samples", float64(l.Samples))

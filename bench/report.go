@@ -38,6 +38,9 @@ type Machine struct {
 	Kernel     string  `json:"kernel"`
 	Go         string  `json:"go"`
 	PostgreSQL string  `json:"postgresql"`
+	// MariaDB is the server's version in a run on MariaDB (PostgreSQL is
+	// then empty, and PGVia says how MariaDB is reached).
+	MariaDB string `json:"mariadb,omitempty"`
 	// PGVia is how the bench reaches PostgreSQL: "unix socket" or "tcp
 	// loopback" (the receiver is always on TCP loopback).
 	PGVia string `json:"postgresql_via,omitempty"`
@@ -132,6 +135,9 @@ type Bounds struct {
 	// HTTP: plain keep-alive POSTs of a real webhook body to the same
 	// receiver, on 1 and on 16 connections.
 	HTTP []HTTPBound `json:"http,omitempty"`
+	// Binlog (a run on MariaDB): bare binlog readers over the backlog's
+	// binlog.
+	Binlog []BinlogBound `json:"binlog,omitempty"`
 }
 
 // PgoutputBound is the bare consumer's result.
@@ -272,10 +278,15 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	m := r.Machine
 	fmt.Fprintf(w, "deskhook bench, %s, scale %g\n", r.Started.Format(time.RFC3339), r.Scale)
-	fmt.Fprintf(w, "machine: %d cores (%s), %.0f MB, kernel %s, %s, PostgreSQL %s, fdatasync 4 KiB p50 %.3f ms p99 %.3f ms\n",
-		m.Cores, m.CPU, m.MemTotalMB, m.Kernel, m.Go, m.PostgreSQL, m.Fsync.P50, m.Fsync.P99)
+	server := "PostgreSQL " + m.PostgreSQL
+	if m.MariaDB != "" {
+		server = "MariaDB " + m.MariaDB
+	}
+	fmt.Fprintf(w, "machine: %d cores (%s), %.0f MB, kernel %s, %s, %s, fdatasync 4 KiB p50 %.3f ms p99 %.3f ms\n",
+		m.Cores, m.CPU, m.MemTotalMB, m.Kernel, m.Go, server, m.Fsync.P50, m.Fsync.P99)
 	if m.PGVia != "" || m.SyscallNs > 0 {
-		fmt.Fprintf(w, "PostgreSQL reached through its %s; one system call (getppid) costs %.0f ns\n", orUnknown(m.PGVia), m.SyscallNs)
+		fmt.Fprintf(w, "%s reached through its %s; one system call (getppid) costs %.0f ns\n", strings.Fields(server)[0],
+			orUnknown(m.PGVia), m.SyscallNs)
 	}
 	fmt.Fprintf(w, "baseline RSS before the daemon (receiver, simulator pools, runtime): %.1f MB (anon %.1f)\n", r.Baseline.RSS, r.Baseline.Anon)
 	if r.StateSize > 0 {
@@ -325,7 +336,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 
 	b := r.Bounds
-	if b.Pgoutput != nil || b.SQLDecode != nil || len(b.HTTP) > 0 {
+	if b.Pgoutput != nil || b.SQLDecode != nil || len(b.HTTP) > 0 || len(b.Binlog) > 0 {
 		fmt.Fprintln(w, "\nbounds (same run):")
 		if p := b.Pgoutput; p != nil {
 			fmt.Fprintf(w, "  bare pgoutput consumer over the backlog: %d rows, %d txns in %.2fs = %.0f rows/s, %.0f txns/s, %.0f business events/s (CPU %.3f s/1k events)\n",
@@ -343,10 +354,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 			fmt.Fprintf(w, "  bare HTTP keep-alive, %2d conn: %.0f requests/s (%d-byte body; CPU client+receiver %.3f s/1k)\n",
 				h.Conns, h.PerSec, h.BodyBytes, h.CPUPer1000)
 		}
+		for _, bb := range b.Binlog {
+			fmt.Fprintf(w, "  %s over the backlog's binlog: %d rows, %d txns in %.2fs = %.0f rows/s, %.0f business events/s (CPU %.3f s/1k events)\n",
+				bb.Reader, bb.Rows, bb.Transactions, bb.Seconds, bb.RowsPerSec, bb.EventsPerSec, bb.CPUPer1000)
+		}
 		if bl := r.result("backlog"); bl != nil {
 			fmt.Fprintln(w, "  backlog as a share of the bounds:")
 			if p := b.Pgoutput; p != nil && p.EventsPerSec > 0 {
 				fmt.Fprintf(w, "    %.0f%% of the bare pgoutput consumer's event rate\n", 100*bl.EventsPerSec/p.EventsPerSec)
+			}
+			for _, bb := range b.Binlog {
+				if bb.EventsPerSec > 0 {
+					fmt.Fprintf(w, "    %.0f%% of the event rate of %s\n", 100*bl.EventsPerSec/bb.EventsPerSec, bb.Reader)
+				}
 			}
 			for _, h := range b.HTTP {
 				if h.PerSec > 0 {

@@ -86,7 +86,7 @@ func Check(ctx context.Context, cfg Config) []CheckResult {
 type addFunc func(name string, ok bool, detail, fix string)
 
 // checkPrivileges checks the global replication privileges through SHOW
-// GRANTS and SELECT by trying it.
+// GRANTS, and SELECT on every table (and its columns) by trying it.
 func checkPrivileges(ctx context.Context, db *sql.DB, cfg Config, info serverInfo, dbName, user string, add addFunc) {
 	grants, err := showGrants(ctx, db)
 	if err != nil {
@@ -107,20 +107,48 @@ func checkPrivileges(ctx context.Context, db *sql.DB, cfg Config, info serverInf
 				fmt.Sprintf("GRANT %s ON *.* TO %s;", p.name, account))
 		}
 	}
-	for i, t := range cfg.Tables.List() {
-		name := "table " + dbName + "." + t
-		_, err := db.ExecContext(ctx, "SELECT 1 FROM "+quoteIdent(dbName)+"."+quoteIdent(t)+" LIMIT 0")
-		switch code := serverErrorCode(err); {
-		case err == nil:
-			add(name, true, "present, readable", "")
-		case code == 1146:
-			add(name, false, "not found", fmt.Sprintf("create the table, or set source.tables.%s to its real name",
-				cfg.Tables.Keys()[i]))
-		case code == erTableAccessDenied || code == erDBAccessDenied:
-			add(name, false, fmt.Sprintf("account %s cannot SELECT from it", user),
-				fmt.Sprintf("GRANT SELECT ON %s.* TO %s;", quoteIdent(dbName), account))
-		default:
-			add(name, false, "query failed: "+err.Error(), "")
+	tables, err := inspect(ctx, db, cfg, dbName)
+	if err != nil {
+		add("tables", false, "reading information_schema failed: "+err.Error(), "")
+		return
+	}
+	checkTables(tables, add)
+}
+
+// checkTables reports each table (present and readable) and the columns
+// the mapping reads of it, each problem once.
+func checkTables(tables []tableState, add addFunc) {
+	for _, t := range tables {
+		disp := t.db + "." + t.name
+		ps := t.problems()
+		readable := true
+		for _, p := range ps {
+			if p.Kind == "missing" || p.Kind == "no_select" {
+				add("table "+disp, false, p.Detail, p.Fix)
+				readable = false
+			}
+		}
+		if !readable {
+			continue
+		}
+		add("table "+disp, true, "present, readable", "")
+		if len(t.need.Columns) == 0 {
+			continue
+		}
+		bad := false
+		for _, p := range ps {
+			col, isMissing := strings.CutPrefix(p.Kind, "missing_column:")
+			if c, isType := strings.CutPrefix(p.Kind, "column_type:"); isType {
+				col = c
+			} else if !isMissing {
+				continue
+			}
+			add("column "+disp+"."+col, false, p.Detail, p.Fix)
+			bad = true
+		}
+		if !bad {
+			add("columns "+disp, true, fmt.Sprintf("has the %d column(s) deskhook reads, with usable types",
+				len(t.need.Columns)), "")
 		}
 	}
 }

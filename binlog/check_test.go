@@ -3,6 +3,7 @@ package binlog
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,8 +60,23 @@ func TestCheckFailsOnMariaDBDefaults(t *testing.T) {
 	if r := rs["binlog_row_image"]; !r.OK {
 		t.Errorf("binlog_row_image: MariaDB's default FULL reported as %+v", r)
 	}
+	// The daemon's verification says the same, for the server as a whole.
+	ps, err := Verify(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, p := range ps {
+		kinds = append(kinds, p.Kind)
+		if p.Table != "" || !strings.Contains(p.Fix, "my.cnf") {
+			t.Errorf("Verify: %+v; want a problem of the server with its my.cnf line", p)
+		}
+	}
+	if want := []string{"log_bin", "binlog_format", "binlog_row_metadata"}; !slices.Equal(kinds, want) {
+		t.Errorf("Verify on MariaDB's defaults: %v, want %v", kinds, want)
+	}
 	run := startReader(t, cfg, "", nil)
-	err := run.runErr(t, time.Minute)
+	err = run.runErr(t, time.Minute)
 	if !errors.Is(err, ErrServerConfig) || !strings.Contains(err.Error(), "`log_bin = binlog`") {
 		t.Errorf("Run on a server without binlog: %v; want ErrServerConfig naming the my.cnf line", err)
 	}

@@ -238,6 +238,18 @@ func RedactDSN(dsn string) string {
 	return dsn
 }
 
+// DSNPassword returns the password in dsn ("" when none), also from a DSN
+// that does not parse (as RedactDSN finds it), for a log scrubber.
+func DSNPassword(dsn string) string {
+	if mc, err := mysql.ParseDSN(dsn); err == nil {
+		return mc.Passwd
+	}
+	if m := dsnPasswordRE.FindStringSubmatch(dsn); m != nil {
+		return m[2]
+	}
+	return ""
+}
+
 // quoteIdent quotes a MySQL identifier.
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 

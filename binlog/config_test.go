@@ -76,6 +76,9 @@ func FuzzRedactDSN(f *testing.F) {
 			return
 		}
 		dsn := user + ":" + pass + "@" + rest
+		if mc, err := mysql.ParseDSN(dsn); err == nil && DSNPassword(dsn) != mc.Passwd {
+			t.Fatalf("DSNPassword(%q) = %q, the driver reads %q", dsn, DSNPassword(dsn), mc.Passwd)
+		}
 		got := RedactDSN(dsn)
 		if mc, err := mysql.ParseDSN(got); err == nil {
 			if mc.Passwd != "" && mc.Passwd != redacted {

@@ -3,7 +3,9 @@ package binlog
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,12 +15,19 @@ import (
 
 // DDL on a watched table mid-stream is logged, the rows after it come with
 // the new columns (the table map says so), the rows before keep theirs, and
-// a TRUNCATE is handed over as one.
+// a TRUNCATE is handed over as one. OnTableChange hears of each table's
+// first table map and of the DDL.
 func TestDDLMidStream(t *testing.T) {
 	db := testenv.MariaDB(t)
 	cfg := testConfig(db)
 	var logs testenv.Output
-	r := NewReader(cfg, ReaderOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	var mu sync.Mutex
+	var changed []string
+	r := NewReader(cfg, ReaderOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil)), OnTableChange: func(table string) {
+		mu.Lock()
+		changed = append(changed, table)
+		mu.Unlock()
+	}})
 	c := newCollector()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -69,6 +78,14 @@ func TestDDLMidStream(t *testing.T) {
 	if !truncated {
 		t.Error("TRUNCATE ticket_thread not handed over")
 	}
+	mu.Lock()
+	// tickets: first map, the ALTER, the new map; ticket_thread: first map,
+	// the TRUNCATE; teams: the marker's first map.
+	want := []string{"tickets", "ticket_thread", "tickets", "tickets", "ticket_thread", "teams"}
+	if !slices.Equal(changed, want) {
+		t.Errorf("OnTableChange heard %v, want %v", changed, want)
+	}
+	mu.Unlock()
 	for _, want := range []string{"DDL on a table deskhook reads", "ALTER TABLE tickets", "table definition changed", "TRUNCATE TABLE ticket_thread"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())

@@ -61,8 +61,9 @@ type decoder struct {
 	// in part before a reconnect).
 	onBegin func(pos change.Position) (beginPlan, error)
 	// lastHanded is when a batch was last handed over (progress batches
-	// follow ProgressInterval after it).
+	// follow ProgressInterval after it), handedPos its position.
 	lastHanded time.Time
+	handedPos  change.Position
 
 	// The group (transaction) being read.
 	inGroup    bool
@@ -147,6 +148,9 @@ func (d *decoder) event(e *replication.BinlogEvent) error {
 	case *replication.RowsEvent:
 		return d.rows(e, ev)
 	case *replication.GenericEvent:
+		if t := e.Header.EventType; t == replication.HEARTBEAT_EVENT || t == replication.HEARTBEAT_LOG_EVENT_V2 {
+			return d.idle()
+		}
 		if e.Header.EventType == replication.XA_PREPARE_LOG_EVENT && d.inGroup {
 			if d.watchedRows {
 				return &protocolError{err: fmt.Errorf("transaction %s is an XA transaction changing a table deskhook "+
@@ -201,6 +205,7 @@ func (d *decoder) query(h *replication.EventHeader, q *replication.QueryEvent) e
 	if t := d.ddlTable(q); t != "" {
 		d.log.Warn("DDL on a table deskhook reads; its next rows are read with the columns the server logs then",
 			"table", d.tables.db+"."+t, "gtid", d.txn.gtid, "statement", excerpt(stmt))
+		d.tables.changed(t)
 		if truncateRE.Match(stmt) {
 			if err := d.add(0, change.Change{Op: change.Truncate, Table: d.tables.last(t)}); err != nil {
 				return err
@@ -376,7 +381,7 @@ func (d *decoder) hand(last bool) error {
 	out := decoded{batch: b, bytes: d.curBytes + change.HeapBytes(cap(d.cur)*sizeofChange) + batchOverhead}
 	d.seq++
 	d.cur, d.curBytes, d.full = nil, 0, false
-	d.lastHanded = d.now()
+	d.lastHanded, d.handedPos = d.now(), b.Pos
 	return d.emit(out)
 }
 
@@ -407,6 +412,21 @@ func (d *decoder) end(error) error {
 		return d.hand(true) // no changes: the position only
 	}
 	return nil
+}
+
+// idle is told of a heartbeat (the server had nothing to send): when the
+// last transactions done were ones deskhook does not read, it hands over a
+// progress batch once ProgressInterval has passed, so the stored position
+// catches up with the binlog even when nothing follows them (left behind,
+// in a binlog file the server may purge, it would be lost though nothing
+// after it matters).
+func (d *decoder) idle() error {
+	if d.inGroup || d.progress <= 0 || d.txn.pos == 0 || d.txn.pos <= d.handedPos ||
+		d.now().Sub(d.lastHanded) < d.progress {
+		return nil
+	}
+	d.seq = 0
+	return d.hand(true)
 }
 
 var errStopped = errors.New("binlog: reader stopped")

@@ -22,7 +22,11 @@
 // server's binlogs no longer hold is ErrPositionLost, never a silent
 // restart elsewhere; CheckRetention says how close the oldest binlog is.
 //
-// Check verifies the server's settings and the account's privileges,
-// PrintSQL prints the account and grants, and Lookup reads rows by
-// primary key, rendered exactly as the stream renders them.
+// Now and AfterGap say where a store starts reading and where it reads on
+// from after an accepted gap; SourceID names what the server's positions
+// count. Check verifies the server's settings and the account's
+// privileges, Verify the schema against what the mapping reads, PrintSQL
+// prints the account and grants, and Lookup reads rows by primary key
+// (rendered exactly as the stream renders them) and answers the mapping's
+// aggregate reads (mapping.Aggregate): Faveo's rules stay in mapping.
 package binlog

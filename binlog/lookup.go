@@ -29,6 +29,7 @@ type Lookup struct {
 	name string // the database
 	loc  *time.Location
 
+	zoneMu sync.Mutex // guards setting loc
 	mu     sync.Mutex
 	tables map[string]*change.Table
 }
@@ -37,25 +38,15 @@ var _ mapping.Source = (*Lookup)(nil)
 
 // LookupOptions tune a Lookup.
 type LookupOptions struct {
-	// Collaborators and Attachments name Faveo's ticket_collaborator and
-	// ticket_attachment tables, counted for the ticket appends. Empty:
-	// those names; "-": not counted (always 0).
-	Collaborators string
-	Attachments   string
 	// MaxConns bounds the pool; default 4.
 	MaxConns int
 }
 
-// NewLookup opens a small pool to cfg.DSN and resolves the helpdesk's time
-// zone (source.time_zone, or the server's). Close it when done.
+// NewLookup opens a small pool to cfg.DSN; the helpdesk's time zone
+// (source.time_zone, or the server's) is resolved when first needed. Close
+// it when done.
 func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, error) {
 	cfg.SetDefaults()
-	if opts.Collaborators == "" {
-		opts.Collaborators = "ticket_collaborator"
-	}
-	if opts.Attachments == "" {
-		opts.Attachments = "ticket_attachment"
-	}
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = 4
 	}
@@ -80,18 +71,31 @@ func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, er
 	db.SetMaxOpenConns(opts.MaxConns)
 	l := &Lookup{db: db, cfg: cfg, opts: opts, name: mc.DBName, tables: map[string]*change.Table{}}
 	if cfg.TimeZone != "" {
-		l.loc, err = zoneByName(cfg.TimeZone)
-	} else {
-		var info serverInfo
-		if info, err = readServerInfo(ctx, db); err == nil {
-			l.loc, err = serverZone(info.timeZone, info.systemZone)
+		if l.loc, err = zoneByName(cfg.TimeZone); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("binlog: lookup: the helpdesk's time zone: %w", err)
 		}
 	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("binlog: lookup: the helpdesk's time zone: %w", err)
-	}
 	return l, nil
+}
+
+// zone resolves the helpdesk's time zone the first time it is needed
+// (source.time_zone, else the server's), so that a Lookup can be made
+// while the server is down.
+func (l *Lookup) zone(ctx context.Context) error {
+	l.zoneMu.Lock()
+	defer l.zoneMu.Unlock()
+	if l.loc != nil {
+		return nil
+	}
+	info, err := readServerInfo(ctx, l.db)
+	if err == nil {
+		l.loc, err = serverZone(info.timeZone, info.systemZone)
+	}
+	if err != nil {
+		return fmt.Errorf("binlog: lookup: the helpdesk's time zone: %w", err)
+	}
+	return nil
 }
 
 // Close closes the pool.
@@ -116,6 +120,9 @@ func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	if err := l.zone(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := l.db.QueryContext(ctx, "SELECT * FROM "+l.qualified(table)+" WHERE id IN ("+idList(ids)+") ORDER BY id")
 	if err != nil {
 		return nil, fmt.Errorf("binlog: lookup in %s.%s: %w", l.name, table, err)
@@ -126,16 +133,12 @@ func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change
 	var types []string
 	for rows.Next() {
 		if t == nil {
-			if t, types, err = l.tableFor(table, rows, 0); err != nil {
+			if t, types, err = l.tableFor(table, rows); err != nil {
 				return nil, err
 			}
 		}
-		raw := make([]sql.RawBytes, len(types))
-		dst := make([]any, len(raw))
-		for i := range raw {
-			dst[i] = &raw[i]
-		}
-		if err := rows.Scan(dst...); err != nil {
+		raw, err := scanRaw(rows, len(types))
+		if err != nil {
 			return nil, err
 		}
 		out = append(out, l.decodeRow(t, types, raw))
@@ -146,15 +149,22 @@ func (l *Lookup) Rows(ctx context.Context, table string, ids []int64) ([]*change
 	return out, nil
 }
 
-// tableFor returns the change.Table for a result's columns from skip on,
-// and their database types, reusing the last one built while its shape
+// tableFor returns the change.Table for a result's columns, and their
+// database types, reusing the last one built for table while its shape
 // holds.
-func (l *Lookup) tableFor(table string, rows *sql.Rows, skip int) (*change.Table, []string, error) {
+func (l *Lookup) tableFor(table string, rows *sql.Rows) (*change.Table, []string, error) {
 	cts, err := rows.ColumnTypes()
 	if err != nil {
 		return nil, nil, err
 	}
-	cts = cts[skip:]
+	t, types := l.tableAs(table, table, cts)
+	return t, types, nil
+}
+
+// tableAs is tableFor for the columns cts, keeping the table under key: a
+// read of some of a table's columns keeps its own, so that it and the
+// whole rows do not replace each other's.
+func (l *Lookup) tableAs(key, table string, cts []*sql.ColumnType) (*change.Table, []string) {
 	types := make([]string, len(cts))
 	cols := make([]change.Column, len(cts))
 	for i, ct := range cts {
@@ -163,17 +173,103 @@ func (l *Lookup) tableFor(table string, rows *sql.Rows, skip int) (*change.Table
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t := l.tables[table]; t != nil && slices.Equal(t.Columns, cols) {
-		return t, types, nil
+	if t := l.tables[key]; t != nil && slices.Equal(t.Columns, cols) {
+		return t, types
 	}
 	t := change.NewTable(l.name, table, cols)
-	l.tables[table] = t
-	return t, types, nil
+	l.tables[key] = t
+	return t, types
+}
+
+// Aggregate answers an aggregate read of the mapping (mapping.Aggregate:
+// Faveo's thread and collaborator counts are written there) in one
+// statement, so one round trip and one snapshot. It needs common table
+// expressions (MySQL 8, MariaDB 10.2). Fetched rows are decoded as Rows
+// decodes them.
+func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]mapping.AggregateRow, error) {
+	out := make(map[int64]mapping.AggregateRow, len(a.Keys))
+	if len(a.Keys) == 0 {
+		return out, nil
+	}
+	if err := l.zone(ctx); err != nil {
+		return nil, err
+	}
+	// The keys inline: integers only, nothing to escape.
+	var keys strings.Builder
+	for i, k := range a.Keys {
+		if i > 0 {
+			keys.WriteString(" UNION ALL ")
+		}
+		keys.WriteString("SELECT " + strconv.FormatInt(k.Value, 10) + " AS k, " + strconv.FormatInt(k.Bound, 10) + " AS b")
+	}
+	dialect := mapping.SQLDialect{Table: l.qualified, Ident: quoteIdent,
+		IsZero: func(e string) string { return "COALESCE(" + e + ", 0) = 0" }}
+	rows, err := l.db.QueryContext(ctx, a.SQL(dialect, keys.String()))
+	if err != nil {
+		return nil, l.aggregateErr(a, err)
+	}
+	defer rows.Close()
+	cts, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, l.aggregateErr(a, err)
+	}
+	spans, ok := a.FetchSpans(len(cts))
+	if !ok {
+		return nil, l.aggregateErr(a, fmt.Errorf("%d columns in the answer", len(cts)))
+	}
+	tables := make([]*change.Table, len(a.Fetch))
+	types := make([][]string, len(a.Fetch))
+	for i, f := range a.Fetch {
+		tables[i], types[i] = l.tableAs(f.Key(), f.Table, cts[spans[i][0]:spans[i][1]])
+	}
+	for rows.Next() {
+		raw, err := scanRaw(rows, len(cts))
+		if err != nil {
+			return nil, l.aggregateErr(a, err)
+		}
+		key, r, err := a.DecodeRow(raw, spans, func(i int, cols [][]byte) *change.Row {
+			return l.decodeRow(tables[i], types[i], cols)
+		})
+		if err != nil {
+			return nil, l.aggregateErr(a, err)
+		}
+		out[key] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, l.aggregateErr(a, err)
+	}
+	return out, nil
+}
+
+func (l *Lookup) aggregateErr(a mapping.Aggregate, err error) error {
+	names := a.Tables()
+	for i, t := range names {
+		names[i] = l.name + "." + t
+	}
+	return fmt.Errorf("binlog: reading from %s: %w", strings.Join(names, ", "), err)
+}
+
+// scanRaw scans the current row's n columns as their text (nil: NULL),
+// valid until the next Next.
+func scanRaw(rows *sql.Rows, n int) ([][]byte, error) {
+	raw := make([]sql.RawBytes, n)
+	dst := make([]any, n)
+	for i := range raw {
+		dst[i] = &raw[i]
+	}
+	if err := rows.Scan(dst...); err != nil {
+		return nil, err
+	}
+	out := make([][]byte, n)
+	for i, b := range raw {
+		out[i] = b
+	}
+	return out, nil
 }
 
 // decodeRow turns a text-protocol row into a change.Row, values rendered
 // as the stream renders them. Their text shares one string per row.
-func (l *Lookup) decodeRow(t *change.Table, types []string, raw []sql.RawBytes) *change.Row {
+func (l *Lookup) decodeRow(t *change.Table, types []string, raw [][]byte) *change.Row {
 	n := 0
 	for _, b := range raw {
 		n += len(b)

@@ -78,7 +78,9 @@ func TestLookupRendersLikeTheStream(t *testing.T) {
 	t.Logf("compared %d values", n)
 }
 
-// TicketFacts counts as Faveo does, bounded by MaxThreadID.
+// The mapping's facts read (Faveo's counting rules, written as a
+// mapping.Aggregate), answered by Lookup.Aggregate, counts as Faveo does,
+// bounded by MaxThreadID.
 func TestLookupTicketFacts(t *testing.T) {
 	db := testenv.MariaDB(t)
 	cfg := testConfig(db)
@@ -107,7 +109,7 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	facts, err := l.TicketFacts(ctx, []mapping.FactsQuery{{TicketID: w.TicketID}, {TicketID: 424242},
+	facts, err := mapping.ReadTicketFacts(ctx, l, cfg.Tables, []mapping.FactsQuery{{TicketID: w.TicketID}, {TicketID: 424242},
 		{TicketID: w.TicketID, MaxThreadID: 0}})
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +122,7 @@ func TestLookupTicketFacts(t *testing.T) {
 	if g := facts[424242]; g.ThreadCount != 0 || g.FirstThread != nil {
 		t.Errorf("facts of a ticket without threads: %+v", g)
 	}
-	bounded, err := l.TicketFacts(ctx, []mapping.FactsQuery{{TicketID: w.TicketID, MaxThreadID: w.ThreadID}})
+	bounded, err := mapping.ReadTicketFacts(ctx, l, cfg.Tables, []mapping.FactsQuery{{TicketID: w.TicketID, MaxThreadID: w.ThreadID}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deskhook/deskhook/backoff"
 	"github.com/deskhook/deskhook/change"
 )
 
@@ -30,6 +30,16 @@ type ReaderOptions struct {
 	Hostname string
 	// Now is the clock for progress batches (default time.Now).
 	Now func() time.Time
+	// OnTableChange, when set, is called with a watched table's name when
+	// the stream shows it anew: its first table map in a Run, a changed
+	// definition, or DDL naming it (the daemon verifies the schema then).
+	// It must not block: it is called from the goroutine reading the
+	// stream.
+	OnTableChange func(table string)
+	// OnFailure, when set, is called with every reason the stream is down:
+	// each failed connection the reader retries, and the error Run
+	// returns.
+	OnFailure func(error)
 }
 
 // Reader reads the server's binlog as a replica and hands committed
@@ -174,21 +184,29 @@ func (r *Reader) Run(ctx context.Context, resume string, h change.Handler) error
 // reconnectLoop runs connections until ctx ends or an error won't heal.
 func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 	attempt := 0
+	var said change.RepeatFilter
 	for {
 		streamed, err := r.session(ctx, st)
 		if ctx.Err() != nil {
 			return nil
 		}
+		if r.opts.OnFailure != nil && err != nil {
+			r.opts.OnFailure(err)
+		}
 		if permanent(err) {
-			r.log.Error("binlog replication stopped", "err", err)
+			r.log.Debug("binlog replication stopped", "err", err) // Run's caller says it
 			return err
 		}
 		if streamed {
-			attempt = 0
+			attempt, said = 0, change.RepeatFilter{}
 		}
 		attempt++
-		delay := backoff(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
-		r.log.Warn("binlog connection failed; reconnecting", "err", err, "attempt", attempt, "retry_in", delay)
+		delay := backoff.Exp(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
+		level := slog.LevelWarn
+		if err != nil && !said.Fresh(err, time.Now()) {
+			level = slog.LevelDebug // said already
+		}
+		r.log.Log(ctx, level, "binlog connection failed; reconnecting", "err", err, "attempt", attempt, "retry_in", delay)
 		r.metrics.reconnects.Inc()
 		r.mu.Lock()
 		r.stats.Reconnects++
@@ -201,18 +219,6 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 			return nil
 		}
 	}
-}
-
-// backoff is exponential from lo, capped at hi, with jitter (half to all
-// of the step) so many readers do not reconnect in lockstep.
-func backoff(attempt int, lo, hi time.Duration) time.Duration {
-	d := hi
-	if attempt < 40 {
-		if s := lo << (attempt - 1); s > 0 && s < hi {
-			d = s
-		}
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // session runs one replication connection. streamed reports whether it
@@ -352,7 +358,7 @@ func (r *Reader) startDecoder(st *runState, db string, info serverInfo) error {
 	}
 	st.dec = &decoder{
 		log:        r.log,
-		tables:     newTableCache(r.log, db, r.cfg.Tables.List()),
+		tables:     r.newTableCache(db),
 		maxChanges: r.cfg.MaxBatchChanges,
 		maxBytes:   r.cfg.MaxBatchBytes,
 		progress:   r.cfg.ProgressInterval,
@@ -375,31 +381,40 @@ func (r *Reader) startDecoder(st *runState, db string, info serverInfo) error {
 	return nil
 }
 
+func (r *Reader) newTableCache(db string) *tableCache {
+	c := newTableCache(r.log, db, r.cfg.Tables.List())
+	c.onChange = r.opts.OnTableChange
+	return c
+}
+
 // push hands a batch over: into the queue, waiting while it is full
 // (the stream is not read meanwhile, so the server waits too).
 func (r *Reader) push(st *runState, d decoded) error {
-	for !st.q.TryPush(d.batch, d.bytes) {
+	// What the bookkeeping needs, read before the batch is handed over:
+	// from then on it is the handler's, which may change it.
+	b := d.batch
+	pos, last, seq, changes, resume, at := b.Pos, b.Last, b.Seq, len(b.Changes), b.Resume, b.CommitTime
+	for !st.q.TryPush(b, d.bytes) {
 		select {
 		case <-st.q.HasRoom():
 		case <-st.ctx.Done():
 			return errStopped
 		}
 	}
-	b := d.batch
-	if b.Last {
+	if last {
 		st.partial = nil
 		r.metrics.transactions.Inc()
 		r.mu.Lock()
-		r.stats.Handed, r.stats.Resume, r.stats.LastCommitTime = b.Pos, b.Resume, b.CommitTime
+		r.stats.Handed, r.stats.Resume, r.stats.LastCommitTime = pos, resume, at
 		r.mu.Unlock()
 	} else {
-		if st.partial == nil || st.partial.pos != b.Pos {
-			st.partial = &partialTxn{pos: b.Pos}
+		if st.partial == nil || st.partial.pos != pos {
+			st.partial = &partialTxn{pos: pos}
 		}
-		st.partial.changes += len(b.Changes)
-		st.partial.nextSeq = b.Seq + 1
+		st.partial.changes += changes
+		st.partial.nextSeq = seq + 1
 	}
-	r.metrics.changes.Add(float64(len(b.Changes)))
+	r.metrics.changes.Add(float64(changes))
 	return nil
 }
 

@@ -139,7 +139,7 @@ func TestSimulatorDay(t *testing.T) {
 // Transactions deskhook does not read (another table) pass without
 // batches, but once progress_interval has gone by without one, a batch
 // without changes carries their position, so the stored position keeps up
-// with the server's binlog.
+// with the server's binlog, also when the stream falls idle right after them.
 func TestProgressBatches(t *testing.T) {
 	db := testenv.MariaDB(t)
 	cfg := testConfig(db)
@@ -158,11 +158,30 @@ func TestProgressBatches(t *testing.T) {
 			if n := len(bs); n > 20 {
 				t.Errorf("%d progress batches: one per interval, not per transaction", n)
 			}
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("no progress batch within a minute of unwatched transactions")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// Unwatched transactions right after a watched one, then nothing: the
+	// stream falls idle, and a progress batch (on a heartbeat) still
+	// brings the position to the last of them.
+	m := mark(t, db)
+	run.c.waitFor(t, "the marker", time.Minute, sawMarker(m))
+	for range 3 {
+		db.Exec(t, "INSERT INTO audit_log (message) VALUES ('not watched, then idle')")
+	}
+	var end string
+	if err := db.Pool(t).QueryRow("SELECT @@gtid_binlog_pos").Scan(&end); err != nil {
+		t.Fatal(err)
+	}
+	bs := run.c.waitFor(t, "a progress batch to "+end, time.Minute, func(bs []*change.Batch) bool {
+		return bs[len(bs)-1].Resume == end
+	})
+	if b := bs[len(bs)-1]; len(b.Changes) != 0 || !b.Last {
+		t.Errorf("the batch to %s: %d changes, last %v; want a position-only batch", end, len(b.Changes), b.Last)
+	}
+	checkResume(t, bs)
 }

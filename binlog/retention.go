@@ -148,6 +148,12 @@ func (s serverInfo) lost(resume, oldestList string, stored, oldest uint64) strin
 		}
 		c, ok := cur[s.domainOf(resume)]
 		switch {
+		case stored == 0 && oldest > 0:
+			// From the domain's first transaction on (see startSet),
+			// which a purge took.
+			return "the binlogs holding the transactions after it were purged"
+		case stored == 0:
+			return ""
 		case !ok || c.SequenceNumber < stored:
 			return "the server's binlog ends before it: the server was rebuilt or reset"
 		case stored < oldest:

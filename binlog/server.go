@@ -247,7 +247,11 @@ func (s serverInfo) startSet(token string) (gomysql.GTIDSet, error) {
 	}
 	parts := []string{}
 	own := s.domainOf(token)
-	if token != "" {
+	// A token at sequence 0 (Now or AfterGap on a binlog that holds no
+	// transaction of the domain before it) asks for the domain from its
+	// first transaction on: the server has no GTID 0 to find, so the
+	// domain is left out, which asks for all of it.
+	if gt, err := gomysql.ParseMariadbGTID(token); token != "" && (err != nil || gt.SequenceNumber > 0) {
 		parts = append(parts, token)
 	}
 	for d, gt := range cur {

@@ -27,6 +27,9 @@ type tableCache struct {
 	db      string
 	watched map[string]bool
 	tables  map[string]*table // by table name, in db
+	// onChange is told of a watched table met anew: its first table map,
+	// a changed definition, DDL naming it (nil: nobody).
+	onChange func(table string)
 }
 
 func newTableCache(log *slog.Logger, db string, names []string) *tableCache {
@@ -104,7 +107,15 @@ func (c *tableCache) get(tm *replication.TableMapEvent) (*table, error) {
 			"table", c.db+"."+name, "columns_before", columnNames(old.cols), "columns_now", columnNames(cols))
 	}
 	c.tables[name] = t
+	c.changed(name)
 	return t, nil
+}
+
+// changed tells onChange of table.
+func (c *tableCache) changed(table string) {
+	if c.onChange != nil {
+		c.onChange(table)
+	}
 }
 
 // last returns the latest table seen for name, or a table without columns.

@@ -19,7 +19,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := Tables{Tickets: "tickets", Threads: "ticket_thread", Users: "people", Statuses: "ticket_status",
 		StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
-		Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"}
+		Collaborators: "ticket_collaborator", Attachments: "ticket_attachment"}
 	if c.Tables != want || c.Slot != "deskhook" || c.Publication != "deskhook" || c.Schema != "public" || c.AutoSetup {
 		t.Errorf("defaults = %+v", c)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -26,8 +25,6 @@ type Lookup struct {
 	cfg     Config
 	opts    LookupOptions
 	typeMap *pgtype.Map
-
-	factsQuery string // TicketFacts' statement
 
 	mu     sync.Mutex
 	tables map[string]*change.Table // last shape seen per table, shared by its rows
@@ -65,7 +62,6 @@ func NewLookup(ctx context.Context, cfg Config, opts LookupOptions) (*Lookup, er
 		return nil, fmt.Errorf("cdc: lookup pool: %w", err)
 	}
 	l := &Lookup{pool: pool, cfg: cfg, opts: opts, typeMap: pgtype.NewMap(), tables: map[string]*change.Table{}}
-	l.factsQuery = l.factsSQL()
 	return l, nil
 }
 
@@ -135,6 +131,13 @@ func decodeRow(t *change.Table, oids []uint32, raw [][]byte) *change.Row {
 // tableFor returns the change.Table for a result's columns, reusing the
 // last one built for table while its shape holds.
 func (l *Lookup) tableFor(table string, fields []pgconn.FieldDescription) (*change.Table, []uint32) {
+	return l.tableAs(table, table, fields)
+}
+
+// tableAs is tableFor keeping the table under key: a read of some of a
+// table's columns keeps its own, so that it and the whole rows do not
+// replace each other's.
+func (l *Lookup) tableAs(key, table string, fields []pgconn.FieldDescription) (*change.Table, []uint32) {
 	oids := make([]uint32, len(fields))
 	cols := make([]change.Column, len(fields))
 	for i, f := range fields {
@@ -149,111 +152,81 @@ func (l *Lookup) tableFor(table string, fields []pgconn.FieldDescription) (*chan
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t := l.tables[table]; t != nil && slices.Equal(t.Columns, cols) {
+	if t := l.tables[key]; t != nil && slices.Equal(t.Columns, cols) {
 		return t, oids
 	}
 	t := change.NewTable(l.cfg.Schema, table, cols)
-	l.tables[table] = t
+	l.tables[key] = t
 	return t, oids
 }
 
-// TicketFacts reads each ticket's first non-internal thread, its
-// non-internal thread count, the poster of its last non-internal thread,
-// its highest thread id, and its collaborator and attachment counts; of
-// the threads up to the query's MaxThreadID only, when it is > 0
-// (collaborators, which have no such order, are all counted). As in
-// Faveo's Tickets model, collaborators count only when their user has an
-// email, and attachments of internal threads count too.
-//
-// It is one statement, so one round trip and one snapshot (a statement
-// sees one snapshot without an explicit transaction).
-func (l *Lookup) TicketFacts(ctx context.Context, qs []mapping.FactsQuery) (map[int64]mapping.TicketFacts, error) {
-	out := make(map[int64]mapping.TicketFacts, len(qs))
-	if len(qs) == 0 {
+// Aggregate answers an aggregate read of the mapping (mapping.Aggregate:
+// Faveo's thread and collaborator counts are written there) in one
+// statement, so one round trip and one snapshot (a statement sees one
+// snapshot without an explicit transaction). Every column comes in text
+// format, fetched rows decoded as the stream would send them.
+func (l *Lookup) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]mapping.AggregateRow, error) {
+	out := make(map[int64]mapping.AggregateRow, len(a.Keys))
+	if len(a.Keys) == 0 {
 		return out, nil
 	}
-	ids, marks := make([]int64, 0, len(qs)), make([]int64, 0, len(qs))
-	for _, q := range qs {
-		if _, dup := out[q.TicketID]; dup {
-			continue // asked twice: the first query counts (duplicates would count twice)
-		}
-		out[q.TicketID] = mapping.TicketFacts{}
-		ids, marks = append(ids, q.TicketID), append(marks, q.MaxThreadID)
+	keys, bounds := make([]int64, len(a.Keys)), make([]int64, len(a.Keys))
+	for i, k := range a.Keys {
+		keys[i], bounds[i] = k.Value, k.Bound
 	}
-	rows, err := l.pool.Query(ctx, l.factsQuery, pgx.QueryResultFormats{pgx.TextFormatCode}, ids, marks)
+	q := a.SQL(pgDialect(l.cfg), "SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS q(k, b)")
+	rows, err := l.pool.Query(ctx, q, pgx.QueryResultFormats{pgx.TextFormatCode}, keys, bounds)
 	if err != nil {
-		return nil, l.factsErr(err)
+		return nil, l.aggregateErr(a, err)
 	}
 	defer rows.Close()
-	// ticket_id, count, max id, poster, collaborators, attachments, and
-	// whether a first thread was found (its own first column may be NULL
-	// in a table laid out otherwise than Faveo's).
-	const fixed = 7
-	var t *change.Table
-	var oids []uint32
+	tables := make([]*change.Table, len(a.Fetch))
+	oids := make([][]uint32, len(a.Fetch))
+	var fields []pgconn.FieldDescription
+	var spans [][2]int
 	for rows.Next() {
-		raw := rows.RawValues()
-		if len(raw) < fixed+1 {
-			return nil, l.factsErr(fmt.Errorf("%d columns in the answer", len(raw)))
-		}
-		num := func(i int) int64 {
-			n, perr := strconv.ParseInt(string(raw[i]), 10, 64)
-			if perr != nil && err == nil {
-				err = fmt.Errorf("column %d: %q is not an integer", i+1, raw[i])
+		if spans == nil {
+			// Known once a row came: a statement that failed (a
+			// permission missing) has none, and says why in rows.Err.
+			fields = rows.FieldDescriptions()
+			var ok bool
+			if spans, ok = a.FetchSpans(len(fields)); !ok {
+				return nil, l.aggregateErr(a, fmt.Errorf("%d columns in the answer", len(fields)))
 			}
-			return n
 		}
-		id := num(0)
-		f := mapping.TicketFacts{ThreadCount: num(1), MaxThreadID: num(2), LastPoster: string(raw[3]),
-			CollaboratorCount: num(4), AttachmentCount: num(5)}
-		if string(raw[fixed-1]) == "t" {
-			if t == nil {
-				t, oids = l.tableFor(l.cfg.Tables.Threads, rows.FieldDescriptions()[fixed:])
+		key, r, err := a.DecodeRow(rows.RawValues(), spans, func(i int, cols [][]byte) *change.Row {
+			if tables[i] == nil {
+				sp := spans[i]
+				tables[i], oids[i] = l.tableAs(a.Fetch[i].Key(), a.Fetch[i].Table, fields[sp[0]:sp[1]])
 			}
-			f.FirstThread = decodeRow(t, oids, raw[fixed:])
+			return decodeRow(tables[i], oids[i], cols)
+		})
+		if err != nil {
+			return nil, l.aggregateErr(a, err)
 		}
-		out[id] = f
+		out[key] = r
 	}
-	if err == nil {
-		err = rows.Err()
-	}
-	if err != nil {
-		return nil, l.factsErr(err)
+	if err := rows.Err(); err != nil {
+		return nil, l.aggregateErr(a, err)
 	}
 	return out, nil
 }
 
-func (l *Lookup) factsErr(err error) error {
-	t := l.cfg.Tables
-	return fmt.Errorf("cdc: ticket facts from %s, %s, %s, %s: %w", l.cfg.displayName(t.Threads),
-		l.cfg.displayName(t.Collaborators), l.cfg.displayName(t.Users), l.cfg.displayName(t.Attachments), err)
+func (l *Lookup) aggregateErr(a mapping.Aggregate, err error) error {
+	names := a.Tables()
+	for i, t := range names {
+		names[i] = l.cfg.displayName(t)
+	}
+	return fmt.Errorf("cdc: reading from %s: %w", strings.Join(names, ", "), err)
 }
 
-// factsSQL is TicketFacts' statement: $1 the ticket ids, $2 each one's
-// bound on thread ids (0: none). The thread aggregates find the first and
-// last public threads' ids, read back by primary key; every column comes
-// in text format, the first thread's as the stream would send them.
-func (l *Lookup) factsSQL() string {
-	threads := l.cfg.qualified(l.cfg.Tables.Threads)
-	const public = "COALESCE(t.is_internal::int, 0) = 0"
-	upTo := `JOIN ` + threads + ` t ON t.ticket_id = q.ticket_id AND (q.mark = 0 OR t.id <= q.mark)`
-	sql := `WITH q AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS q(ticket_id, mark)),
-	th AS (SELECT q.ticket_id, count(*) FILTER (WHERE ` + public + `) AS n, max(t.id) AS max_id,
-			min(t.id) FILTER (WHERE ` + public + `) AS first_id, max(t.id) FILTER (WHERE ` + public + `) AS last_id
-		FROM q ` + upTo + ` GROUP BY q.ticket_id)`
-	// As Faveo's collaborator_count: collaborators whose user has an
-	// email. Attachments of every thread up to the mark, internal ones too.
-	return sql + `,
-	co AS (SELECT c.ticket_id, count(*) AS n FROM ` + l.cfg.qualified(l.cfg.Tables.Collaborators) + ` c
-		JOIN ` + l.cfg.qualified(l.cfg.Tables.Users) + ` u ON u.id = c.user_id
-		WHERE c.ticket_id = ANY($1) AND u.email <> '' GROUP BY c.ticket_id),
-	ac AS (SELECT q.ticket_id, count(*) AS n FROM q ` + upTo + `
-		JOIN ` + l.cfg.qualified(l.cfg.Tables.Attachments) + ` a ON a.thread_id = t.id GROUP BY q.ticket_id)
-	SELECT q.ticket_id, COALESCE(th.n, 0), COALESCE(th.max_id, 0), COALESCE(lp.poster, ''),
-		COALESCE(co.n, 0), COALESCE(ac.n, 0), f.id IS NOT NULL, f.*
-	FROM q LEFT JOIN th ON th.ticket_id = q.ticket_id
-		LEFT JOIN ` + threads + ` lp ON lp.id = th.last_id
-		LEFT JOIN ` + threads + ` f ON f.id = th.first_id
-		LEFT JOIN co ON co.ticket_id = q.ticket_id
-		LEFT JOIN ac ON ac.ticket_id = q.ticket_id`
+// pgDialect is PostgreSQL for mapping.Aggregate's statements: tables in
+// the configured schema; a column that may be boolean or an integer is
+// cast to int to test it for 0.
+func pgDialect(cfg Config) mapping.SQLDialect {
+	return mapping.SQLDialect{
+		Table:  cfg.qualified,
+		Ident:  quoteIdent,
+		IsZero: func(e string) string { return "COALESCE(" + e + "::int, 0) = 0" },
+	}
 }

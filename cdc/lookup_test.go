@@ -166,6 +166,9 @@ func TestLookupRowsDecodeLikeTheStream(t *testing.T) {
 	}
 }
 
+// TestLookupTicketFacts: the mapping's facts read (Faveo's counting rules,
+// written as a mapping.Aggregate) answered by Lookup.Aggregate on a real
+// helpdesk.
 func TestLookupTicketFacts(t *testing.T) {
 	db := testenv.Postgres(t)
 	cfg := Defaults()
@@ -204,7 +207,7 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	facts, err := l.TicketFacts(ctx, factsQueries(0, a.TicketID, b.TicketID, 999))
+	facts, err := mapping.ReadTicketFacts(ctx, l, cfg.Tables, factsQueries(0, a.TicketID, b.TicketID, 999))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +223,7 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Errorf("missing ticket: %+v, %v", f, ok)
 	}
 	// Bounded to the threads the stream has delivered: up to the reply.
-	facts, err = l.TicketFacts(ctx, factsQueries(reply.ThreadID, a.TicketID, b.TicketID))
+	facts, err = mapping.ReadTicketFacts(ctx, l, cfg.Tables, factsQueries(reply.ThreadID, a.TicketID, b.TicketID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +236,7 @@ func TestLookupTicketFacts(t *testing.T) {
 	}
 	// Each ticket with its own bound, in one statement; a ticket asked
 	// twice counts once, for its first query.
-	facts, err = l.TicketFacts(ctx, []mapping.FactsQuery{{TicketID: a.TicketID, MaxThreadID: reply.ThreadID},
+	facts, err = mapping.ReadTicketFacts(ctx, l, cfg.Tables, []mapping.FactsQuery{{TicketID: a.TicketID, MaxThreadID: reply.ThreadID},
 		{TicketID: b.TicketID}, {TicketID: a.TicketID}})
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +262,7 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l3.Close()
-	if _, err := l3.TicketFacts(ctx, factsQueries(0, a.TicketID)); err == nil || !strings.Contains(err.Error(), "no_such_table") {
+	if _, err := mapping.ReadTicketFacts(ctx, l3, missing.Tables, factsQueries(0, a.TicketID)); err == nil || !strings.Contains(err.Error(), "no_such_table") {
 		t.Errorf("missing collaborator table: %v", err)
 	}
 	// A thread table laid out otherwise than Faveo's, whose first column
@@ -273,7 +276,7 @@ func TestLookupTicketFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l4.Close()
-	f, err := l4.TicketFacts(ctx, factsQueries(0, a.TicketID))
+	f, err := mapping.ReadTicketFacts(ctx, l4, custom.Tables, factsQueries(0, a.TicketID))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -282,28 +282,11 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 	}
 }
 
-// RepeatEvery is how often a failure that keeps repeating is logged again
-// at its level (in between, at DEBUG).
-const RepeatEvery = 10 * time.Minute
+// RepeatEvery and RepeatFilter: see package change, which both sources
+// share them from.
+const RepeatEvery = change.RepeatEvery
 
-// RepeatFilter tells a failure worth logging from the same one again: each
-// failure is said once, then again only every RepeatEvery while it lasts.
-// The zero value is ready; reset it (to the zero value) once the failure is
-// over.
-type RepeatFilter struct {
-	last string
-	at   time.Time
-}
-
-// Fresh reports whether err should be logged at its level now.
-func (f *RepeatFilter) Fresh(err error, now time.Time) bool {
-	msg := err.Error()
-	if msg == f.last && now.Sub(f.at) < RepeatEvery {
-		return false
-	}
-	f.last, f.at = msg, now
-	return true
-}
+type RepeatFilter = change.RepeatFilter
 
 // enqueued records a batch as handed over.
 func (r *Reader) enqueued(st *runState, d decoded) {

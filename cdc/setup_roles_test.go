@@ -30,7 +30,7 @@ const ownTables = "ALTER TABLE tickets OWNER TO %[1]s; ALTER TABLE ticket_thread
 	"ALTER TABLE users OWNER TO %[1]s; ALTER TABLE ticket_status OWNER TO %[1]s; " +
 	"ALTER TABLE ticket_status_type OWNER TO %[1]s; ALTER TABLE department OWNER TO %[1]s; " +
 	"ALTER TABLE teams OWNER TO %[1]s; ALTER TABLE ticket_collaborator OWNER TO %[1]s; " +
-	"ALTER TABLE ticket_attachments OWNER TO %[1]s"
+	"ALTER TABLE ticket_attachment OWNER TO %[1]s"
 
 // TestSetupSaysWhatIsMissingAndChangesNothing: Setup and Teardown run as a
 // role short of a privilege name every one missing, up front, and change
@@ -68,7 +68,7 @@ func TestSetupSaysWhatIsMissingAndChangesNothing(t *testing.T) {
 		cfg := newRole(t, f, "reader", "REPLICATION", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s")
 		_, err := Setup(testCtx(t, time.Minute), cfg)
 		for _, w := range []string{"nothing was changed", `ownership of "public"."tickets", "public"."ticket_thread", `,
-			`"public"."ticket_attachments" (to publish them, to set REPLICA IDENTITY FULL)`, "CREATE on database"} {
+			`"public"."ticket_attachment" (to publish them, to set REPLICA IDENTITY FULL)`, "CREATE on database"} {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("Setup returned %v; want it to say %q", err, w)
 			}
@@ -127,7 +127,7 @@ func TestSetupSQL(t *testing.T) {
 	if strings.Contains(got, "secret") {
 		t.Fatal("the script holds the DSN's password")
 	}
-	for _, w := range []string{"ticket_collaborator", "ticket_attachments", "REPLICATION", `"helpdesk"`,
+	for _, w := range []string{"ticket_collaborator", "ticket_attachment", "REPLICATION", `"helpdesk"`,
 		"pg_create_logical_replication_slot('deskhook_1', 'pgoutput')"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("the script lacks %q", w)

@@ -36,7 +36,7 @@ func (f *fixture) state(t *testing.T) dbState {
 	return s
 }
 
-const allTables = "department teams ticket_attachments ticket_collaborator ticket_status ticket_status_type ticket_thread tickets users"
+const allTables = "department teams ticket_attachment ticket_collaborator ticket_status ticket_status_type ticket_thread tickets users"
 
 // done runs Setup or Teardown and returns what it reports doing, one
 // string.
@@ -248,7 +248,7 @@ func TestCheckFailuresAndFixes(t *testing.T) {
 			check: "role privilege", detail: "has neither REPLICATION nor superuser", fix: "ALTER ROLE \"r_",
 			// SELECT is checked on every table deskhook reads, the
 			// collaborator and attachment tables too.
-			alsoFailures: []string{"table public.teams", "table public.ticket_collaborator", "table public.ticket_attachments"}},
+			alsoFailures: []string{"table public.teams", "table public.ticket_collaborator", "table public.ticket_attachment"}},
 		{name: "missing table",
 			breakIt: func(t *testing.T, f *fixture) Config {
 				cfg := f.cfg

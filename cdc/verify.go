@@ -17,30 +17,11 @@ import (
 	"github.com/deskhook/deskhook/mapping"
 )
 
-// Problem is one way the source differs from what deskhook reads.
-type Problem struct {
-	// Table is schema.table ("" for the publication as a whole).
-	Table string
-	// Kind is short and stable (a metric label): missing, no_select,
-	// not_published, replica_identity, publication_missing,
-	// missing_column:NAME, column_type:NAME.
-	Kind string
-	// Detail says what is wrong, Fix how to mend it.
-	Detail string
-	Fix    string
-}
-
-// String is the problem as one line: what, where, and the fix.
-func (p Problem) String() string {
-	s := p.Detail
-	if p.Table != "" {
-		s = "table " + p.Table + ": " + s
-	}
-	if p.Fix != "" {
-		s += " (fix: " + p.Fix + ")"
-	}
-	return s
-}
+// Problem is one way the source differs from what deskhook reads. Its
+// Kind is one of missing, no_select, not_published, replica_identity,
+// publication_missing, missing_column:NAME, column_type:NAME; Table is
+// schema.table ("" for the publication as a whole).
+type Problem = mapping.Problem
 
 // Verify compares the source's schema with what deskhook reads and returns
 // every difference, in a fixed order. It changes nothing. An error means

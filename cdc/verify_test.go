@@ -93,17 +93,17 @@ func TestVerifySchemaDrift(t *testing.T) {
 			detail:   "REPLICA IDENTITY DEFAULT", fix: `ALTER TABLE "public"."tickets" REPLICA IDENTITY FULL;`,
 			mendSQL: `ALTER TABLE tickets REPLICA IDENTITY FULL`},
 		{name: "no SELECT on the attachments", extraRole: true,
-			want:   []string{"public.ticket_attachments no_select"},
-			check:  "table public.ticket_attachments",
-			detail: "cannot SELECT from it", fix: `GRANT SELECT ON "public"."ticket_attachments" TO`,
-			mendSQL: `GRANT SELECT ON ticket_attachments TO %s`},
+			want:   []string{"public.ticket_attachment no_select"},
+			check:  "table public.ticket_attachment",
+			detail: "cannot SELECT from it", fix: `GRANT SELECT ON "public"."ticket_attachment" TO`,
+			mendSQL: `GRANT SELECT ON ticket_attachment TO %s`},
 		{name: "publication dropped",
 			breakSQL: `DROP PUBLICATION deskhook`,
 			want:     []string{" publication_missing"},
 			check:    "publication deskhook",
 			detail:   "publication deskhook does not exist", fix: "run deskhook setup",
 			mendSQL: `CREATE PUBLICATION deskhook FOR TABLE tickets, ticket_thread, users, ticket_status, ticket_status_type,
-				department, teams, ticket_collaborator, ticket_attachments`},
+				department, teams, ticket_collaborator, ticket_attachment`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,7 +266,7 @@ func TestTruncateLoggedAndCounted(t *testing.T) {
 		OnRelation: func(table string) { relMu.Lock(); relations = append(relations, table); relMu.Unlock() },
 	})
 	run.waitConnected(t)
-	f.db.Exec(t, `TRUNCATE ticket_thread, ticket_attachments`)
+	f.db.Exec(t, `TRUNCATE ticket_thread, ticket_attachment`)
 	waitFor(t, 30*time.Second, "the truncate", func() bool { return rec.txns() >= 1 })
 	var truncated []string
 	for _, b := range rec.snapshot() {
@@ -277,10 +277,10 @@ func TestTruncateLoggedAndCounted(t *testing.T) {
 		}
 	}
 	slices.Sort(truncated)
-	if !slices.Equal(truncated, []string{"ticket_attachments", "ticket_thread"}) {
+	if !slices.Equal(truncated, []string{"ticket_attachment", "ticket_thread"}) {
 		t.Errorf("truncated %q", truncated)
 	}
-	for _, table := range []string{"public.ticket_thread", "public.ticket_attachments"} {
+	for _, table := range []string{"public.ticket_thread", "public.ticket_attachment"} {
 		if n := testutil.ToFloat64(run.reader.metrics.truncates.WithLabelValues(table)); n != 1 {
 			t.Errorf("deskhook_cdc_truncates_total{table=%q} = %v", table, n)
 		}
@@ -293,7 +293,7 @@ func TestTruncateLoggedAndCounted(t *testing.T) {
 	got := slices.Clone(relations)
 	relMu.Unlock()
 	slices.Sort(got)
-	if !slices.Equal(got, []string{"public.ticket_attachments", "public.ticket_thread"}) {
+	if !slices.Equal(got, []string{"public.ticket_attachment", "public.ticket_thread"}) {
 		t.Errorf("OnRelation heard %q", got)
 	}
 }

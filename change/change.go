@@ -1,6 +1,7 @@
-// Package change holds the source-neutral values a change source (today
-// PostgreSQL logical replication in package cdc, later a MySQL binlog reader)
-// hands to package mapping: committed transactions as batches of row changes.
+// Package change holds the source-neutral values a change source
+// (PostgreSQL logical replication in package cdc, the MySQL/MariaDB binlog in
+// package binlog) hands to package mapping: committed transactions as
+// batches of row changes.
 //
 // Nothing here knows about PostgreSQL. A source translates its own types into
 // Value (keeping the text form it printed, so payloads can reproduce it byte

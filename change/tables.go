@@ -28,7 +28,7 @@ func (t *Tables) SetDefaults() {
 		{&t.Tickets, "tickets"}, {&t.Threads, "ticket_thread"}, {&t.Users, "users"},
 		{&t.Statuses, "ticket_status"}, {&t.StatusTypes, "ticket_status_type"},
 		{&t.Departments, "department"}, {&t.Teams, "teams"},
-		{&t.Collaborators, "ticket_collaborator"}, {&t.Attachments, "ticket_attachments"},
+		{&t.Collaborators, "ticket_collaborator"}, {&t.Attachments, "ticket_attachment"},
 	} {
 		if *f.p == "" {
 			*f.p = f.v

@@ -153,7 +153,7 @@ func (d *Daemon) commitResults(ctx context.Context) {
 // problems lists why the daemon is not ready; none means ready.
 func (d *Daemon) problems() []string {
 	var p []string
-	st := d.rd.Stats()
+	st := d.src.Stats()
 	slot, _, streamErr, slotErr := d.health.snapshot()
 	// The last stream error matters only while the stream is down: once
 	// the reader is connected again (the slot re-created, the server back)
@@ -172,6 +172,10 @@ func (d *Daemon) problems() []string {
 	if since := d.stalledFor(st.Acknowledged, st.Pending); since >= stallAfter {
 		p = append(p, fmt.Sprintf("delivery into the outbox has stalled: %d transactions waiting, nothing stored for %s",
 			st.Pending, since.Round(time.Second)))
+	}
+	if d.mysql != nil {
+		r, err := d.health.retentionSnapshot()
+		return append(p, retentionProblems(r, err, streamErr, d.cfg.Admin.MinBinlogMargin)...)
 	}
 	switch {
 	case slotErr != nil:

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"gopkg.in/yaml.v3"
 
-	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/outbox"
 	"github.com/deskhook/deskhook/sender"
@@ -23,7 +23,7 @@ import (
 // Config is deskhook.yaml. Each section belongs to the package that uses
 // it; the command only composes them and adds its own (store, admin, log).
 type Config struct {
-	Source          cdc.Config        `yaml:"source"`
+	Source          SourceConfig      `yaml:"source"`
 	Store           StoreConfig       `yaml:"store"`
 	Faveo           mapping.Config    `yaml:"faveo"`
 	Sender          sender.Config     `yaml:",inline"`
@@ -67,6 +67,13 @@ type AdminConfig struct {
 	Hosts []string `yaml:"hosts"`
 	// MaxSlotLag is the retained WAL (bytes) past which /readyz fails.
 	MaxSlotLag ByteSize `yaml:"max_slot_lag"`
+	// MinBinlogMargin (MySQL/MariaDB) is how many binlog files the server
+	// must be able to purge before it reaches the stored position; with
+	// fewer, /readyz fails (deskhook is behind, and the next purges take
+	// what it has yet to read). The active file is never purged, so a
+	// deskhook that keeps up is never at risk. Default 1: /readyz fails
+	// when the next purge would take the stored position.
+	MinBinlogMargin int `yaml:"min_binlog_margin"`
 }
 
 // LogConfig selects the log level and format.
@@ -112,6 +119,7 @@ const (
 	DefaultStoreQueueBytes = 16 << 20
 	DefaultAdminListen     = "127.0.0.1:9187"
 	DefaultMaxSlotLag      = ByteSize(1 << 30)
+	DefaultMinBinlogMargin = 1
 	DefaultShutdownTimeout = 30 * time.Second
 	// MaxShutdownTimeout bounds shutdown_timeout: a stop that waits longer
 	// is a hung stop (systemd and Kubernetes kill it well before).
@@ -134,6 +142,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Admin.MaxSlotLag == 0 {
 		c.Admin.MaxSlotLag = DefaultMaxSlotLag
+	}
+	if c.Admin.MinBinlogMargin == 0 {
+		c.Admin.MinBinlogMargin = DefaultMinBinlogMargin
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -205,6 +216,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Admin.MaxSlotLag < 0 {
 		bad("admin.max_slot_lag", "must not be negative (got %d)", c.Admin.MaxSlotLag)
+	}
+	if c.Admin.MinBinlogMargin < 0 {
+		bad("admin.min_binlog_margin", "must not be negative (got %d)", c.Admin.MinBinlogMargin)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -308,6 +322,11 @@ func (b ByteSize) String() string {
 // passwords, and the app key.
 func (c *Config) Secrets() []string {
 	s := dsnPasswords(c.Source.DSN)
+	if c.Source.IsMySQL() {
+		if p := binlog.DSNPassword(c.Source.DSN); p != "" {
+			s = append(s, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+	}
 	if c.Admin.Token != "" {
 		s = append(s, c.Admin.Token)
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +13,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/mapping"
 	"github.com/deskhook/deskhook/sender"
 )
@@ -38,18 +41,18 @@ func TestParseConfigDefaults(t *testing.T) {
 	c := mustParse(t, minimal)
 	on := true
 	want := &Config{
-		Source: cdc.Config{
+		Source: SourceConfig{Type: "postgres", Config: cdc.Config{
 			DSN: "postgres://deskhook@db.internal/helpdesk", Slot: "deskhook", Publication: "deskhook", Schema: "public",
 			Tables: cdc.Tables{Tickets: "tickets", Threads: "ticket_thread", Users: "users", Statuses: "ticket_status",
 				StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
-				Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"},
+				Collaborators: "ticket_collaborator", Attachments: "ticket_attachment"},
 			StatusInterval: 5 * time.Second, MaxBatchChanges: 1024, MaxBatchBytes: 8 << 20, QueueBytes: 16 << 20,
 			ReconnectMin: 250 * time.Millisecond, ReconnectMax: 30 * time.Second, VerifyInterval: 30 * time.Second,
-		},
+		}},
 		Store: StoreConfig{Path: "deskhook.db", QueueBytes: 16 << 20},
 		Faveo: mapping.Config{StateSize: mapping.DefaultStateSize, StateBytes: mapping.DefaultStateBytes, OutputBytes: 4 << 20, Tables: mapping.Tables{Tickets: "tickets", Threads: "ticket_thread",
 			Users: "users", Statuses: "ticket_status", StatusTypes: "ticket_status_type", Departments: "department", Teams: "teams",
-			Collaborators: "ticket_collaborator", Attachments: "ticket_attachments"}},
+			Collaborators: "ticket_collaborator", Attachments: "ticket_attachment"}},
 		Sender: sender.Config{
 			RetryAfterCap:      time.Hour,
 			FailureLogInterval: 5 * time.Minute,
@@ -64,7 +67,7 @@ func TestParseConfigDefaults(t *testing.T) {
 					12 * time.Hour, 24 * time.Hour}},
 			}},
 		},
-		Admin:           AdminConfig{Listen: "127.0.0.1:9187", MaxSlotLag: 1 << 30},
+		Admin:           AdminConfig{Listen: "127.0.0.1:9187", MaxSlotLag: 1 << 30, MinBinlogMargin: 1},
 		Log:             LogConfig{Level: "info", Format: "text"},
 		DeliveryLog:     DeliveryLogConfig{Enabled: &on, Retention: 168 * time.Hour, MaxBytes: 256 << 20, PruneInterval: time.Minute},
 		ShutdownTimeout: 30 * time.Second,
@@ -482,6 +485,14 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 	for _, key := range configKeys(reflect.TypeFor[Config](), "") {
+		// A MySQL source's own keys are refused in the example's
+		// PostgreSQL source: they are documented commented out.
+		if k, ok := strings.CutPrefix(key, "source."); ok && slices.Contains(mysqlOnlyKeys, k) {
+			if !regexp.MustCompile(`(?m)^\s*#\s+` + k + `: `).Match(raw) {
+				t.Errorf("config.example.yaml does not document %s (commented out)", key)
+			}
+			continue
+		}
 		if !documented[key] {
 			t.Errorf("config.example.yaml does not document %s", key)
 		}
@@ -543,6 +554,8 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Add("source: {dsn: ${HOME}}\nendpoints: [{url: \"http://x/$$\", retry: {schedule: [0s, 10ms]}}]\n")
 	f.Add("source: {dsn: x, slto: 1}\nendpoints: [{url: ftp://x, timeout: banana}]\nadmin: {max_slot_lag: 1GiB}\n")
+	f.Add("source: {type: mysql, dsn: \"u:p@tcp(h:1)/d\", server_id: 9, time_zone: \"+02:00\", schema: x}\nendpoints: [{url: http://x}]\n")
+	f.Add("source: {type: mysql, dsn: \"u:p@unix(/s)/d?tls=true\", heartbeat: 1s, min_retention: -1h}\nendpoints: [{url: http://x}]\nadmin: {min_binlog_margin: -3}\n")
 	f.Add("a: &a [*a]\n")
 	f.Add("admin: {max_slot_lag: 99999999999999999999}\n")
 	f.Add("endpoints: [{url: http://x, headers: {A: {b: c}}}]\n")
@@ -580,6 +593,81 @@ func wantErrors(t *testing.T, err error, want ...string) {
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q; got:\n%v", w, err)
+		}
+	}
+}
+
+// TestMySQLSourceConfig: a mysql source takes the shared keys and its own,
+// with binlog's defaults; a key of the other type is refused with its path
+// and line, for either type; the DSN's password is scrubbed.
+func TestMySQLSourceConfig(t *testing.T) {
+	t.Setenv("DB_PW", "s3cret:pw@x")
+	c := mustParse(t, `
+source:
+  type: mysql
+  dsn: "deskhook:${DB_PW}@tcp(db.internal:3306)/helpdesk"
+  slot: helpdesk1
+  time_zone: Europe/Berlin
+  tables: {attachments: faveo_attachment}
+  verify_interval: 1m
+endpoints: [{url: "https://crm.example.com/hooks"}]
+`)
+	want := binlog.Config{DSN: "deskhook:s3cret:pw@x@tcp(db.internal:3306)/helpdesk", Slot: "helpdesk1",
+		TimeZone: "Europe/Berlin", Tables: change.Tables{Attachments: "faveo_attachment"}}
+	want.SetDefaults()
+	if got := c.Source.MySQL(); !reflect.DeepEqual(got, want) {
+		t.Errorf("the binlog config:\n got %+v\nwant %+v", got, want)
+	}
+	if !c.Source.IsMySQL() || c.Source.VerifyInterval != time.Minute || c.Faveo.Tables.Attachments != "faveo_attachment" ||
+		c.Source.ServerID != binlog.DefaultServerID("helpdesk1") {
+		t.Errorf("source %+v, mapper's tables %+v", c.Source, c.Faveo.Tables)
+	}
+	if s := c.Secrets(); !slices.Contains(s, "s3cret:pw@x") {
+		t.Errorf("secrets %q miss the DSN's password", s)
+	}
+
+	for _, tc := range []struct{ doc, want string }{
+		{"source:\n  type: mysql\n  dsn: \"u:p@tcp(h:3306)/d\"\n  publication: x\n  status_interval: 2s\n",
+			"source.publication: applies to a PostgreSQL (source.type: postgres) source only; this source is MySQL/MariaDB (source.type: mysql) (line 4)"},
+		{"source:\n  type: mysql\n  dsn: \"u:p@tcp(h:3306)/d\"\n  publication: x\n  status_interval: 2s\n",
+			"source.status_interval: applies to a PostgreSQL"},
+		{"source:\n  dsn: postgres://h/d\n  server_id: 7\n",
+			"source.server_id: applies to a MySQL/MariaDB (source.type: mysql) source only; this source is PostgreSQL (source.type: postgres) (line 3)"},
+		{"source:\n  type: oracle\n  dsn: x\n", `source.type: must be postgres or mysql (got "oracle")`},
+		{"source:\n  type: mysql\n  dsn: \"postgres://h/d\"\n", "source.dsn: "},
+		{"source:\n  type: mysql\n  dsn: \"u:p@tcp(h:3306)/\"\n", "source.dsn: names no database"},
+		{"source:\n  type: mysql\n  dsn: \"u:p@tcp(h:3306)/d\"\n  heartbeat: 1ms\n", "source.heartbeat: must be between"},
+		{"source:\n  type: mysql\n  dsn: \"u:p@tcp(h:3306)/d\"\n  reconnect_max: 1h\n", "source.reconnect_max: must be at most 10m0s (got 1h0m0s)"},
+	} {
+		_, err := ParseConfig([]byte(tc.doc + "endpoints: [{url: \"https://crm.example.com/hooks\"}]\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config\n%s: %v\nwant an error with %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// TestSourceKeysClassified: every key of the source section is either
+// shared or one type's own, and binlog's keys are all a mysql source's.
+func TestSourceKeysClassified(t *testing.T) {
+	keys := configKeys(reflect.TypeFor[SourceConfig](), "")
+	var own []string
+	for _, k := range keys {
+		if !strings.Contains(k, ".") {
+			own = append(own, k)
+		}
+	}
+	pg := configKeys(reflect.TypeFor[cdc.Config](), "")
+	for _, k := range own {
+		inPG, pgOnly, myOnly := slices.Contains(pg, k), slices.Contains(pgOnlyKeys, k), slices.Contains(mysqlOnlyKeys, k)
+		switch {
+		case k == "type":
+		case pgOnly && !inPG, myOnly && inPG, pgOnly && myOnly, !inPG && !myOnly:
+			t.Errorf("source.%s: in cdc.Config %v, PostgreSQL only %v, MySQL only %v", k, inPG, pgOnly, myOnly)
+		}
+	}
+	for _, k := range configKeys(reflect.TypeFor[binlog.Config](), "") {
+		if k := strings.Split(k, ".")[0]; slices.Contains(pgOnlyKeys, k) || !slices.Contains(own, k) {
+			t.Errorf("binlog's key %s is not a mysql source's", k)
 		}
 	}
 }

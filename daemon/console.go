@@ -151,18 +151,27 @@ func (b *consoleBackend) Overview(ctx context.Context) (console.Overview, error)
 		*dst = append(*dst, console.Fact{Label: label, Value: value, Warn: warn})
 	}
 	src := &ov.Source
-	fact(src, "Database", "PostgreSQL, slot "+st.Slot.Name, false)
+	if st.Binlog != nil {
+		fact(src, "Database", "MySQL/MariaDB, binlog", false)
+	} else {
+		fact(src, "Database", "PostgreSQL, slot "+st.Slot.Name, false)
+	}
 	if r := st.Stream; r != nil {
 		conn := "disconnected"
-		if r.Connected {
+		switch {
+		case r.Connected && st.Binlog != nil:
+			conn = fmt.Sprintf("connected (connection id %d)", r.ConnectionID)
+		case r.Connected:
 			conn = fmt.Sprintf("connected (walsender pid %d)", r.WalsenderPID)
 		}
 		fact(src, "Stream", conn, !r.Connected)
 		fact(src, "Received", r.Received, false)
 		fact(src, "Confirmed to the server", r.Confirmed, false)
-		lag := m["deskhook_cdc_replication_lag_seconds"]
-		fact(src, "Replication lag", fmt.Sprintf("%s behind, %s of WAL not yet confirmed",
-			(time.Duration(lag*float64(time.Second))).Round(time.Millisecond), cdc.HumanBytes(st.Slot.LagBytes)), lag > 60)
+		if st.Binlog == nil { // the binlog reader has no lag gauge: its last transaction's time below says it
+			lag := m["deskhook_cdc_replication_lag_seconds"]
+			fact(src, "Replication lag", fmt.Sprintf("%s behind, %s of WAL not yet confirmed",
+				(time.Duration(lag*float64(time.Second))).Round(time.Millisecond), cdc.HumanBytes(st.Slot.LagBytes)), lag > 60)
+		}
 		last := "–"
 		if !r.LastCommitTime.IsZero() {
 			last = r.LastCommitTime.Local().Format("2006-01-02 15:04:05 MST")
@@ -171,9 +180,16 @@ func (b *consoleBackend) Overview(ctx context.Context) (console.Overview, error)
 		fact(src, "Pending transactions", fmt.Sprint(r.Pending), false)
 		fact(src, "Reconnects", fmt.Sprint(r.Reconnects), false)
 	}
-	if st.Slot.Error != "" {
+	switch b := st.Binlog; {
+	case b != nil && b.Error != "":
+		fact(src, "Binlog", b.Error, b.Stored != "")
+	case b != nil:
+		fact(src, "Binlog", fmt.Sprintf("%d files, stored position %s, current %s", b.Files, b.Stored, b.Current), false)
+		fact(src, "Margin before the position is purged", fmt.Sprintf("%d files, %s (admin.min_binlog_margin %d)",
+			b.MarginFiles, cdc.HumanBytes(b.MarginBytes), d.cfg.Admin.MinBinlogMargin), b.AtRisk)
+	case st.Slot.Error != "":
 		fact(src, "Slot", st.Slot.Error, true)
-	} else {
+	default:
 		limit := int64(d.cfg.Admin.MaxSlotLag)
 		fact(src, "Retained WAL", fmt.Sprintf("%s (admin.max_slot_lag %s; wal_status %s)",
 			cdc.HumanBytes(st.Slot.RetainedBytes), cdc.HumanBytes(limit), st.Slot.WALStatus),

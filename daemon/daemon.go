@@ -1,5 +1,6 @@
-// Package daemon wires deskhook's pipeline — cdc → mapping → outbox →
-// sender — into one long-lived component with an admin HTTP server
+// Package daemon wires deskhook's pipeline — the source's change stream
+// (cdc for PostgreSQL, binlog for MySQL/MariaDB, behind changeSource) →
+// mapping → outbox → sender — into one long-lived component with an admin HTTP server
 // (/healthz, /readyz, /metrics, open; and the operator API under /api/ the
 // CLI uses while the daemon holds the store, behind a bearer token and
 // Host/Origin checks: auth.go; and the operator console under /ui/:
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/deskhook/deskhook/backoff"
+	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/change"
 	"github.com/deskhook/deskhook/console"
@@ -56,11 +58,12 @@ type Daemon struct {
 	reg  *prometheus.Registry
 	opts Options
 
-	rd *cdc.Reader
-	ob *outbox.Outbox
-	sd *sender.Sender
-	mp *mapping.Mapper
-	lk *cdc.Lookup
+	src   changeSource
+	mysql *mysqlSource // src when the source is MySQL/MariaDB
+	ob    *outbox.Outbox
+	sd    *sender.Sender
+	mp    *mapping.Mapper
+	lk    lookup
 
 	admin   *http.Server
 	adminLn net.Listener
@@ -116,12 +119,18 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	d.metrics = newDaemonMetrics(reg)
 
 	d.source = newSourceCheck(cfg.Source, log.With("component", "source"), reg)
-	d.rd = cdc.NewReader(cfg.Source, cdc.ReaderOptions{Logger: log.With("component", "cdc"), Registerer: reg,
-		OnRelation: d.source.relation, Store: storeMark{d}, OnFailure: d.health.setStreamErr})
+	if cfg.Source.IsMySQL() {
+		d.mysql = newMySQLSource(cfg.Source.MySQL(), binlog.ReaderOptions{Logger: log.With("component", "binlog"),
+			Registerer: reg, OnTableChange: d.source.relation, OnFailure: d.health.setStreamErr})
+		d.src = d.mysql
+	} else {
+		d.src = pgSource{cdc.NewReader(cfg.Source.Postgres(), cdc.ReaderOptions{Logger: log.With("component", "cdc"),
+			Registerer: reg, OnRelation: d.source.relation, Store: storeMark{d}, OnFailure: d.health.setStreamErr})}
+	}
 	ob, err := outbox.Open(cfg.Store.Path, outbox.Options{
 		Logger:     log.With("component", "outbox"),
 		Registerer: reg,
-		OnDurable:  d.rd.Ack,
+		OnDurable:  d.src.Ack,
 		NoSync:     opts.NoSync,
 		Log:        cfg.DeliveryLog.Limits(),
 		// The appends waiting for the committer, in bytes (issue 12.7).
@@ -148,8 +157,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
-	d.lk, err = cdc.NewLookup(ctx, cfg.Source, cdc.LookupOptions{})
-	if err != nil {
+	if err := d.openLookup(ctx); err != nil {
 		return fail(fmt.Errorf("source: %w", err))
 	}
 	d.mp, err = mapping.New(cfg.Faveo, d.lk, mapping.Options{Logger: log.With("component", "mapping"), Registerer: reg})
@@ -163,6 +171,33 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Daemon, error) {
 		d.probe = &http.Server{Handler: d.probeHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return d, nil
+}
+
+// openLookup opens the source's by-primary-key reader for the mapping.
+func (d *Daemon) openLookup(ctx context.Context) error {
+	if d.cfg.Source.IsMySQL() {
+		lk, err := binlog.NewLookup(ctx, d.cfg.Source.MySQL(), binlog.LookupOptions{})
+		if err == nil {
+			d.lk = lk
+		}
+		return err
+	}
+	lk, err := cdc.NewLookup(ctx, d.cfg.Source.Postgres(), cdc.LookupOptions{})
+	if err == nil {
+		d.lk = lk
+	}
+	return err
+}
+
+// prepareStream runs what must come before the stream starts (or starts
+// again) and returns the resume token to stream from: PostgreSQL's
+// auto_setup (its slot keeps the position), MySQL's stored position
+// (mysqlStart).
+func (d *Daemon) prepareStream(ctx context.Context) (string, error) {
+	if d.mysql != nil {
+		return d.mysqlStart(ctx)
+	}
+	return "", d.autoSetup(ctx)
 }
 
 // listen binds admin.listen and admin.probe_listen.
@@ -281,14 +316,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	serve("admin", d.admin, d.adminLn)
 	serve("admin probes", d.probe, d.probeLn)
 	auxWG.Add(2)
-	go func() { defer auxWG.Done(); d.pollSlot(auxCtx) }()
+	go func() { defer auxWG.Done(); d.pollSource(auxCtx) }()
 	go func() { defer auxWG.Done(); d.source.run(auxCtx) }()
 	if d.console != nil {
 		auxWG.Add(1)
 		go func() { defer auxWG.Done(); d.console.Run(auxCtx) }()
 	}
 	d.log.Info("deskhook running", "store", d.cfg.Store.Path, "admin", d.AdminAddr(), "probes", d.ProbeAddr(),
-		"slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
+		"source", d.cfg.Source.Type, "slot", d.cfg.Source.Slot, "endpoints", len(d.cfg.Sender.Endpoints))
 
 	var err error
 	select {
@@ -360,10 +395,10 @@ func (d *Daemon) stream(ctx context.Context) error {
 	var said cdc.RepeatFilter
 	for {
 		started := time.Now()
-		err := d.autoSetup(ctx)
+		resume, err := d.prepareStream(ctx)
 		d.source.kick() // verify at start (after any setup) and after every restart
 		if err == nil {
-			err = d.rd.Run(ctx, intake{d})
+			err = d.src.Run(ctx, resume, intake{d})
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -373,6 +408,7 @@ func (d *Daemon) stream(ctx context.Context) error {
 		}
 		d.health.setStreamErr(err)
 		d.metrics.streamRestarts.Inc()
+		d.metrics.positionLost.Set(boolGauge(isPositionLost(err)))
 		if time.Since(started) > time.Minute {
 			restarts, said = 0, cdc.RepeatFilter{}
 		}
@@ -442,6 +478,7 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	}
 	defer d.intakeMu.Unlock()
 	d.health.setStreamErr(nil)
+	d.metrics.positionLost.Set(0)
 
 	// Events go to the outbox in groups bounded in bytes (faveo.output_bytes),
 	// each waiting for room in the outbox's budget (store.queue_bytes): a
@@ -457,7 +494,7 @@ func (d *Daemon) handle(ctx context.Context, b *change.Batch) error {
 	}
 	if appendErr == nil {
 		d.source.setReadErr(nil)
-		appendErr = d.ob.Append(ctx, b.Pos, b.Last, events)
+		appendErr = d.ob.AppendResume(ctx, b.Pos, b.Last, b.Resume, events)
 	}
 	if appendErr != nil {
 		return fmt.Errorf("outbox: %w", appendErr)

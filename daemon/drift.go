@@ -4,22 +4,28 @@ package daemon
 // (CREATE TABLE t2 (LIKE t); DROP TABLE t; ALTER TABLE t2 RENAME TO t)
 // silently drops it from the publication, and a renamed column silently
 // changes what the mapping can see: neither stops the stream. So the
-// daemon verifies the source (cdc.Verify against mapping.Needs) at start,
-// after every stream restart, whenever the stream describes a watched
-// table anew, and every source.verify_interval. Each problem is logged
+// daemon verifies the source (cdc.Verify or binlog.Verify, against
+// mapping.Needs) at start, after every stream restart, whenever the stream
+// describes a watched table anew (a Relation message; a table map or DDL
+// in the binlog), and every source.verify_interval. Each problem is logged
 // once at ERROR with its fix (again only if it changes), its end at INFO;
 // while any remains /readyz is 503 with the reasons and
 // deskhook_source_problems{table,problem} is 1.
 
 import (
 	"context"
+	"database/sql/driver"
+	"errors"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/cdc"
+	"github.com/deskhook/deskhook/mapping"
 )
 
 // verifyMinGap spaces verifications that the stream asks for (a new
@@ -28,25 +34,28 @@ const verifyMinGap = time.Second
 
 // sourceCheck is the daemon's view of the source's schema.
 type sourceCheck struct {
-	cfg     cdc.Config
+	interval time.Duration
+	// whole labels the problems of the source as a whole (Table ""): the
+	// publication, the MySQL server.
+	whole   string
 	log     *slog.Logger
 	gauge   *prometheus.GaugeVec
 	kickCh  chan struct{}
-	verify  func(context.Context, cdc.Config) ([]cdc.Problem, error)
+	verify  func(context.Context) ([]mapping.Problem, error)
 	timeout time.Duration
 
 	mu       sync.Mutex
-	done     bool          // a verification has finished (whatever its outcome)
-	problems []cdc.Problem // as of the last verification that could look (each logged when it appeared or changed)
-	lookErr  string        // the last failure to look ("": none since it last worked)
+	done     bool              // a verification has finished (whatever its outcome)
+	problems []mapping.Problem // as of the last verification that could look (each logged when it appeared or changed)
+	lookErr  string            // the last failure to look ("": none since it last worked)
 	// readErr is the last error reading rows from the source while
 	// mapping (nil once a batch maps again).
 	readErr error
 }
 
-func newSourceCheck(cfg cdc.Config, log *slog.Logger, reg prometheus.Registerer) *sourceCheck {
+func newSourceCheck(cfg SourceConfig, log *slog.Logger, reg prometheus.Registerer) *sourceCheck {
 	s := &sourceCheck{
-		cfg: cfg, log: log, kickCh: make(chan struct{}, 1), verify: cdc.Verify, timeout: 30 * time.Second,
+		interval: cfg.VerifyInterval, log: log, kickCh: make(chan struct{}, 1), timeout: 30 * time.Second,
 		gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "deskhook_source_problems",
 			Help: "1 for each problem of the source's schema (a table missing, unreadable or not published, a column " +
@@ -54,6 +63,15 @@ func newSourceCheck(cfg cdc.Config, log *slog.Logger, reg prometheus.Registerer)
 		}, []string{"table", "problem"}),
 	}
 	reg.MustRegister(s.gauge)
+	if cfg.IsMySQL() {
+		m := cfg.MySQL()
+		s.whole = "server"
+		s.verify = func(ctx context.Context) ([]mapping.Problem, error) { return binlog.Verify(ctx, m) }
+	} else {
+		p := cfg.Postgres()
+		s.whole = "publication " + p.Publication
+		s.verify = func(ctx context.Context) ([]mapping.Problem, error) { return cdc.Verify(ctx, p) }
+	}
 	return s
 }
 
@@ -71,7 +89,7 @@ func (s *sourceCheck) relation(string) { s.kick() }
 // run verifies on each kick (the stream kicks at start, after any setup,
 // and after every restart) and every verify_interval, until ctx ends.
 func (s *sourceCheck) run(ctx context.Context) {
-	t := time.NewTimer(s.cfg.VerifyInterval)
+	t := time.NewTimer(s.interval)
 	defer t.Stop()
 	for {
 		select {
@@ -87,14 +105,14 @@ func (s *sourceCheck) run(ctx context.Context) {
 			return
 		case <-time.After(verifyMinGap):
 		}
-		t.Reset(s.cfg.VerifyInterval)
+		t.Reset(s.interval)
 	}
 }
 
 // once verifies the source and reports what changed.
 func (s *sourceCheck) once(ctx context.Context) {
 	vctx, cancel := context.WithTimeout(ctx, s.timeout)
-	problems, err := s.verify(vctx, s.cfg)
+	problems, err := s.verify(vctx)
 	cancel()
 	if ctx.Err() != nil {
 		return
@@ -109,7 +127,7 @@ func (s *sourceCheck) once(ctx context.Context) {
 		// each with its own message).
 		if s.lookErr == "" {
 			level := slog.LevelWarn
-			if cdc.IsConnectError(err) {
+			if isConnectError(err) {
 				level = slog.LevelDebug // the stream says it, once
 			}
 			s.log.Log(ctx, level, "cannot verify the source's schema; keeping the last verification's result", "err", err)
@@ -121,8 +139,8 @@ func (s *sourceCheck) once(ctx context.Context) {
 		s.lookErr = ""
 		s.log.Info("source schema verification works again")
 	}
-	key := func(p cdc.Problem) string { return p.Table + "\x00" + p.Kind }
-	before := make(map[string]cdc.Problem, len(s.problems))
+	key := func(p mapping.Problem) string { return p.Table + "\x00" + p.Kind }
+	before := make(map[string]mapping.Problem, len(s.problems))
 	for _, p := range s.problems {
 		before[key(p)] = p
 	}
@@ -144,13 +162,20 @@ func (s *sourceCheck) once(ctx context.Context) {
 	s.problems = problems
 }
 
-// label is a problem's table label: the publication's name for problems
-// of the publication as a whole.
-func (s *sourceCheck) label(p cdc.Problem) string {
+// label is a problem's table label: the publication's name (the server,
+// for MySQL) for problems of the source as a whole.
+func (s *sourceCheck) label(p mapping.Problem) string {
 	if p.Table == "" {
-		return "publication " + s.cfg.Publication
+		return s.whole
 	}
 	return p.Table
+}
+
+// isConnectError reports whether err is a failure to reach the source at
+// all, which the stream reports itself, once.
+func isConnectError(err error) bool {
+	var ne *net.OpError
+	return cdc.IsConnectError(err) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn)
 }
 
 // setReadErr records the outcome of reading the source while mapping: an

@@ -27,11 +27,12 @@ import (
 func TestSourceCheckSaysEachProblemOnce(t *testing.T) {
 	var logs testenv.Output
 	reg := prometheus.NewRegistry()
-	cfg := cdc.Defaults()
+	cfg := SourceConfig{Config: cdc.Defaults()}
+	cfg.SetDefaults()
 	s := newSourceCheck(cfg, slog.New(slog.NewTextHandler(&logs, nil)), reg)
 	var next []cdc.Problem
 	var nextErr error
-	s.verify = func(context.Context, cdc.Config) ([]cdc.Problem, error) { return next, nextErr }
+	s.verify = func(context.Context) ([]cdc.Problem, error) { return next, nextErr }
 	seen := 0
 	take := func() string { // what was logged since the last take
 		all := logs.String()
@@ -107,8 +108,8 @@ func TestSourceCheckSaysEachProblemOnce(t *testing.T) {
 
 	// A failed read of the source while mapping is a reason of its own
 	// until a batch maps again; clearing it asks for a verification.
-	s.setReadErr(errors.New(`ERROR: permission denied for table ticket_attachments (SQLSTATE 42501)`))
-	if r := s.readiness(); len(r) != 1 || !strings.Contains(r[0], "permission denied for table ticket_attachments") {
+	s.setReadErr(errors.New(`ERROR: permission denied for table ticket_attachment (SQLSTATE 42501)`))
+	if r := s.readiness(); len(r) != 1 || !strings.Contains(r[0], "permission denied for table ticket_attachment") {
 		t.Errorf("with a read error: %q", r)
 	}
 	select {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/cdc"
 )
 
@@ -17,11 +18,21 @@ const (
 	slotPollFailing = 2 * time.Second
 )
 
+// pollSource reads the source's state for /readyz, status and metrics:
+// the slot (PostgreSQL), the stored position's binlog retention (MySQL).
+func (d *Daemon) pollSource(ctx context.Context) {
+	if d.mysql != nil {
+		d.pollRetention(ctx)
+		return
+	}
+	d.pollSlot(ctx)
+}
+
 // pollSlot reads the slot's state for /readyz, status and metrics.
 func (d *Daemon) pollSlot(ctx context.Context) {
 	for {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		s, err := cdc.SlotInfo(qctx, d.cfg.Source)
+		s, err := cdc.SlotInfo(qctx, d.cfg.Source.Postgres())
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -48,6 +59,9 @@ type health struct {
 	slot      cdc.Slot
 	slotErr   error
 	slotAt    time.Time
+	// MySQL: the stored position's retention.
+	retention    binlog.Retention
+	retentionErr error
 }
 
 func (h *health) setStreamErr(err error) {
@@ -62,6 +76,18 @@ func (h *health) setSlot(s cdc.Slot, err error) {
 	h.mu.Unlock()
 }
 
+func (h *health) setRetention(r binlog.Retention, err error) {
+	h.mu.Lock()
+	h.retention, h.retentionErr = r, err
+	h.mu.Unlock()
+}
+
+func (h *health) retentionSnapshot() (binlog.Retention, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.retention, h.retentionErr
+}
+
 func (h *health) snapshot() (slot cdc.Slot, slotAt time.Time, streamErr, slotErr error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -72,6 +98,7 @@ type daemonMetrics struct {
 	retainedWAL    prometheus.Gauge
 	streamRestarts prometheus.Counter
 	ready          prometheus.Gauge
+	positionLost   prometheus.Gauge
 }
 
 func newDaemonMetrics(reg prometheus.Registerer) *daemonMetrics {
@@ -88,8 +115,14 @@ func newDaemonMetrics(reg prometheus.Registerer) *daemonMetrics {
 			Name: "deskhook_ready",
 			Help: "1 when /readyz answers ready, else 0 (as of its last evaluation).",
 		}),
+		positionLost: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "deskhook_source_position_lost",
+			Help: "1 while the stream is refused because the source lost what the store needs next (a slot dropped, " +
+				"invalidated or moved; a binlog position purged or a server rebuilt; another database): only " +
+				"`deskhook setup --accept-gap` goes on.",
+		}),
 	}
-	reg.MustRegister(m.retainedWAL, m.streamRestarts, m.ready)
+	reg.MustRegister(m.retainedWAL, m.streamRestarts, m.ready, m.positionLost)
 	return m
 }
 

@@ -93,17 +93,33 @@ type localOps struct {
 }
 
 func (l *localOps) Status(ctx context.Context) (*Status, error) {
-	st := &Status{Slot: SlotStatus{Name: l.cfg.Source.Slot}}
+	st := &Status{}
+	var unavailable string
 	if p, v, unset := l.cfg.unresolvedUnder("source"); unset {
 		// The database's password lives where this user cannot read it:
 		// the slot is not this command's business then.
-		st.Slot.Error = fmt.Sprintf("unavailable: %s refers to %s, which is not set in this environment", p, v)
-	} else {
-		st.Slot = slotStatus(ctx, l.cfg.Source)
+		unavailable = fmt.Sprintf("unavailable: %s refers to %s, which is not set in this environment", p, v)
 	}
 	var err error
 	st.Outbox, st.Endpoints, err = storeStatus(l.ob, l.cfg.Sender.Endpoints, time.Now())
-	return st, err
+	if err != nil {
+		return st, err
+	}
+	if !l.cfg.Source.IsMySQL() {
+		st.Slot = SlotStatus{Name: l.cfg.Source.Slot, Error: unavailable}
+		if unavailable == "" {
+			st.Slot = slotStatus(ctx, l.cfg.Source.Postgres())
+		}
+		return st, nil
+	}
+	if err := mysqlPositions(l.ob, &st.Outbox); err != nil {
+		return st, err
+	}
+	st.Binlog = &BinlogStatus{Stored: st.Outbox.Resume, Error: unavailable}
+	if unavailable == "" {
+		st.Binlog = binlogStatus(ctx, l.cfg, st.Outbox.Resume)
+	}
+	return st, nil
 }
 
 func (l *localOps) DeadLetters(_ context.Context, f outbox.DeadFilter) ([]outbox.DeadLetter, error) {

@@ -50,7 +50,7 @@ func (d *Daemon) autoSetup(ctx context.Context) error {
 	if err != nil || m.Streamed() {
 		return nil // the reader reports a store it cannot read
 	}
-	res, err := cdc.SetupWith(ctx, d.cfg.Source, cdc.SetupOptions{Mark: func() (cdc.Mark, error) { return markOf(d.ob) }})
+	res, err := cdc.SetupWith(ctx, d.cfg.Source.Postgres(), cdc.SetupOptions{Mark: func() (cdc.Mark, error) { return markOf(d.ob) }})
 	if err != nil {
 		return fmt.Errorf("auto_setup: %w", err)
 	}
@@ -74,24 +74,28 @@ func (d *Daemon) sourceRoutes(mux *http.ServeMux) {
 			writeJSON(w, nil, err)
 			return
 		}
-		d.log.Warn("gap accepted: the changes in it are lost", "from", g.From.String(), "to", g.To.String(),
-			"reason", g.Reason)
+		d.log.Warn("gap accepted: the changes in it are lost", "from", d.posString(g.From), "to", d.posString(g.To),
+			"reason", g.Reason, "resume", g.Resume)
 		select {
 		case d.restartStream <- struct{}{}:
 		default:
 		}
-		writeJSON(w, map[string]string{"from": g.From.String(), "to": g.To.String()}, nil)
+		writeJSON(w, map[string]string{"from": d.posString(g.From), "to": d.posString(g.To)}, nil)
 	})
 }
 
 // gapQuery is a gap as the operator API's query parameters.
 func gapQuery(g outbox.Gap) url.Values {
-	return url.Values{"from": {strconv.FormatUint(uint64(g.From), 10)}, "to": {strconv.FormatUint(uint64(g.To), 10)},
+	q := url.Values{"from": {strconv.FormatUint(uint64(g.From), 10)}, "to": {strconv.FormatUint(uint64(g.To), 10)},
 		"at": {g.At.UTC().Format(time.RFC3339Nano)}, "reason": {g.Reason}, "source": {g.Source}}
+	if g.Resume != "" {
+		q.Set("resume", g.Resume)
+	}
+	return q
 }
 
 func gapFromQuery(q url.Values) (outbox.Gap, error) {
-	g := outbox.Gap{Reason: q.Get("reason"), Source: q.Get("source")}
+	g := outbox.Gap{Reason: q.Get("reason"), Source: q.Get("source"), Resume: q.Get("resume")}
 	for _, p := range []struct {
 		key string
 		dst *change.Position
@@ -116,6 +120,8 @@ type GapStatus struct {
 	To     string    `json:"to"`
 	At     time.Time `json:"accepted_at"`
 	Reason string    `json:"reason"`
+	// Resume is where a MySQL source read on from after the gap (a GTID).
+	Resume string `json:"resume,omitempty"`
 }
 
 // sourceStatus fills the store's record of the source into os.
@@ -179,8 +185,11 @@ func StoreMark(ctx context.Context, cfg *Config) (cdc.Mark, error) {
 // the source. A gap it accepts (acceptGap) is recorded in the store, or by
 // the running daemon that holds it, and said in the lines returned.
 func Setup(ctx context.Context, cfg *Config, acceptGap bool) ([]string, error) {
+	if cfg.Source.IsMySQL() {
+		return setupMySQL(ctx, cfg, acceptGap)
+	}
 	opts := cdc.SetupOptions{AcceptGap: acceptGap, Mark: func() (cdc.Mark, error) { return StoreMark(ctx, cfg) }}
-	res, err := cdc.SetupWith(ctx, cfg.Source, opts)
+	res, err := cdc.SetupWith(ctx, cfg.Source.Postgres(), opts)
 	if err != nil || res.Gap == nil {
 		return res.Done, err
 	}

@@ -15,7 +15,8 @@ type Status struct {
 	Daemon    bool             `json:"daemon_running"`
 	Ready     *bool            `json:"ready,omitempty"`
 	Problems  []string         `json:"problems,omitempty"`
-	Slot      SlotStatus       `json:"slot"`
+	Slot      SlotStatus       `json:"slot,omitzero"`    // PostgreSQL
+	Binlog    *BinlogStatus    `json:"binlog,omitempty"` // MySQL/MariaDB
 	Stream    *StreamStatus    `json:"stream,omitempty"`
 	Outbox    OutboxStatus     `json:"outbox"`
 	Endpoints []EndpointStatus `json:"endpoints"`
@@ -38,6 +39,7 @@ type SlotStatus struct {
 type StreamStatus struct {
 	Connected      bool      `json:"connected"`
 	WalsenderPID   uint32    `json:"walsender_pid,omitempty"` // the server process reading the slot for it
+	ConnectionID   uint32    `json:"connection_id,omitempty"` // MySQL: the replication connection's id
 	Received       string    `json:"received_lsn"`
 	Acknowledged   string    `json:"acknowledged_lsn"`
 	Confirmed      string    `json:"confirmed_lsn"`
@@ -56,6 +58,8 @@ type OutboxStatus struct {
 	// Source is the database the store is filled from (its server's system
 	// identifier/the database's name); Confirmed the highest position the
 	// slot may have been confirmed at; Gaps the gaps an operator accepted.
+	// Resume is the binlog position stored with Position (MySQL).
+	Resume    string      `json:"resume,omitempty"`
 	Source    string      `json:"source,omitempty"`
 	Confirmed string      `json:"confirmed_position,omitempty"`
 	Gaps      []GapStatus `json:"gaps,omitempty"`
@@ -159,25 +163,18 @@ func storeStatus(ob *outbox.Outbox, eps []sender.Endpoint, now time.Time) (Outbo
 // Status reports the running daemon's state.
 func (d *Daemon) Status(ctx context.Context) (*Status, error) {
 	st := &Status{Daemon: true}
-	// The slot as it is now (the poll behind /readyz may be 10s old).
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	slot, slotErr := cdc.SlotInfo(qctx, d.cfg.Source)
-	cancel()
-	d.health.setSlot(slot, slotErr)
-	st.Slot = toSlotStatus(d.cfg.Source.Slot, slot, slotErr)
+	d.sourceNow(ctx, st)
 	problems := d.problems()
 	ready := len(problems) == 0
 	st.Ready, st.Problems = &ready, problems
-	rs := d.rd.Stats()
-	st.Stream = &StreamStatus{
-		Connected: rs.Connected, WalsenderPID: rs.BackendPID, Received: rs.Received.String(), Acknowledged: rs.Acknowledged.String(),
-		Confirmed: rs.Confirmed.String(), LastCommitTime: rs.LastCommitTime, Pending: rs.Pending,
-		Reconnects: rs.Reconnects,
-	}
+	st.Stream = d.streamStatus()
 	d.cfgMu.Lock()
 	eps := d.cfg.Sender.Endpoints
 	d.cfgMu.Unlock()
 	var err error
 	st.Outbox, st.Endpoints, err = storeStatus(d.ob, eps, time.Now())
+	if err == nil && d.mysql != nil {
+		err = mysqlPositions(d.ob, &st.Outbox)
+	}
 	return st, err
 }

@@ -10,8 +10,14 @@
 //     values) and bounded by an LRU in entries and in honestly counted
 //     bytes; rows it never saw
 //     are read once from a Source (declared here, implemented for
-//     PostgreSQL by cdc.Lookup), for several transactions at once when the
-//     caller prefetches (Mapper.Prefetch);
+//     PostgreSQL by cdc.Lookup, for MySQL/MariaDB by binlog.Lookup), for
+//     several transactions at once when the caller prefetches
+//     (Mapper.Prefetch);
+//   - Faveo's rules for what the stream cannot show (thread counts, first
+//     thread, collaborator and attachment counts: facts.go), written as
+//     source-neutral Aggregates that a Source answers in one statement
+//     (aggregate.go builds it for a SQL dialect), so the readers hold no
+//     Faveo SQL;
 //   - the payloads' canonical JSON (keys in Faveo's order, scalars strings as
 //     MySQL hands them to Laravel, nulls kept);
 //   - the renderers that turn canonical JSON into wire bodies (faveo-form,

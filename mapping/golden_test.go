@@ -218,24 +218,7 @@ func goldenCases() []goldenCase {
 func TestGolden(t *testing.T) {
 	for _, tc := range goldenCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPipeline(t)
-			if tc.before != nil {
-				tc.before(p)
-			}
-			p.setup()
-			tc.actions(p)
-			cfg := mapping.Config{AppKey: testAppKey}
-			if tc.config != nil {
-				tc.config(&cfg)
-			}
-			events := p.stream(p.mapper(cfg, mapping.Options{}), streamOptions{})
-			var got []string
-			for _, ev := range events {
-				got = append(got, ev.Type)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("events %v, want %v", got, tc.want)
-			}
+			events := runGolden(t, newPipeline(t), tc)
 			for i, e := range tc.sameTxn {
 				ev, first := events[e], events[tc.sameTxn[0]]
 				if ev.Pos != first.Pos || ev.Index != uint32(i) || ev.ID != mapping.EventID(ev.Pos, uint32(i)) {
@@ -247,16 +230,40 @@ func TestGolden(t *testing.T) {
 					t.Errorf("event %d at %s comes after %s: not in commit order", i, events[i].Pos, events[i-1].Pos)
 				}
 			}
-			checkGolden(t, tc.name, events)
+			checkGolden(t, filepath.Join("golden", tc.name), events)
 		})
 	}
 }
 
+// runGolden runs a golden case on p and returns its events, which must be
+// of the types the case wants.
+func runGolden(t *testing.T, p *pipeline, tc goldenCase) []mapping.Event {
+	t.Helper()
+	if tc.before != nil {
+		tc.before(p)
+	}
+	p.setup()
+	tc.actions(p)
+	cfg := mapping.Config{AppKey: testAppKey}
+	if tc.config != nil {
+		tc.config(&cfg)
+	}
+	events := p.stream(p.mapper(cfg, mapping.Options{}), streamOptions{})
+	var got []string
+	for _, ev := range events {
+		got = append(got, ev.Type)
+	}
+	if !slices.Equal(got, tc.want) {
+		t.Fatalf("events %v, want %v", got, tc.want)
+	}
+	return events
+}
+
 // checkGolden compares each event's canonical JSON and faveo-form body
-// with its golden file (rewriting them with -update).
+// with its golden file under testdata/dir (rewriting them with -update).
 func checkGolden(t *testing.T, dir string, events []mapping.Event) {
 	t.Helper()
-	dir = filepath.Join("testdata", "golden", dir)
+	dir = filepath.Join("testdata", dir)
 	if *update {
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)

@@ -42,14 +42,14 @@ func (c *countingSource) Rows(ctx context.Context, table string, ids []int64) ([
 	return c.Source.Rows(ctx, table, ids)
 }
 
-func (c *countingSource) TicketFacts(ctx context.Context, qs []mapping.FactsQuery) (map[int64]mapping.TicketFacts, error) {
+func (c *countingSource) Aggregate(ctx context.Context, a mapping.Aggregate) (map[int64]mapping.AggregateRow, error) {
 	c.mu.Lock()
 	c.factsN++
-	for _, q := range qs {
-		c.facts[q.TicketID]++
+	for _, k := range a.Keys {
+		c.facts[k.Value]++
 	}
 	c.mu.Unlock()
-	return c.Source.TicketFacts(ctx, qs)
+	return c.Source.Aggregate(ctx, a)
 }
 
 func (p *pipeline) lookup() *cdc.Lookup {

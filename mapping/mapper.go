@@ -451,7 +451,7 @@ func (m *Mapper) fetchNeeds(ctx context.Context, needs []ticketNeed) error {
 	var facts map[int64]TicketFacts
 	if len(queries) > 0 {
 		var err error
-		facts, err = m.src.TicketFacts(ctx, queries)
+		facts, err = ReadTicketFacts(ctx, m.src, m.cfg.Tables, queries)
 		if err != nil {
 			return fmt.Errorf("mapping: reading thread facts of %d ticket(s) from the source: %w", len(queries), err)
 		}

@@ -142,7 +142,40 @@ func (s *memSource) Rows(_ context.Context, table string, ids []int64) ([]*chang
 	return out, nil
 }
 
-func (s *memSource) TicketFacts(_ context.Context, qs []FactsQuery) (map[int64]TicketFacts, error) {
+func (s *memSource) Aggregate(ctx context.Context, a Aggregate) (map[int64]AggregateRow, error) {
+	return answerFacts(ctx, a, s.ticketFacts)
+}
+
+// answerFacts answers the mapping's facts Aggregate with what facts says
+// of each ticket, laid out as a SQL source lays its answer out.
+func answerFacts(ctx context.Context, a Aggregate, facts func(context.Context, []FactsQuery) (map[int64]TicketFacts, error)) (map[int64]AggregateRow, error) {
+	qs := make([]FactsQuery, len(a.Keys))
+	for i, k := range a.Keys {
+		qs[i] = FactsQuery{TicketID: k.Value, MaxThreadID: k.Bound}
+	}
+	fs, err := facts(ctx, qs)
+	if err != nil {
+		return nil, err
+	}
+	posterT := change.NewTable("public", "ticket_thread", []change.Column{{Name: "poster"}})
+	out := map[int64]AggregateRow{}
+	for id, f := range fs {
+		var firstID, lastID int64
+		if f.FirstThread != nil {
+			firstID, _ = f.FirstThread.Int("id")
+		}
+		r := AggregateRow{Rows: []*change.Row{f.FirstThread, nil}}
+		if f.LastPoster != "" {
+			lastID = max(firstID, 1)
+			r.Rows[fetchPoster] = &change.Row{Table: posterT, Values: []change.Value{{Kind: change.KindText, Text: f.LastPoster}}}
+		}
+		r.Values = [][]int64{{f.ThreadCount, f.MaxThreadID, firstID, lastID}, {f.CollaboratorCount}, {f.AttachmentCount}}
+		out[id] = r
+	}
+	return out, nil
+}
+
+func (s *memSource) ticketFacts(_ context.Context, qs []FactsQuery) (map[int64]TicketFacts, error) {
 	if s.fail != nil {
 		return nil, s.fail
 	}

@@ -68,10 +68,11 @@ func TestFormParsedByPHP(t *testing.T) {
 }
 
 // TestGoldenFormsMatchPHP: every golden faveo-form body (real mapped
-// events) is byte for byte what PHP's http_build_query makes of the golden
-// JSON payload beside it. One PHP process checks them all.
+// events, from PostgreSQL and from MySQL) is byte for byte what PHP's
+// http_build_query makes of the golden JSON payload beside it. One PHP
+// process checks them all.
 func TestGoldenFormsMatchPHP(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "golden", "*", "*.json"))
+	files, err := filepath.Glob(filepath.Join("testdata", "golden*", "*", "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no golden payloads (%v)", err)
 	}
@@ -98,6 +99,41 @@ func TestGoldenFormsMatchPHP(t *testing.T) {
 	for i, f := range files {
 		if built[i] != forms[i] {
 			t.Errorf("%s: PHP's http_build_query gives\n%s\nthe golden form is\n%s", f, built[i], forms[i])
+		}
+	}
+}
+
+// TestGoldenFormsParsedByPHP: what a PHP receiver's $_POST holds for every
+// golden faveo-form body (PostgreSQL's and MySQL's) is the tree of the JSON
+// payload beside it, minus what a form cannot carry (nulls, empty
+// objects). One PHP process parses them all.
+func TestGoldenFormsParsedByPHP(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "golden*", "*", "*.form"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden forms (%v)", err)
+	}
+	var in bytes.Buffer
+	for _, f := range files {
+		form, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.Write(bytes.TrimSpace(form))
+		in.WriteByte('\n')
+	}
+	out := testenv.RunPHP(t, `while (($l = fgets(STDIN)) !== false) { parse_str(trim($l), $a);
+echo json_encode($a, JSON_FORCE_OBJECT|JSON_UNESCAPED_UNICODE|JSON_UNESCAPED_SLASHES), "\n"; }`, in.Bytes())
+	parsed := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(parsed) != len(files) {
+		t.Fatalf("PHP parsed %d bodies of %d", len(parsed), len(files))
+	}
+	for i, f := range files {
+		payload, err := os.ReadFile(strings.TrimSuffix(f, ".form") + ".json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := parseTree(t, []byte(parsed[i])).String(), parseTree(t, payload).formView().String(); got != want {
+			t.Errorf("%s: $_POST is\n%s\nwant\n%s", f, got, want)
 		}
 	}
 }

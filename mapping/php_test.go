@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,26 +15,63 @@ import (
 	"github.com/deskhook/deskhook/testenv"
 )
 
-// phpLaravelDecrypt is Laravel 10's Encrypter::decryptString for
-// AES-256-CBC, written out with the same PHP functions Laravel calls
-// (validPayload, validMac with hash_equals, ensureTagIsValid,
-// openssl_decrypt). argv[1] is the APP_KEY, stdin the payload.
-const phpLaravelDecrypt = `
-$key = base64_decode(substr($argv[1], 7));
-$payload = json_decode(base64_decode(file_get_contents("php://stdin")), true);
-if (!is_array($payload)) { fwrite(STDERR, "payload is not JSON"); exit(1); }
-foreach (['iv', 'value', 'mac'] as $item) {
-  if (!isset($payload[$item]) || !is_string($payload[$item])) { fwrite(STDERR, "missing $item"); exit(1); }
+// phpLaravelDecrypt decrypts stdin with the APP_KEY argv[1], or says why
+// not on stderr and exits 1.
+const phpLaravelDecrypt = testenv.PHPLaravelDecrypt + `
+try { echo laravel_decrypt($argv[1], file_get_contents("php://stdin")); }
+catch (Exception $e) { fwrite(STDERR, $e->getMessage()); exit(1); }`
+
+// TestGoldenEncryptedIDsDecryptInPHP: the encrypted_id of every golden
+// payload (PostgreSQL's and MySQL's) decrypts with Laravel's code to its
+// ticket's id. One PHP process decrypts them all.
+func TestGoldenEncryptedIDsDecryptInPHP(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "golden*", "*", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden payloads (%v)", err)
+	}
+	var in bytes.Buffer
+	var want []string
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p map[string]any
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, v := range p {
+			obj := asObject(v)
+			// the ticket, or a thread's ticket
+			for _, tk := range []map[string]any{obj, asObject(obj["ticket"])} {
+				if enc, ok := tk["encrypted_id"].(string); ok {
+					in.WriteString(enc + "\n")
+					want = append(want, fmt.Sprintf("%s: %v", f, tk["id"]))
+				}
+			}
+		}
+	}
+	if len(want) < len(files)/2 {
+		t.Fatalf("%d encrypted ids in %d payloads: the test reads the wrong keys", len(want), len(files))
+	}
+	out := testenv.RunPHP(t, testenv.PHPLaravelDecrypt+`while (($l = fgets(STDIN)) !== false) {
+  try { echo laravel_decrypt('`+testAppKey+`', trim($l)), "\n"; } catch (Exception $e) { echo "ERR ", $e->getMessage(), "\n"; } }`,
+		in.Bytes())
+	got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("PHP decrypted %d ids of %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if file, id, _ := strings.Cut(w, ": "); got[i] != id {
+			t.Errorf("%s: encrypted_id decrypts to %q, the ticket's id is %s", file, got[i], id)
+		}
+	}
 }
-if (isset($payload['tag']) && !is_string($payload['tag'])) { fwrite(STDERR, "bad tag"); exit(1); }
-if (strlen(base64_decode($payload['iv'], true)) !== openssl_cipher_iv_length('aes-256-cbc')) { fwrite(STDERR, "bad iv"); exit(1); }
-$mac = hash_hmac('sha256', $payload['iv'].$payload['value'], $key);
-if (!hash_equals($mac, $payload['mac'])) { fwrite(STDERR, "The MAC is invalid."); exit(1); }
-$tag = empty($payload['tag']) ? null : base64_decode($payload['tag']);
-if (is_string($tag)) { fwrite(STDERR, "tag with a CBC cipher"); exit(1); }
-$plain = openssl_decrypt($payload['value'], 'aes-256-cbc', $key, 0, base64_decode($payload['iv']));
-if ($plain === false) { fwrite(STDERR, "Could not decrypt the data."); exit(1); }
-echo $plain;`
+
+func asObject(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
 
 func TestEncryptedIDDecryptsInPHP(t *testing.T) {
 	enc, err := newIDEncrypter(testAppKey)

@@ -2,7 +2,8 @@ package mapping_test
 
 // The test pipeline: a fresh testenv database, the simulator on a
 // deterministic clock, cdc's real replication stream (Setup + Reader) and the
-// mapper fed live by the reader, with cdc.Lookup as its Source.
+// mapper fed live by the reader, with cdc.Lookup as its Source. On MariaDB
+// (newMySQLPipeline, pipeline_mysql_test.go): binlog's Reader and Lookup.
 
 import (
 	"context"
@@ -34,6 +35,7 @@ type pipeline struct {
 	hd   *testenv.Helpdesk
 	cfg  cdc.Config
 	now  time.Time
+	my   *mysqlPipe // set on MariaDB: db, pool and cfg are not
 }
 
 var slotSeq atomic.Int64
@@ -71,6 +73,10 @@ func (p *pipeline) ctx() context.Context {
 // setup creates the publication and slot: from here on, writes stream.
 func (p *pipeline) setup() {
 	p.t.Helper()
+	if p.my != nil {
+		p.my.setup(p)
+		return
+	}
 	if _, err := cdc.Setup(p.ctx(), p.cfg); err != nil {
 		p.t.Fatalf("cdc.Setup: %v", err)
 	}
@@ -105,6 +111,10 @@ func (p *pipeline) must(w testenv.Write, err error) testenv.Write {
 // exec runs SQL as the helpdesk would, in one transaction.
 func (p *pipeline) exec(sql string, args ...any) {
 	p.t.Helper()
+	if p.my != nil {
+		p.my.exec(p, sql, args...)
+		return
+	}
 	p.db.Exec(p.t, sql, args...)
 }
 
@@ -124,6 +134,9 @@ type streamOptions struct {
 // so a test can stream more later with the same state.
 func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event {
 	p.t.Helper()
+	if p.my != nil {
+		return p.my.stream(p, m, opts)
+	}
 	p.exec(markerSQL)
 	cfg := p.cfg
 	if opts.maxBatchChanges > 0 {
@@ -133,6 +146,16 @@ func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event
 		cfg.QueueBytes = opts.queueBytes
 	}
 	reader := cdc.NewReader(cfg, cdc.ReaderOptions{FinalAckWait: -1})
+	return p.streamThrough(m, opts, reader.Run, reader.Ack, func(c change.Change) bool {
+		return c.Table != nil && c.Table.Name == "department"
+	})
+}
+
+// streamThrough maps what run streams through m until a change isMarker
+// arrives; ack (when set) is told of each transaction mapped.
+func (p *pipeline) streamThrough(m *mapping.Mapper, opts streamOptions, run func(context.Context, change.Handler) error,
+	ack func(change.Position), isMarker func(change.Change) bool) []mapping.Event {
+	p.t.Helper()
 	ctx, cancel := context.WithCancel(p.ctx())
 	defer cancel()
 	var (
@@ -141,7 +164,7 @@ func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event
 		done   = make(chan struct{})
 		once   sync.Once
 	)
-	handler := cdc.HandlerFunc(func(ctx context.Context, b *change.Batch) error {
+	handler := change.HandlerFunc(func(ctx context.Context, b *change.Batch) error {
 		evs, err := m.Map(ctx, b)
 		if err != nil {
 			return err
@@ -153,28 +176,28 @@ func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event
 			events = append(events, evs...)
 			mu.Unlock()
 		}
-		if b.Last {
-			reader.Ack(b.Pos)
+		if b.Last && ack != nil {
+			ack(b.Pos)
 		}
 		for _, c := range b.Changes {
-			if c.Table != nil && c.Table.Name == "department" {
+			if isMarker(c) {
 				once.Do(func() { close(done) })
 			}
 		}
 		return nil
 	})
 	runErr := make(chan error, 1)
-	go func() { runErr <- reader.Run(ctx, handler) }()
+	go func() { runErr <- run(ctx, handler) }()
 	select {
 	case <-done:
 		cancel()
 		if err := <-runErr; err != nil {
-			p.t.Fatalf("cdc reader: %v", err)
+			p.t.Fatalf("reader: %v", err)
 		}
 	case err := <-runErr:
-		p.t.Fatalf("cdc reader stopped before the marker arrived: %v", err)
+		p.t.Fatalf("reader stopped before the marker arrived: %v", err)
 	case <-time.After(4 * time.Minute):
-		p.t.Fatal("timed out waiting for the replication stream")
+		p.t.Fatal("timed out waiting for the stream")
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -184,12 +207,18 @@ func (p *pipeline) stream(m *mapping.Mapper, opts streamOptions) []mapping.Event
 // mapper builds a Mapper on a cdc.Lookup of the pipeline's database.
 func (p *pipeline) mapper(mcfg mapping.Config, opts mapping.Options) *mapping.Mapper {
 	p.t.Helper()
-	lookup, err := cdc.NewLookup(p.ctx(), p.cfg, cdc.LookupOptions{})
-	if err != nil {
-		p.t.Fatal(err)
+	var src mapping.Source
+	if p.my != nil {
+		src = p.my.lookup(p)
+	} else {
+		lookup, err := cdc.NewLookup(p.ctx(), p.cfg, cdc.LookupOptions{})
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		p.t.Cleanup(lookup.Close)
+		src = lookup
 	}
-	p.t.Cleanup(lookup.Close)
-	m, err := mapping.New(mcfg, lookup, opts)
+	m, err := mapping.New(mcfg, src, opts)
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -16,8 +16,12 @@ type threadSource struct {
 	queries [][]FactsQuery
 }
 
-func (s *threadSource) TicketFacts(ctx context.Context, qs []FactsQuery) (map[int64]TicketFacts, error) {
-	if _, err := s.memSource.TicketFacts(ctx, qs); err != nil { // counts, refuses duplicates
+func (s *threadSource) Aggregate(ctx context.Context, a Aggregate) (map[int64]AggregateRow, error) {
+	return answerFacts(ctx, a, s.ticketFacts)
+}
+
+func (s *threadSource) ticketFacts(ctx context.Context, qs []FactsQuery) (map[int64]TicketFacts, error) {
+	if _, err := s.memSource.ticketFacts(ctx, qs); err != nil { // counts, refuses duplicates
 		return nil, err
 	}
 	s.queries = append(s.queries, qs)

@@ -12,6 +12,7 @@ import (
 type request struct {
 	pos    change.Position
 	last   bool
+	resume string // the source's resume token, stored with pos when last
 	events []mapping.Event
 	bytes  int64 // taken from the intake budget
 

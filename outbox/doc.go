@@ -57,7 +57,8 @@
 //
 //	meta      "version" → 3 (1 and 2: before the delivery log; 2 held chunked payloads),
 //	          "position" → stored position (8 bytes BE),
-//	          "source" → JSON SourceMark, "gaps" → bucket of accepted gaps (gaps.go)
+//	          "source" → JSON SourceMark, "resume" → the source's resume token
+//	          for the stored position, "gaps" → bucket of accepted gaps (gaps.go)
 //	events    key → event record          key = pos (8 bytes BE) | index (4 bytes BE)
 //	payloads  key | chunk (4 bytes BE) → 64 KiB of a payload over 64 KiB (its record holds its length)
 //	refs      key → endpoints still needing the event, only where that is ≥ 2

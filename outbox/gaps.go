@@ -19,10 +19,14 @@ import (
 // instead of silently replacing what was lost (design rule 1):
 //
 //	meta "source" → JSON SourceMark
+//	meta "resume" → the source's resume token for the stored position
+//	                (AppendResume; a source that keeps no position on its
+//	                server, MySQL/MariaDB, reads on from it), opaque here
 //	meta "gaps"   → bucket { seq (8 bytes BE) → JSON Gap }, the gaps an
 //	                operator accepted, in the order accepted
 var (
 	keySource  = []byte("source")
+	keyResume  = []byte("resume")
 	bucketGaps = []byte("gaps")
 )
 
@@ -46,6 +50,27 @@ type Gap struct {
 	Reason string          `json:"reason"`
 	// Source is the database streamed from To on (see SourceMark.Source).
 	Source string `json:"source,omitempty"`
+	// Resume, when set, is the source's resume token to read on from
+	// (replacing the stored one): where a source that keeps no position on
+	// its server starts after the gap.
+	Resume string `json:"resume,omitempty"`
+}
+
+// Resume returns the stored position and the source's resume token stored
+// with it (AppendResume, AcceptGap), read together: "" when the source
+// never gave one.
+func (o *Outbox) Resume() (change.Position, string, error) {
+	var pos change.Position
+	var token string
+	err := o.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyPosition); len(v) == 8 {
+			pos = change.Position(binary.BigEndian.Uint64(v))
+		}
+		token = string(meta.Get(keyResume))
+		return nil
+	})
+	return pos, token, err
 }
 
 // SourceMark reads the store's record of its source.
@@ -100,9 +125,34 @@ func (o *Outbox) RecordConfirmed(ctx context.Context, source string, pos change.
 	})
 }
 
+// RecordStart records where a store that has never streamed starts
+// reading a source that keeps no position on its server: the source and
+// the resume token of the source's position now, written before the first
+// stream, so that a restart before any transaction arrives reads on from
+// there instead of from wherever the source is then. It fails, changing
+// nothing, once the store has a position or a source.
+func (o *Outbox) RecordStart(ctx context.Context, source, resume string) error {
+	if source == "" || resume == "" {
+		return errors.New("outbox: a start needs its source and resume token")
+	}
+	return o.do(ctx, func(g *group) error {
+		m, err := readSourceMark(g.meta)
+		if err != nil {
+			return err
+		}
+		if g.stored > 0 || m.Source != "" {
+			return fmt.Errorf("outbox: store %s has streamed already (source %q, position %s)", o.path, m.Source, g.stored)
+		}
+		if err := g.meta.Put(keyResume, []byte(resume)); err != nil {
+			return err
+		}
+		return writeSourceMark(g.meta, SourceMark{Source: source})
+	})
+}
+
 // AcceptGap records g and makes the store resume from g.To on g.Source:
 // the confirmed mark becomes g.To (a mark from another source means
-// nothing here). g.To must be past the stored position, or the store would
+// nothing here), and g.Resume, when set, the resume token. g.To must be past the stored position, or the store would
 // skip the source's transactions up to it as already stored.
 func (o *Outbox) AcceptGap(ctx context.Context, g Gap) error {
 	if g.Source == "" || g.To == 0 {
@@ -130,6 +180,11 @@ func (o *Outbox) AcceptGap(ctx context.Context, g Gap) error {
 		}
 		if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), v); err != nil {
 			return err
+		}
+		if g.Resume != "" {
+			if err := gr.meta.Put(keyResume, []byte(g.Resume)); err != nil {
+				return err
+			}
 		}
 		return writeSourceMark(gr.meta, SourceMark{Source: g.Source, Confirmed: g.To})
 	})

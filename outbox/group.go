@@ -27,6 +27,7 @@ type group struct {
 	durable             change.Position // highest position completed or skipped
 	maxKey              Key
 	openTxn             change.Position
+	resume              string // the resume token to store with stored ("": unchanged)
 
 	subs     []Subscription
 	targets  []int // scratch: indexes of subs wanting an event
@@ -207,6 +208,9 @@ func (g *group) append(a *request) error {
 	}
 	if a.last {
 		g.stored, g.durable, g.openTxn = a.pos, a.pos, 0
+		if a.resume != "" {
+			g.resume = a.resume
+		}
 	}
 	return nil
 }
@@ -449,6 +453,11 @@ func attemptSummary(a Attempt) string {
 func (g *group) finish() error {
 	if g.stored != g.startStored {
 		if err := g.meta.Put(keyPosition, binary.BigEndian.AppendUint64(nil, uint64(g.stored))); err != nil {
+			return err
+		}
+	}
+	if g.resume != "" {
+		if err := g.meta.Put(keyResume, []byte(g.resume)); err != nil {
 			return err
 		}
 	}

@@ -326,6 +326,18 @@ func (o *Outbox) stopIntake(err error) {
 // before the stored position is skipped but still reported. After a write
 // error Append returns that error.
 func (o *Outbox) Append(ctx context.Context, pos change.Position, last bool, events []mapping.Event) error {
+	return o.AppendResume(ctx, pos, last, "", events)
+}
+
+// AppendResume is Append for a source that keeps no position on its
+// server (MySQL/MariaDB's binlog): resume, the source's token for
+// "everything up to and including pos" (change.Batch.Resume), is stored
+// with the position in the same commit as the transaction's last chunk,
+// so the store always says where to read on from (Resume). A last chunk
+// without events (a source's progress batch) still advances both. An empty
+// resume leaves the stored token as it is.
+func (o *Outbox) AppendResume(ctx context.Context, pos change.Position, last bool, resume string,
+	events []mapping.Event) error {
 	if err := o.Err(); err != nil {
 		return err
 	}
@@ -359,7 +371,7 @@ func (o *Outbox) Append(ctx context.Context, pos change.Position, last bool, eve
 	if err := o.budget.Acquire(ctx, size); err != nil {
 		return err
 	}
-	if err := o.send(ctx, request{pos: pos, last: last, events: events, bytes: size}); err != nil {
+	if err := o.send(ctx, request{pos: pos, last: last, resume: resume, events: events, bytes: size}); err != nil {
 		o.budget.Release(size)
 		return err
 	}

@@ -38,9 +38,10 @@ type helpdeskDB interface {
 	attachments() attachmentSQL
 }
 
-// attachmentSQL is how a database keeps attachments: the older Faveo the
-// PostgreSQL schema follows has ticket_attachments (with path and driver
-// columns), Faveo v9 on MySQL ticket_attachment with a MEDIUMBLOB file.
+// attachmentSQL is how a database keeps attachments, in Faveo's
+// ticket_attachment table (its model Ticket_attachments names it so): the
+// older Faveo the PostgreSQL schema follows has path and driver columns,
+// Faveo v9 on MySQL a MEDIUMBLOB file.
 type attachmentSQL struct {
 	insert         string           // $1 name, $2 thread id, $3 size, $4 content, $5 time
 	deleteOfTicket string           // $1 ticket id
@@ -69,10 +70,10 @@ func (pgHelpdeskDB) nextTicketID(ctx context.Context, tx sqlRunner) (int64, erro
 
 func (pgHelpdeskDB) attachments() attachmentSQL {
 	return attachmentSQL{
-		insert: `INSERT INTO ticket_attachments (name, thread_id, size, type, poster, file, path, driver,
+		insert: `INSERT INTO ticket_attachment (name, thread_id, size, type, poster, file, path, driver,
 			created_at, updated_at)
 		VALUES ($1, $2, $3, 'application/octet-stream', 'ATTACHMENT', $4, '', 'database', $5, $5)`,
-		deleteOfTicket: `DELETE FROM ticket_attachments WHERE thread_id IN (SELECT id FROM ticket_thread WHERE ticket_id = $1)`,
+		deleteOfTicket: `DELETE FROM ticket_attachment WHERE thread_id IN (SELECT id FROM ticket_thread WHERE ticket_id = $1)`,
 		content:        func(b []byte) any { return string(b) }, // a text column
 	}
 }

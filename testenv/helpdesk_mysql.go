@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"sync"
@@ -25,8 +26,10 @@ type mysqlHelpdeskDB struct {
 }
 
 // mysqlDeadlockRetries bounds how often a transaction InnoDB chose as a
-// deadlock victim (error 1213, rolled back whole) is run again.
-const mysqlDeadlockRetries = 10
+// deadlock victim (error 1213, rolled back whole) is run again, after a
+// random pause that grows with each attempt (writers retrying in lockstep
+// would meet again).
+const mysqlDeadlockRetries = 100
 
 func (m mysqlHelpdeskDB) inTx(ctx context.Context, fn func(sqlRunner) error) error {
 	for attempt := 0; ; attempt++ {
@@ -41,6 +44,11 @@ func (m mysqlHelpdeskDB) inTx(ctx context.Context, fn func(sqlRunner) error) err
 		}
 		if err == nil || !isMySQLError(err, 1213) || attempt == mysqlDeadlockRetries {
 			return err
+		}
+		select {
+		case <-time.After(time.Duration(rand.Int64N(int64(min(attempt+1, 20)) * int64(5*time.Millisecond)))):
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }

@@ -185,7 +185,7 @@ func TestMySQLSameRowsAsPostgres(t *testing.T) {
 	}
 
 	for _, tables := range [][2]string{{"tickets", "tickets"}, {"ticket_thread", "ticket_thread"},
-		{"ticket_collaborator", "ticket_collaborator"}, {"ticket_attachments", "ticket_attachment"}} {
+		{"ticket_collaborator", "ticket_collaborator"}, {"ticket_attachment", "ticket_attachment"}} {
 		pgr, myr := pgRows(t, pgPool, tables[0]), mysqlRows(t, myDB, tables[1])
 		if len(pgr) != len(myr) || len(myr) == 0 {
 			t.Fatalf("%s: %d rows on PostgreSQL, %d on MySQL", tables[1], len(pgr), len(myr))

@@ -298,7 +298,7 @@ func TestHardDelete(t *testing.T) {
 	if _, err := h.HardDelete(ctx, tk.TicketID); err != nil {
 		t.Fatal(err)
 	}
-	for table, wantN := range map[string]int{"tickets": 1, "ticket_thread": 1, "ticket_collaborator": 0, "ticket_attachments": 1} {
+	for table, wantN := range map[string]int{"tickets": 1, "ticket_thread": 1, "ticket_collaborator": 0, "ticket_attachment": 1} {
 		var n int
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
 			t.Fatal(err)

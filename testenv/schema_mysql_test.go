@@ -158,45 +158,21 @@ content_id varchar(255) DEFAULT NULL`,
 }
 
 // The two test schemas differ only where Faveo v9 on MySQL and the older
-// Faveo the PostgreSQL schema follows differ. Each difference is named
-// here, so a change to either schema shows up and the payload code knows
-// which columns a MySQL row adds or lacks.
+// Faveo the PostgreSQL schema follows differ. Each difference is named in
+// SchemaDifferences, so a change to either schema shows up and the payload
+// comparisons know which columns a MySQL row adds or lacks.
 func TestMySQLAndPostgresSchemasDifferAsDocumented(t *testing.T) {
 	my := MariaDB(t)
 	pg := Postgres(t)
 	mpool, ppool := my.Pool(t), pg.Pool(t)
-	type diff struct {
-		pgTable         string
-		onlyPG, onlyMy  []string
-		sameOrderCommon bool // the common columns come in the same order
-	}
-	tables := map[string]diff{
-		"tickets": {pgTable: "tickets", onlyMy: []string{"resolution_time", "is_response_sla", "is_resolution_sla",
-			"last_estd_duedate", "average_response_time", "parent_ticket_id", "category_id"}, sameOrderCommon: true},
-		"ticket_thread":       {pgTable: "ticket_thread"}, // v9 moved response_time last
-		"ticket_collaborator": {pgTable: "ticket_collaborator", sameOrderCommon: true},
-		"ticket_attachment": {pgTable: "ticket_attachments", onlyPG: []string{"path", "driver"},
-			onlyMy: []string{"content_id"}},
-		"users": {pgTable: "users", onlyPG: []string{"hash_ids", "is_login", "not_accept_ticket"},
-			onlyMy: []string{"ext", "phone_number", "assign_group", "internal_note", "user_language", "location",
-				"google2fa_activation_date", "last_login_at", "import_identifier", "iso", "profile_pic_driver", "phone_iso",
-				"deactivated_by", "created_by", "deactivated_at", "logout_time"}},
-		"ticket_status": {pgTable: "ticket_status", onlyMy: []string{"secondary_status", "rating_auto_request"},
-			sameOrderCommon: true},
-		"ticket_status_type": {pgTable: "ticket_status_type", sameOrderCommon: true},
-		"department": {pgTable: "department", onlyPG: []string{"type", "sla", "outgoing_email"},
-			onlyMy:          []string{"type_id", "outgoing_email_id", "business_hour_id", "en_auto_assign", "under_deletion"},
-			sameOrderCommon: true},
-		"teams": {pgTable: "teams", onlyPG: []string{"team_lead"}, onlyMy: []string{"team_lead_id", "under_deletion"},
-			sameOrderCommon: true},
-	}
+	tables := SchemaDifferences
 	for table, d := range tables {
 		var myCols []string
 		for _, c := range mysqlColumns(t, mpool, my.Name, table) {
 			myCols = append(myCols, c.name)
 		}
 		rows, err := ppool.Query(context.Background(), `SELECT column_name FROM information_schema.columns
-			WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position`, d.pgTable)
+			WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position`, table)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,12 +198,12 @@ func TestMySQLAndPostgresSchemasDifferAsDocumented(t *testing.T) {
 				onlyMy = append(onlyMy, c)
 			}
 		}
-		if fmt.Sprint(onlyPG) != fmt.Sprint(d.onlyPG) || fmt.Sprint(onlyMy) != fmt.Sprint(d.onlyMy) {
-			t.Errorf("%s: only in PostgreSQL %v, only in MySQL %v; want %v and %v", table, onlyPG, onlyMy, d.onlyPG, d.onlyMy)
+		if fmt.Sprint(onlyPG) != fmt.Sprint(d.OnlyPG) || fmt.Sprint(onlyMy) != fmt.Sprint(d.OnlyMySQL) {
+			t.Errorf("%s: only in PostgreSQL %v, only in MySQL %v; want %v and %v", table, onlyPG, onlyMy, d.OnlyPG, d.OnlyMySQL)
 		}
-		if sameOrder := slices.Equal(commonPG, commonMy); sameOrder != d.sameOrderCommon {
+		if sameOrder := slices.Equal(commonPG, commonMy); sameOrder != d.SameOrderCommon {
 			t.Errorf("%s: common columns in the same order %v, want %v:\nPostgreSQL %v\nMySQL      %v",
-				table, sameOrder, d.sameOrderCommon, commonPG, commonMy)
+				table, sameOrder, d.SameOrderCommon, commonPG, commonMy)
 		}
 	}
 }

@@ -16,11 +16,11 @@ CREATE ROLE "deskhook" LOGIN REPLICATION;
 \endif
 GRANT CONNECT ON DATABASE "helpdesk" TO "deskhook";
 GRANT USAGE ON SCHEMA "public" TO "deskhook";
-GRANT SELECT ON "public"."tickets", "public"."ticket_thread", "public"."users", "public"."ticket_status", "public"."ticket_status_type", "public"."department", "public"."teams", "public"."ticket_collaborator", "public"."ticket_attachments" TO "deskhook";
+GRANT SELECT ON "public"."tickets", "public"."ticket_thread", "public"."users", "public"."ticket_status", "public"."ticket_status_type", "public"."department", "public"."teams", "public"."ticket_collaborator", "public"."ticket_attachment" TO "deskhook";
 
 -- The publication over the tables deskhook follows. The comment marks it as setup's: teardown
 -- drops it (and leaves the replica identity below as it is).
-CREATE PUBLICATION "deskhook" FOR TABLE "public"."tickets", "public"."ticket_thread", "public"."users", "public"."ticket_status", "public"."ticket_status_type", "public"."department", "public"."teams", "public"."ticket_collaborator", "public"."ticket_attachments";
+CREATE PUBLICATION "deskhook" FOR TABLE "public"."tickets", "public"."ticket_thread", "public"."users", "public"."ticket_status", "public"."ticket_status_type", "public"."department", "public"."teams", "public"."ticket_collaborator", "public"."ticket_attachment";
 COMMENT ON PUBLICATION "deskhook" IS 'deskhook setup {}';
 
 -- Updates of tickets carry the old row, so deskhook tells which fields changed.

@@ -1,6 +1,7 @@
 // Command deskhook-bench runs deskhook's end-to-end benchmark (package
 // bench) and prints its table, or its JSON with --json. It needs the
-// PostgreSQL server binaries, like `deskhook demo`.
+// PostgreSQL server binaries, like `deskhook demo` (the MariaDB server's
+// with --source mariadb).
 package main
 
 import (
@@ -42,14 +43,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stateSize := fs.Int("state-size", 0, "the daemon's faveo.state_size (0: its default)")
 	from := fs.String("table-from", "", "print the table of a report saved with --json, and run nothing")
 	verbose := fs.Bool("v", false, "show the daemon's warnings and errors")
-	tcp := fs.Bool("tcp", false, "connect to PostgreSQL over TCP on loopback instead of its Unix-domain socket")
+	tcp := fs.Bool("tcp", false, "connect to the database over TCP on loopback instead of its Unix-domain socket")
+	source := fs.String("source", "postgres", "the helpdesk's database: postgres, or mariadb (scenarios "+
+		strings.Join(bench.MariaDBScenarios, ",")+", with bare binlog readers as the bound)")
 	rates := fs.String("live-rates", "", "comma-separated simulator rates (events/s, e.g. 1000,1500,2000): one live\n"+
 		"scenario per rate (liveN, writers in proportion), latency against offered load; with no\n"+
 		"--scenarios, only these run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: deskhook-bench [--json] [--scenarios %s] [--live-rates R,...] [--quick] [--profile DIR]\n\n",
 			strings.Join(bench.Scenarios, ","))
-		fmt.Fprintln(fs.Output(), "Starts a throwaway PostgreSQL (fsync on), a local receiver and the helpdesk simulator,")
+		fmt.Fprintln(fs.Output(), "Starts a throwaway PostgreSQL (fsync on; MariaDB with --source mariadb), a local receiver and the helpdesk simulator,")
 		fmt.Fprintln(fs.Output(), "runs deskhook in this process through each scenario, and prints events/s, latency,")
 		fmt.Fprintln(fs.Output(), "RSS and CPU per scenario with the machine's bounds measured in the same run.")
 		fmt.Fprintln(fs.Output(), "\nFlags:")
@@ -72,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return rep.WriteTable(stdout)
 	}
-	opts := bench.Options{Scale: 1, ProfileDir: *profiles, Progress: stderr, StateSize: *stateSize, TCP: *tcp}
+	opts := bench.Options{Scale: 1, ProfileDir: *profiles, Progress: stderr, StateSize: *stateSize, TCP: *tcp, Source: *source}
 	if *quick {
 		opts.Scale = 0.1
 	}

@@ -19,7 +19,10 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		"Checks the config and every prerequisite (connection, wal_level, privileges, server\n"+
 			"settings, every table deskhook reads and the columns it reads, replica identity,\n"+
 			"publication, slot, free space for the store): one line each, ok, WARN or FAIL with\n"+
-			"the fix. Exits 1 when any check fails (2 when the config itself is invalid).", true)
+			"the fix. For MySQL/MariaDB: the binlog settings (with their my.cnf lines), the\n"+
+			"account's replication privileges, binlog retention, server_id, the tables and\n"+
+			"columns, and the stored position against the server's binlogs. Exits 1 when any\n"+
+			"check fails (2 when the config itself is invalid).", true)
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
@@ -40,13 +43,27 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "ok    config: %s\n", *cfgPath)
 	failed := 0
 	ownReader := runningDaemonReader(ctx, cfg)
-	mark := func() (cdc.Mark, error) { return daemon.StoreMark(ctx, cfg) }
-	results := append(cdc.CheckWith(ctx, cfg.Source, cdc.CheckOptions{Mark: mark}), storeSpace(cfg.Store.Path))
+	var results []cdc.CheckResult
+	if cfg.Source.IsMySQL() {
+		for _, r := range daemon.CheckMySQL(ctx, cfg) {
+			results = append(results, cdc.CheckResult(r))
+		}
+	} else {
+		mark := func() (cdc.Mark, error) { return daemon.StoreMark(ctx, cfg) }
+		results = cdc.CheckWith(ctx, cfg.Source.Postgres(), cdc.CheckOptions{Mark: mark})
+	}
+	results = append(results, storeSpace(cfg.Store.Path))
 	for _, r := range results {
-		if !r.OK && ownReader != 0 && r.Name == "slot "+cfg.Source.Slot+" in use" {
+		switch {
+		case !r.OK && ownReader != 0 && r.Name == "slot "+cfg.Source.Slot+" in use":
 			// Read by the daemon this config runs: as it should be.
 			r = cdc.CheckResult{Name: r.Name, OK: true,
 				Detail: fmt.Sprintf("by the running deskhook daemon (walsender pid %d)", ownReader)}
+		case r.Warn && ownReader != 0 && cfg.Source.IsMySQL() && r.Name == "server_id":
+			// The replica with deskhook's server_id is the daemon this
+			// config runs.
+			r = cdc.CheckResult{Name: r.Name, OK: true, Detail: fmt.Sprintf("%d, used by the running deskhook daemon "+
+				"(replication connection %d)", cfg.Source.ServerID, ownReader)}
 		}
 		switch {
 		case r.OK && !r.Warn:
@@ -73,8 +90,9 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// runningDaemonReader returns the walsender pid of the daemon running with
-// this config, when it runs and its stream holds the slot (else 0).
+// runningDaemonReader returns the walsender pid (MySQL: the replication
+// connection's id) of the daemon running with this config, when it runs
+// and its stream holds the slot (is connected) (else 0).
 func runningDaemonReader(ctx context.Context, cfg *daemon.Config) uint32 {
 	ops, err := daemon.OpenOps(ctx, cfg, false)
 	if err != nil {
@@ -82,6 +100,9 @@ func runningDaemonReader(ctx context.Context, cfg *daemon.Config) uint32 {
 	}
 	defer ops.Close()
 	st, err := ops.Status(ctx)
+	if err == nil && cfg.Source.IsMySQL() && st.Daemon && st.Stream != nil && st.Stream.Connected {
+		return st.Stream.ConnectionID
+	}
 	if err != nil || !st.Daemon || st.Stream == nil || !st.Stream.Connected || !st.Slot.Active ||
 		st.Slot.ActivePID != int(st.Stream.WalsenderPID) {
 		return 0

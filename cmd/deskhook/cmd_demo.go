@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -25,15 +26,18 @@ import (
 )
 
 func init() {
-	register("demo", "try it: throwaway PostgreSQL, simulated helpdesk, webhooks printed as they arrive", cmdDemo)
+	register("demo", "try it: throwaway PostgreSQL or MariaDB, simulated helpdesk, webhooks printed as they arrive", cmdDemo)
 }
 
 func cmdDemo(ctx context.Context, e *env, args []string) error {
-	fs, _ := newFlags(e, "demo", "[--keep] [--tickets N] [--rate R]",
-		"Starts a throwaway PostgreSQL with Faveo's schema, runs setup, starts the daemon and a\n"+
-			"local receiver, simulates a helpdesk day (tickets, replies, status, department and\n"+
-			"assignment changes) and prints each webhook as it arrives, then a summary.\n"+
-			"Ctrl-C stops and cleans up. Needs the PostgreSQL server binaries (apt-get install postgresql).", false)
+	fs, _ := newFlags(e, "demo", "[--source postgres|mariadb] [--keep] [--tickets N] [--rate R]",
+		"Starts a throwaway PostgreSQL (or, with --source mariadb, MariaDB) with Faveo's schema,\n"+
+			"runs setup, starts the daemon and a local receiver, simulates a helpdesk day (tickets,\n"+
+			"replies, status, department and assignment changes) and prints each webhook as it\n"+
+			"arrives, then a summary. Ctrl-C stops and cleans up. It installs nothing: it needs the\n"+
+			"PostgreSQL server binaries (apt-get install postgresql), or for --source mariadb the\n"+
+			"MariaDB server's (apt-get install mariadb-server), and says which are missing.", false)
+	source := fs.String("source", "postgres", "the helpdesk's database: postgres or mariadb")
 	keep := fs.Bool("keep", false, "keep the database, daemon and receiver running after the day, print the DSN and config; Ctrl-C cleans up")
 	tickets := fs.Int("tickets", 30, "tickets to simulate")
 	rate := fs.Float64("rate", 15, "helpdesk actions per second")
@@ -44,21 +48,19 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if *tickets < 1 || *rate <= 0 {
 		return usagef("demo: --tickets and --rate must be positive")
 	}
+	if *source != "postgres" && *source != "mariadb" {
+		return usagef("demo: --source must be postgres or mariadb (got %q)", *source)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	out := e.stdout
 	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 
-	say("starting a throwaway PostgreSQL (wal_level=logical) with Faveo's schema...")
-	srv, err := testenv.StartServer(ctx)
+	helpdesk, err := startDemoDatabase(ctx, *source, say)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer srv.Close()
-	db, err := srv.CreateDatabase(ctx, "helpdesk")
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
+	defer helpdesk.close()
 	rcv, err := testenv.StartReceiver("127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("demo: receiver: %w", err)
@@ -80,7 +82,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	cfg := &daemon.Config{
-		Source: cdc.Config{DSN: db.DSN},
+		Source: helpdesk.source,
 		Store:  daemon.StoreConfig{Path: filepath.Join(dir, "deskhook.db")},
 		Admin:  daemon.AdminConfig{Listen: "127.0.0.1:0"},
 		Log:    daemon.LogConfig{Level: "warn"},
@@ -98,7 +100,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	done, err := cdc.Setup(ctx, cfg.Source)
+	done, err := daemon.Setup(ctx, cfg, false)
 	if err != nil {
 		return fmt.Errorf("demo: setup: %w", err)
 	}
@@ -122,18 +124,18 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		stopDaemon()
 		<-runErr
 	}()
+	// A MySQL source starts reading where the server is when the daemon
+	// first streams: the helpdesk starts after that.
+	if err := waitReady(ctx, d.AdminAddr(), runErr); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	say("daemon running (admin http://%s), receiver at %s", d.AdminAddr(), rcv.URL)
 	say("console: %s  (demo-crm, a second endpoint, turns every tenth ticket away: failures and dead letters to look at)", d.ConsoleURL())
 	say("  sign in with this one-time link while the demo runs (--keep keeps it open): %s", d.ConsoleLoginURL())
 	say("simulating a helpdesk day: %d tickets, replies, notes, status, department, assignment, owner and due-date changes...\n", *tickets)
 	say("  %-8s %-27s %-16s %s", "AT", "EVENT", "TICKET", "COMMIT→DELIVERY")
 
-	pool, err := pgxPool(ctx, db.DSN)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	res, err := testenv.Load(ctx, pool, testenv.LoadConfig{
+	res, err := helpdesk.load(ctx, testenv.LoadConfig{
 		Tickets: *tickets, Replies: 2, Updates: 3, Writers: 2, Rate: *rate, Seed: time.Now().UnixNano(),
 		UpdateKinds: []testenv.ActionKind{testenv.ActStatus, testenv.ActDepartment, testenv.ActAssignAgent,
 			testenv.ActAssignTeam, testenv.ActOwner, testenv.ActDueDate, testenv.ActNote},
@@ -160,11 +162,11 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		say("\n--keep: everything keeps running until Ctrl-C.")
-		say("  database: %s", db.DSN)
+		say("  database: %s", helpdesk.dsn)
 		say("  config:   %s   (try: deskhook status -c %s)", path, path)
 		say("  console:  %s", d.ConsoleURL())
 		say("  login:    %s   (one-time; later: deskhook ui -c %s)", d.ConsoleLoginURL(), path)
-		say("  write to the helpdesk with psql and watch the webhooks arrive here.")
+		say("  write to the helpdesk with %s and watch the webhooks arrive here.", helpdesk.client)
 		<-ctx.Done()
 	}
 	return nil
@@ -291,6 +293,7 @@ func pct(s []time.Duration, p int) string {
 func writeDemoConfig(path string, cfg *daemon.Config, adminAddr string) error {
 	text := fmt.Sprintf(`# The config the demo runs with (its daemon is in the demo process).
 source:
+  type: %s
   dsn: %q
 store:
   path: %q
@@ -299,7 +302,7 @@ faveo:
 admin:
   listen: %q
 endpoints:
-`, cfg.Source.DSN, cfg.Store.Path, cfg.Faveo.AppKey, adminAddr)
+`, cfg.Source.Type, cfg.Source.DSN, cfg.Store.Path, cfg.Faveo.AppKey, adminAddr)
 	for _, ep := range cfg.Sender.Endpoints {
 		text += fmt.Sprintf("  - name: %s\n    url: %q\n    events: [%s]\n", ep.Name, ep.URL, strings.Join(ep.Events, ", "))
 		if ep.Format != "" {
@@ -361,10 +364,89 @@ func startDemoCRM() (*testenv.Receiver, error) {
 	return crm, nil
 }
 
-func pgxPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("demo: %w", err)
+// demoDatabase is the demo's throwaway helpdesk database.
+type demoDatabase struct {
+	source daemon.SourceConfig
+	dsn    string // as its administrator, for --keep
+	client string // the command-line client to write with
+	load   func(context.Context, testenv.LoadConfig) (testenv.LoadResult, error)
+	close  func()
+}
+
+// startDemoDatabase starts a throwaway PostgreSQL or MariaDB holding Faveo's
+// schema. It installs nothing: a missing server is an error naming the
+// package.
+func startDemoDatabase(ctx context.Context, source string, say func(string, ...any)) (*demoDatabase, error) {
+	if source == "mariadb" {
+		say("starting a throwaway MariaDB (row-based binlog with full row images and column names) with Faveo's schema...")
+		srv, err := testenv.StartMariaDB(ctx)
+		if err != nil {
+			return nil, err
+		}
+		db, err := srv.CreateDatabase(ctx, "helpdesk")
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		sqlDB, err := testenv.OpenFaveoMySQL(db.DSN)
+		if err != nil {
+			srv.Close()
+			return nil, err
+		}
+		src := daemon.SourceConfig{Type: daemon.SourceMySQL, Config: cdc.Config{DSN: db.DeskhookDSN}}
+		return &demoDatabase{source: src, dsn: db.DSN, client: "the mariadb client",
+			load: func(ctx context.Context, c testenv.LoadConfig) (testenv.LoadResult, error) {
+				return testenv.LoadMySQL(ctx, sqlDB, c)
+			},
+			close: func() { sqlDB.Close(); srv.Close() }}, nil
 	}
-	return pool, nil
+	say("starting a throwaway PostgreSQL (wal_level=logical) with Faveo's schema...")
+	srv, err := testenv.StartServer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db, err := srv.CreateDatabase(ctx, "helpdesk")
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, db.DSN)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	return &demoDatabase{source: daemon.SourceConfig{Config: cdc.Config{DSN: db.DSN}}, dsn: db.DSN, client: "psql",
+		load: func(ctx context.Context, c testenv.LoadConfig) (testenv.LoadResult, error) {
+			return testenv.Load(ctx, pool, c)
+		},
+		close: func() { pool.Close(); srv.Close() }}, nil
+}
+
+// waitReady waits until the daemon's /readyz answers 200 (or the daemon
+// stops: its error).
+func waitReady(ctx context.Context, adminAddr string, runErr chan error) error {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(2 * time.Minute)
+	last := "no answer"
+	for {
+		if resp, err := hc.Get("http://" + adminAddr + "/readyz"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = strings.TrimSpace(string(body))
+		}
+		select {
+		case err := <-runErr:
+			runErr <- err
+			return fmt.Errorf("the daemon stopped: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the daemon is not ready after 2 minutes: %s", last)
+		}
+	}
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/deskhook/deskhook/binlog"
 	"github.com/deskhook/deskhook/cdc"
 	"github.com/deskhook/deskhook/daemon"
 )
 
 func init() {
-	register("setup", "create the publication, slot and replica identity deskhook needs", cmdSetup)
+	register("setup", "create the publication, slot and replica identity deskhook needs (MySQL: nothing), accept a gap", cmdSetup)
 	register("teardown", "remove what setup created", cmdTeardown)
 }
 
@@ -24,7 +25,12 @@ func cmdSetup(ctx context.Context, e *env, args []string) error {
 			"Once the store has streamed, setup creates no slot by itself: a slot dropped or\n"+
 			"invalidated, or one that starts past the store's position, means the changes in\n"+
 			"between are lost. --accept-gap creates (or re-creates, or accepts) the slot anyway\n"+
-			"and records the gap in the store, also while the daemon runs; `status` shows it.", true)
+			"and records the gap in the store, also while the daemon runs; `status` shows it.\n\n"+
+			"MySQL/MariaDB (source.type: mysql): there is nothing to create on the server. setup\n"+
+			"says whether the server's binlogs still hold the stored position; when they do not\n"+
+			"(purged, or the server rebuilt or reset), --accept-gap records the gap and reads on\n"+
+			"from the start of the oldest binlog left. --print-sql prints the account, its\n"+
+			"grants and the my.cnf lines.", true)
 	printSQL := fs.Bool("print-sql", false, "print the setup as SQL for a DBA instead of running it")
 	acceptGap := fs.Bool("accept-gap", false, "create or accept a slot that skips changes, and record the gap")
 	if err := noArgs(fs, args); err != nil {
@@ -37,8 +43,12 @@ func cmdSetup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *printSQL && cfg.Source.IsMySQL() {
+		fmt.Fprint(e.stdout, binlog.PrintSQL(cfg.Source.MySQL()))
+		return nil
+	}
 	if *printSQL {
-		sql, err := cdc.SetupSQL(cfg.Source)
+		sql, err := cdc.SetupSQL(cfg.Source.Postgres())
 		if err != nil {
 			return fmt.Errorf("setup: %w", err)
 		}
@@ -53,7 +63,8 @@ func cmdTeardown(ctx context.Context, e *env, args []string) error {
 	fs, cfgPath := newFlags(e, "teardown", "[-c deskhook.yaml]",
 		"Removes what setup created: the slot, the publication (if setup made it) and the\n"+
 			"replica identity change. Stop the daemon first. Safe to run again. Like setup, it\n"+
-			"names up front whatever the role lacks, and then changes nothing.", true)
+			"names up front whatever the role lacks, and then changes nothing. MySQL/MariaDB:\n"+
+			"setup created nothing on the server, so there is nothing to remove.", true)
 	if err := noArgs(fs, args); err != nil {
 		return err
 	}
@@ -61,7 +72,12 @@ func cmdTeardown(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	done, err := cdc.Teardown(ctx, cfg.Source)
+	if cfg.Source.IsMySQL() {
+		fmt.Fprintln(e.stdout, "teardown: nothing to remove on the MySQL/MariaDB server: the binlog reader keeps no "+
+			"slot there (the stored position is in the store; remove store.path to forget it)")
+		return nil
+	}
+	done, err := cdc.Teardown(ctx, cfg.Source.Postgres())
 	return report(e, "teardown", done, err)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -17,9 +18,11 @@ func init() {
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs, cfgPath := newFlags(e, "status", "[-c deskhook.yaml] [--json]",
-		"Shows the replication slot (active, confirmed LSN, retained WAL), the store (stored\n"+
-			"position, pending per endpoint, oldest pending age, dead letters) and the endpoints\n"+
-			"(enabled, last success, last error). Works while the daemon runs.", true)
+		"Shows the replication slot (active, confirmed LSN, retained WAL) — for MySQL/MariaDB\n"+
+			"the stored binlog position (GTID) and how many binlog files the server can purge\n"+
+			"before it — the store (stored position, pending per endpoint, oldest pending age,\n"+
+			"dead letters, accepted gaps) and the endpoints (enabled, last success, last error).\n"+
+			"Works while the daemon runs.", true)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := noArgs(fs, args); err != nil {
 		return err
@@ -63,7 +66,9 @@ func printStatus(e *env, st *daemon.Status) {
 		fmt.Fprintf(w, "  problem\t%s\n", p)
 	}
 	s := st.Slot
-	if s.Error != "" {
+	if b := st.Binlog; b != nil {
+		printBinlog(w, b)
+	} else if s.Error != "" {
 		fmt.Fprintf(w, "slot %s\t%s\n", s.Name, s.Error)
 	} else {
 		active := "inactive"
@@ -88,6 +93,11 @@ func printStatus(e *env, st *daemon.Status) {
 	}
 	fmt.Fprintln(w)
 	for _, g := range o.Gaps {
+		if g.Resume != "" || st.Binlog != nil {
+			fmt.Fprintf(w, "  gap\tchanges after %s and up to %s are lost (%s; accepted %s; read on after GTID %s)\n",
+				g.From, g.To, g.Reason, timeOrDash(g.At), g.Resume)
+			continue
+		}
 		fmt.Fprintf(w, "  gap	changes after %s and before %s are lost (%s; accepted %s)\n", g.From, g.To, g.Reason,
 			timeOrDash(g.At))
 	}
@@ -104,6 +114,36 @@ func printStatus(e *env, st *daemon.Status) {
 	}
 	w.Flush()
 	printOrphans(e, st.Endpoints)
+}
+
+// printBinlog prints a MySQL source's stored position as the server sees
+// it.
+func printBinlog(w io.Writer, b *daemon.BinlogStatus) {
+	stored := b.Stored
+	if stored == "" {
+		stored = "-"
+	}
+	if b.Error != "" {
+		fmt.Fprintf(w, "binlog\tstored GTID %s: %s\n", stored, b.Error)
+		return
+	}
+	margin := fmt.Sprintf("%d of %d binlog file(s) (%s) can be purged before it", b.MarginFiles, b.Files,
+		cdc.HumanBytes(b.MarginBytes))
+	if b.MarginFiles == b.Files-1 {
+		margin = "in the active binlog file (never purged)"
+	}
+	if b.AtRisk {
+		margin += " — AT RISK (admin.min_binlog_margin)"
+	}
+	fmt.Fprintf(w, "binlog\tstored GTID %s, %s; server at %s, oldest binlog starts after %s\n", stored, margin,
+		b.Current, orDash(b.Oldest))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // enabledText says whether an endpoint is enabled as status and endpoints

@@ -22,24 +22,41 @@ func TestCrashSIGKILL(t *testing.T) {
 	e.section("log")["level"] = "info"
 	e.writeConfig()
 	e.setup()
+	crashDuringLoad(t, e, startDaemon(t, e.cfgPath, e.admin), func(seed int64) (testenv.LoadResult, error) {
+		// 1,000 tickets × (created + 2 replies + 2 updates) = 5,000
+		// events, paced over about 25 s so the kills land during it.
+		return testenv.Load(context.Background(), e.db.Pool(t), testenv.LoadConfig{
+			Tickets: 1000, Replies: 2, Updates: 2, Writers: 4, Rate: 200, Seed: seed})
+	})
+}
+
+// loadOutcome is what a load in the background ended with.
+type loadOutcome struct {
+	res testenv.LoadResult
+	err error
+}
+
+// loadInBackground runs load in a goroutine; its outcome comes on the
+// channel.
+func loadInBackground(load func() (testenv.LoadResult, error)) <-chan loadOutcome {
+	ch := make(chan loadOutcome, 1)
+	go func() {
+		res, err := load()
+		ch <- loadOutcome{res, err}
+	}()
+	return ch
+}
+
+// crashDuringLoad runs load (given a random seed) of 5,000 events while
+// the daemon d is killed with SIGKILL at random points and restarted, 5
+// times; then it waits for every event and checks the delivery guarantees
+// (checkDeliveries).
+func crashDuringLoad(t *testing.T, e *e2e, d *daemonProc, load func(seed int64) (testenv.LoadResult, error)) {
+	t.Helper()
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	t.Logf("seed %d", seed)
-
-	ctx := context.Background()
-	type result struct {
-		res testenv.LoadResult
-		err error
-	}
-	loaded := make(chan result, 1)
-	d := startDaemon(t, e.cfgPath, e.admin)
-	go func() {
-		// 1,000 tickets × (created + 2 replies + 2 updates) = 5,000
-		// events, paced over about 25 s so the kills land during it.
-		res, err := testenv.Load(ctx, e.db.Pool(t), testenv.LoadConfig{
-			Tickets: 1000, Replies: 2, Updates: 2, Writers: 4, Rate: 200, Seed: seed})
-		loaded <- result{res, err}
-	}()
+	loaded := loadInBackground(func() (testenv.LoadResult, error) { return load(seed) })
 	for kill := 1; kill <= 5; kill++ {
 		time.Sleep(time.Duration(300+rng.IntN(3700)) * time.Millisecond)
 		if d.exited() {

@@ -25,8 +25,8 @@ func TestCheckWarnsAndFails(t *testing.T) {
 		!regexp.MustCompile(`(?m)^ok    store space `+regexp.QuoteMeta(e.dir)+`: `).MatchString(res.stdout) {
 		t.Errorf("check on a set-up database:\n%s", res.stdout)
 	}
-	for _, name := range []string{"table public.ticket_collaborator", "table public.ticket_attachments",
-		"columns public.tickets", "columns public.ticket_attachments"} {
+	for _, name := range []string{"table public.ticket_collaborator", "table public.ticket_attachment",
+		"columns public.tickets", "columns public.ticket_attachment"} {
 		if !regexp.MustCompile(`(?m)^ok    ` + regexp.QuoteMeta(name) + `: `).MatchString(res.stdout) {
 			t.Errorf("check lacks %q:\n%s", name, res.stdout)
 		}

@@ -37,21 +37,30 @@ func TestDemo(t *testing.T) {
 	}
 
 	// --keep
-	demo := startDemo(t, "--tickets", "2", "--rate", "40", "--keep")
-	out := &demo.out
-	cfgPath := demo.waitFor(regexp.MustCompile(`config:\s+(\S+deskhook\.yaml)`), 90*time.Second)[1]
-	if !strings.Contains(out.String(), "database: postgres://") {
-		t.Errorf("demo --keep does not print the DSN:\n%s", out.String())
-	}
-	st := deskhook(t, nil, "status", "-c", cfgPath)
-	if st.code != 0 || !strings.Contains(st.stdout, "running, ready") || !strings.Contains(st.stdout, "demo-receiver") {
-		t.Errorf("status against the kept demo: %s", st)
-	}
-	if res := deskhook(t, nil, "check", "-c", cfgPath); res.code != 0 {
-		t.Errorf("check against the kept demo: %s", res)
-	}
+	keptDemo(t, []string{"--tickets", "2", "--rate", "40"}, func(cfgPath, out string) {
+		if !strings.Contains(out, "database: postgres://") {
+			t.Errorf("demo --keep does not print the DSN:\n%s", out)
+		}
+		st := deskhook(t, nil, "status", "-c", cfgPath)
+		if st.code != 0 || !strings.Contains(st.stdout, "running, ready") || !strings.Contains(st.stdout, "demo-receiver") {
+			t.Errorf("status against the kept demo: %s", st)
+		}
+		if res := deskhook(t, nil, "check", "-c", cfgPath); res.code != 0 {
+			t.Errorf("check against the kept demo: %s", res)
+		}
+	})
+}
+
+// keptDemo runs `deskhook demo --keep` with args, calls check with the
+// config it prints and what it printed so far while everything keeps
+// running, then stops it with Ctrl-C, which must clean up.
+func keptDemo(t *testing.T, args []string, check func(cfgPath, out string)) {
+	t.Helper()
+	demo := startDemo(t, append(args, "--keep")...)
+	cfgPath := demo.waitFor(regexp.MustCompile(`config:\s+(\S+deskhook\.yaml)`), 2*time.Minute)[1]
+	check(cfgPath, demo.out.String())
 	if err := demo.interrupt(60 * time.Second); err != nil {
-		t.Errorf("demo --keep after Ctrl-C: %v\n%s", err, out.String())
+		t.Errorf("demo --keep after Ctrl-C: %v\n%s", err, demo.out.String())
 	}
 	if _, err := os.Stat(filepath.Dir(cfgPath)); !os.IsNotExist(err) {
 		t.Errorf("demo left %s behind (%v)", filepath.Dir(cfgPath), err)

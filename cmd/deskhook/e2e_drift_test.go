@@ -252,7 +252,7 @@ func TestTruncateThreads(t *testing.T) {
 }
 
 // limitedRole creates a role with REPLICATION and SELECT on every table
-// deskhook reads but ticket_attachments, and returns the test database's
+// deskhook reads but ticket_attachment, and returns the test database's
 // DSN for it.
 func limitedRole(t *testing.T, e *e2e) (role, dsn string) {
 	t.Helper()
@@ -270,7 +270,7 @@ func limitedRole(t *testing.T, e *e2e) (role, dsn string) {
 }
 
 // TestMissingSelectOnAttachments: a role that may not read
-// ticket_attachments fails `check` (with the GRANT), and the daemon is
+// ticket_attachment fails `check` (with the GRANT), and the daemon is
 // unready at once: from its first verification, and with the lookup's own
 // error as soon as a ticket's counts are read. After the GRANT the stream
 // resumes by itself and the held event is delivered.
@@ -289,8 +289,8 @@ func TestMissingSelectOnAttachments(t *testing.T) {
 	e.writeConfig()
 
 	res := e.run("check")
-	if res.code != 1 || !regexp.MustCompile(`(?m)^FAIL  table public.ticket_attachments: role `+role+` cannot SELECT from it`).MatchString(res.stdout) ||
-		!strings.Contains(res.stdout, `fix: GRANT SELECT ON "public"."ticket_attachments" TO "`+role+`";`) {
+	if res.code != 1 || !regexp.MustCompile(`(?m)^FAIL  table public.ticket_attachment: role `+role+` cannot SELECT from it`).MatchString(res.stdout) ||
+		!strings.Contains(res.stdout, `fix: GRANT SELECT ON "public"."ticket_attachment" TO "`+role+`";`) {
 		t.Errorf("check without SELECT on the attachments: %s", res)
 	}
 	if n := strings.Count(res.stdout, "FAIL  "); n != 1 {
@@ -298,13 +298,13 @@ func TestMissingSelectOnAttachments(t *testing.T) {
 	}
 
 	d := startDaemon(t, e.cfgPath, e.admin)
-	d.waitReadyz(http.StatusServiceUnavailable, 15*time.Second, "public.ticket_attachments", "cannot SELECT")
+	d.waitReadyz(http.StatusServiceUnavailable, 15*time.Second, "public.ticket_attachment", "cannot SELECT")
 	if _, err := hd.AgentReply(ctx, old.TicketID, testenv.AgentAlice, "<p>an old ticket</p>"); err != nil {
 		t.Fatal(err)
 	}
 	d.waitReadyz(http.StatusServiceUnavailable, 15*time.Second, "reading the source while mapping failed", "permission denied")
 
-	e.db.Exec(t, fmt.Sprintf(`GRANT SELECT ON ticket_attachments TO %s`, role))
+	e.db.Exec(t, fmt.Sprintf(`GRANT SELECT ON ticket_attachment TO %s`, role))
 	e.waitEvent("ticket_reply", old.TicketID, 60*time.Second)
 	d.waitReadyz(http.StatusOK, 30*time.Second)
 	if res := e.run("check"); res.code != 0 {

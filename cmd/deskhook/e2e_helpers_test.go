@@ -133,7 +133,8 @@ var slotSeq atomic.Int64
 // the config file and the store, a unique slot and admin port.
 type e2e struct {
 	t       testing.TB
-	db      *testenv.DB
+	db      *testenv.DB      // PostgreSQL (newE2E)
+	my      *testenv.MySQLDB // MariaDB (newMySQLE2E)
 	rcv     *testenv.Receiver
 	dir     string
 	cfgPath string
@@ -154,19 +155,26 @@ func newE2E(t testing.TB, dbOpts ...testenv.Option) *e2e {
 	e.cfgPath = filepath.Join(e.dir, "deskhook.yaml")
 	e.admin = freePort(t)
 	e.slot = fmt.Sprintf("e2e_%d_%d", os.Getpid(), slotSeq.Add(1))
-	e.cfg = map[string]any{
-		"source": map[string]any{"dsn": e.db.DSN, "slot": e.slot},
+	e.cfg = e.config(map[string]any{"dsn": e.db.DSN, "slot": e.slot}, "debug")
+	e.writeConfig()
+	return e
+}
+
+// config is a world's config with source section source: its store and
+// admin port, the log at level, one endpoint "rcv" with a short retry
+// schedule.
+func (e *e2e) config(source map[string]any, level string) map[string]any {
+	return map[string]any{
+		"source": source,
 		"store":  map[string]any{"path": filepath.Join(e.dir, "deskhook.db")},
 		"admin":  map[string]any{"listen": e.admin},
-		"log":    map[string]any{"level": "debug"},
+		"log":    map[string]any{"level": level},
 		"endpoints": []any{map[string]any{
 			"name": "rcv", "url": e.rcv.URL + "/hooks", "events": allEvents(),
 			"retry": map[string]any{"schedule": []string{"0s", "50ms", "100ms", "200ms", "400ms", "800ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s", "1s"}},
 		}},
 		"shutdown_timeout": "10s",
 	}
-	e.writeConfig()
-	return e
 }
 
 func allEvents() []string {
