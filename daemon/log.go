@@ -19,21 +19,27 @@ import (
 func NewLogger(w io.Writer, cfg LogConfig, red *Redactor) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: plainValues}
 	w = NewScrubWriter(w, red)
 	if cfg.Format == "json" {
-		opts.ReplaceAttr = durationsAsText
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// durationsAsText writes durations as Go writes them ("1.5s", "2m0s"),
-// where slog's JSON handler writes nanoseconds, which nobody reads right.
-// The text handler already does so.
-func durationsAsText(_ []string, a slog.Attr) slog.Attr {
-	if a.Value.Kind() == slog.KindDuration {
+// plainValues writes errors as their message and durations as Go writes
+// them ("1.5s", "2m0s"). slog's text handler formats an error with %+v,
+// which for the errors of go-mysql (pingcap/errors) prints a goroutine
+// stack trace into the line; its JSON handler writes durations as
+// nanoseconds, which nobody reads right.
+func plainValues(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindDuration:
 		a.Value = slog.StringValue(a.Value.Duration().String())
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			a.Value = slog.StringValue(err.Error())
+		}
 	}
 	return a
 }
