@@ -1,7 +1,7 @@
 package mapping
 
 // Applying row changes to the state, and finding the events they fire
-// (faveo-contract.md, "Events": trigger in the database).
+// (docs/faveo-webhooks.md, "Events": which row change fires which event).
 
 import (
 	"bytes"

@@ -27,10 +27,11 @@ import (
 // Two deliberate choices:
 //
 //   - The IV is not random: it is HMAC-SHA256(key, "deskhook encrypted_id
-//     iv" || 0 || id) truncated to 16 bytes. Design rule 4 says the same
-//     event always carries the same body, so mapping a transaction again
-//     (after a crash) must give the same bytes. Laravel's decrypt takes the
-//     IV from the payload and accepts any IV, so Faveo still decrypts it.
+//     iv" || 0 || id) truncated to 16 bytes. Design rule 4 (docs/design.md)
+//     says the same event always carries the same body, so mapping a
+//     transaction again (after a crash) must give the same bytes. Laravel's
+//     decrypt takes the IV from the payload and accepts any IV, so Faveo
+//     still decrypts it.
 //     The only thing a fixed IV per id reveals is that two encrypted_ids
 //     encrypt the same id, which the payload's "id" field says anyway.
 //   - The JSON is the form Faveo's own examples show (Laravel 5.x, which

@@ -1,5 +1,5 @@
 // Package mapping turns committed row changes (package change) into Faveo
-// webhook events, following ../shared/faveo-contract.md.
+// webhook events, following the contract in docs/faveo-webhooks.md.
 //
 // It owns:
 //   - the Mapper: triggers, the eight events and their payload trees, and the

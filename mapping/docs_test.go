@@ -11,13 +11,13 @@ import (
 )
 
 // TestFaveoDocumentedExamples loads the rows behind the example payloads
-// of Faveo's webhook documentation (testdata/docs, taken from
-// ../shared/faveo-webhook-docs.txt) — the same users, statuses, tickets and
-// threads with the same ids, values and times — replays the documented
-// actions through real replication, and checks that each payload has the
-// documented structure: the same keys in the same order, the same nesting,
-// every value a string, dates as Y-m-d H:i:s, and the same values wherever
-// the database holds what Faveo showed.
+// of Faveo's webhook documentation (testdata/docs, taken from its public
+// page, which docs/faveo-webhooks.md names) — the same users, statuses,
+// tickets and threads with the same ids, values and times — replays the
+// documented actions through real replication, and checks that each
+// payload has the documented structure: the same keys in the same order,
+// the same nesting, every value a string, dates as Y-m-d H:i:s, and the
+// same values wherever the database holds what Faveo showed.
 //
 // The docs show form bodies decoded, so nulls are absent there; we compare
 // them with the faveo-form view of our payloads (nulls and empty objects
@@ -127,7 +127,8 @@ type docsComparison struct {
 	event string
 }
 
-// Documented deviations, by path in the payload (see faveo-contract.md).
+// Documented deviations, by path in the payload (docs/faveo-webhooks.md,
+// "Where deskhook differs from Faveo").
 var (
 	// Faveo's ticket_created and ticket_reply show Eloquent models fresh
 	// from an insert: only the attributes Faveo set, in the order it set

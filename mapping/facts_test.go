@@ -101,8 +101,8 @@ type changeSpec struct{ del, upd *change.Row }
 // TestMapThreadTriggers: which later public threads fire. Replies need
 // poster support and thread_type NULL, ” or first_reply; client messages
 // fire ticket_commented; notes and activity threads fire nothing even when
-// a client posted them publicly (faveo-contract.md: "activity threads ...
-// yield none").
+// a client posted them publicly (docs/faveo-webhooks.md, "Events": notes
+// and activity fire nothing).
 func TestMapThreadTriggers(t *testing.T) {
 	for _, tc := range []struct {
 		poster     string

@@ -97,7 +97,7 @@ func pin[V any](ctx context.Context, m *Mapper, ids []int64, cache *lru[V], chun
 }
 
 // build renders one event's payload as canonical JSON, keys in Faveo's
-// order (faveo-contract.md, "Events").
+// order (docs/faveo-webhooks.md, "Payloads").
 // sizeHint is about the size of tr's payload, a little more: the rows it
 // shows (the ticket's and its first thread's already rendered, the thread's
 // text and its JSON escapes) and room for the rest.

@@ -3,8 +3,9 @@ package mapping
 // Users as Faveo's User model shows them: its toArray (thread.user) and
 // the five-column form of requester / replied_by, each with the model's
 // appends. The rules are those of Faveo's App\User (the model whose hidden
-// columns and appends faveo-contract.md lists), including PHP's notion of
-// truth ("" and "0" are false) and its loose comparison `== 1`.
+// columns and appends docs/faveo-webhooks.md, "Users", lists), including
+// PHP's notion of truth ("" and "0" are false) and its loose comparison
+// `== 1`.
 
 import (
 	"crypto/md5"

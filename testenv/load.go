@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Faveo's event names (faveo-contract.md), as the load generator predicts
-// them.
+// Faveo's event names (docs/faveo-webhooks.md, "Events"), as the load
+// generator predicts them.
 const (
 	EventTicketCreated           = "ticket_created"
 	EventTicketReply             = "ticket_reply"
@@ -75,7 +75,7 @@ type Action struct {
 	// id; the replying user for replies and notes; the due date's Unix
 	// seconds.
 	Write
-	// Events are the events faveo-contract.md derives from the action, in
+	// Events are the events docs/faveo-webhooks.md derives from the action, in
 	// order (none for notes, team assignments, or an agent reply's ticket
 	// update).
 	Events []string
