@@ -271,8 +271,9 @@ func (m *Mapper) MapGroups(ctx context.Context, b *change.Batch, emit func([]Eve
 		// A skipped trigger still takes its index: the triggers follow from
 		// the rows alone, but whether a ticket is found can change between
 		// a first mapping and a replay after a crash (it may be deleted in
-		// between), and the events after it must keep their ids, which a
-		// receiver may have seen already (early delivery).
+		// between). Events are sent only once stored, so a replay maps only
+		// transactions none of whose events left; keeping the indexes fixed
+		// all the same means an event's id never depends on such a lookup.
 		index := m.index
 		m.index++
 		if st.deleted || st.notFound || !st.rowKnown {
