@@ -633,7 +633,9 @@ endpoints: [{url: "https://crm.example.com/hooks"}]
 			"source.status_interval: applies to a PostgreSQL"},
 		{"source:\n  dsn: postgres://h/d\n  server_id: 7\n",
 			"source.server_id: applies to a MySQL/MariaDB (source.type: mysql) source only; this source is PostgreSQL (source.type: postgres) (line 3)"},
-		{"source:\n  type: oracle\n  dsn: x\n", `source.type: must be postgres or mysql (got "oracle")`},
+		{"source:\n  type: oracle\n  dsn: x\n", `source.type: must be postgres or mysql (mariadb is read as mysql) (got "oracle")`},
+		{"source:\n  type: MariaDB\n  dsn: \"u:p@tcp(h:3306)/d\"\n  publication: x\n",
+			"source.publication: applies to a PostgreSQL (source.type: postgres) source only; this source is MySQL/MariaDB"},
 		{"source:\n  type: mysql\n  dsn: \"postgres://h/d\"\n", "source.dsn: "},
 		{"source:\n  type: mysql\n  dsn: \"u:p@tcp(h:3306)/\"\n", "source.dsn: names no database"},
 		{"source:\n  type: mysql\n  dsn: \"u:p@tcp(h:3306)/d\"\n  heartbeat: 1ms\n", "source.heartbeat: must be between"},
@@ -668,6 +670,26 @@ func TestSourceKeysClassified(t *testing.T) {
 	for _, k := range configKeys(reflect.TypeFor[binlog.Config](), "") {
 		if k := strings.Split(k, ".")[0]; slices.Contains(pgOnlyKeys, k) || !slices.Contains(own, k) {
 			t.Errorf("binlog's key %s is not a mysql source's", k)
+		}
+	}
+}
+
+// TestSourceTypeNames: the names people give their database select the
+// source they mean.
+func TestSourceTypeNames(t *testing.T) {
+	for name, mysql := range map[string]bool{"mysql": true, "MariaDB": true, "mariadb": true, "postgres": false, "PostgreSQL": false} {
+		dsn := "postgres://h/d"
+		if mysql {
+			dsn = "u:p@tcp(h:3306)/d"
+		}
+		c, err := ParseConfig([]byte("source:\n  type: " + name + "\n  dsn: \"" + dsn + "\"\nendpoints: [{url: \"https://crm.example.com/hooks\"}]\n"))
+		if err != nil {
+			t.Errorf("type %s: %v", name, err)
+			continue
+		}
+		c.SetDefaults()
+		if err := c.Validate(); err != nil || c.Source.IsMySQL() != mysql {
+			t.Errorf("type %s: mysql %v (want %v), %v", name, c.Source.IsMySQL(), mysql, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -61,6 +62,19 @@ func (s SourceConfig) MySQL() binlog.Config {
 		ReconnectMin: s.ReconnectMin, ReconnectMax: s.ReconnectMax}
 }
 
+// canonicalSourceType accepts the names people give their database:
+// "mariadb" is a mysql source (the same binlog protocol), "postgresql" a
+// postgres one, in any case.
+func canonicalSourceType(t string) string {
+	switch strings.ToLower(strings.TrimSpace(t)) {
+	case SourceMySQL, "mariadb":
+		return SourceMySQL
+	case SourcePostgres, "postgresql":
+		return SourcePostgres
+	}
+	return t
+}
+
 // SetDefaults fills every empty field of the source's type with its
 // default (postgres when no type is given); the other type's keys stay
 // empty.
@@ -107,7 +121,7 @@ func (s SourceConfig) Validate(path string) error {
 		}
 		return errors.Join(errs...)
 	}
-	return fmt.Errorf("%s.type: must be %s or %s (got %q)", path, SourcePostgres, SourceMySQL, s.Type)
+	return fmt.Errorf("%s.type: must be %s or %s (mariadb is read as mysql) (got %q)", path, SourcePostgres, SourceMySQL, s.Type)
 }
 
 // sourceKeyErrors reports the keys under source that the source's type

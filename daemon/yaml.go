@@ -83,6 +83,7 @@ func parseConfig(raw []byte, mayBeUnset func(yamlPath string) bool) (*Config, er
 	if err := root.Decode(&c); err != nil {
 		errs = append(errs, translateYAMLErrors(err, idx)...)
 	}
+	c.Source.Type = canonicalSourceType(c.Source.Type)
 	errs = append(errs, sourceKeyErrors(&root, c.Source.Type)...)
 	// Values left unexpanded where that is allowed: no error about them.
 	skipped := map[string]bool{}
