@@ -532,9 +532,22 @@ func TestDeadLetterConfirmation(t *testing.T) {
 	if !strings.Contains(page, "every dead letter") || !strings.Contains(page, `name="all" value="true"`) {
 		t.Errorf("confirming everything does not say so:\n%s", page)
 	}
+	// Without the confirmation page's time: refused (it bounds the action
+	// to the letters the page counted).
 	resp, _ = br.do("POST", "/ui/dead/drop", url.Values{"csrf": {csrf}, "confirm": {"yes"}, "endpoint": {"crm"}, "ticket": {"4711"}}, nil)
-	if resp.StatusCode != http.StatusSeeOther || len(b.dropped) != 1 || b.dropped[0].Endpoint != "crm" || b.dropped[0].TicketID != 4711 {
-		t.Fatalf("confirmed drop: %s, dropped %+v", resp.Status, b.dropped)
+	if resp.StatusCode != http.StatusBadRequest || len(b.dropped) != 0 {
+		t.Fatalf("drop without the page's time: %s, dropped %v", resp.Status, b.dropped)
+	}
+	_, page = br.get("/ui/dead/confirm?op=drop&endpoint=crm&ticket=4711")
+	shown := regexp.MustCompile(`name="shown_at" value="([^"]+)"`).FindStringSubmatch(page)
+	if shown == nil {
+		t.Fatalf("the confirmation page carries no shown_at:\n%s", page)
+	}
+	resp, _ = br.do("POST", "/ui/dead/drop", url.Values{"csrf": {csrf}, "confirm": {"yes"}, "endpoint": {"crm"}, "ticket": {"4711"},
+		"shown_at": {shown[1]}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || len(b.dropped) != 1 || b.dropped[0].Endpoint != "crm" || b.dropped[0].TicketID != 4711 ||
+		b.dropped[0].DiedBy.Format(time.RFC3339Nano) != shown[1] {
+		t.Fatalf("confirmed drop: %s, dropped %+v (page shown at %s)", resp.Status, b.dropped, shown[1])
 	}
 	_, page = br.get("/ui/dead")
 	if !strings.Contains(page, "Dropped 1 dead letter(s)") {

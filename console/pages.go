@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/deskhook/deskhook/outbox"
 )
@@ -94,7 +95,7 @@ func deadFormOf(v url.Values) deadFilterForm {
 }
 
 func selectsAll(f outbox.DeadFilter) bool {
-	f.Limit = 0
+	f.Limit, f.DiedBy = 0, time.Time{}
 	return f == (outbox.DeadFilter{})
 }
 
@@ -137,6 +138,7 @@ type confirmView struct {
 	Count    int
 	More     bool // more than Count
 	Examples []outbox.DeadLetter
+	ShownAt  string // when the count was taken: the action touches nothing that died later
 }
 
 // deadConfirm is the confirmation step before a replay or a drop: it says
@@ -152,11 +154,12 @@ func (c *Console) deadConfirm(r *http.Request) (view, error) {
 		return view{}, err
 	}
 	f.Limit = maxConfirmCount + 1
+	shown := time.Now().UTC()
 	dl, err := c.b.DeadLetters(r.Context(), f)
 	if err != nil {
 		return view{}, err
 	}
-	v := confirmView{Op: op, Filter: form, All: selectsAll(f), Count: len(dl)}
+	v := confirmView{Op: op, Filter: form, All: selectsAll(f), Count: len(dl), ShownAt: shown.Format(time.RFC3339Nano)}
 	if v.Count > maxConfirmCount {
 		v.Count, v.More = maxConfirmCount, true
 	}
@@ -176,6 +179,11 @@ func (c *Console) deadAction(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	if selectsAll(f) && r.PostForm.Get("all") != "true" {
 		return badInputf("no selection: choose an endpoint, an event, a ticket or a time range, or confirm every dead letter")
+	}
+	// Only what the confirmation page counted: letters that died after it
+	// was shown were never seen by the operator.
+	if f.DiedBy, err = time.Parse(time.RFC3339Nano, r.PostForm.Get("shown_at")); err != nil {
+		return badInputf("the confirmation page's time is missing: confirm again")
 	}
 	var n int
 	switch r.PathValue("op") {

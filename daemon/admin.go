@@ -90,6 +90,12 @@ func (d *Daemon) operatorRoutes(mux *http.ServeMux) {
 			writeJSON(w, nil, badRequest(err))
 			return
 		}
+		// Replay and drop act on the whole selection: a limit they would
+		// ignore must not pass for a smaller one.
+		if f.Limit != 0 {
+			writeJSON(w, nil, badRequest(errors.New("limit applies to listing only: narrow the selection instead")))
+			return
+		}
 		// Everything only when asked for in so many words: a client that
 		// forgot its selection must not replay or drop every dead letter.
 		if selectsAll(f) && r.URL.Query().Get("all") != "true" {
@@ -282,10 +288,10 @@ func filterQuery(f outbox.DeadFilter) url.Values {
 		q.Set("ticket", strconv.FormatInt(f.TicketID, 10))
 	}
 	if !f.From.IsZero() {
-		q.Set("from", f.From.UTC().Format(time.RFC3339))
+		q.Set("from", f.From.UTC().Format(time.RFC3339Nano))
 	}
 	if !f.To.IsZero() {
-		q.Set("to", f.To.UTC().Format(time.RFC3339))
+		q.Set("to", f.To.UTC().Format(time.RFC3339Nano))
 	}
 	if f.Limit != 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))

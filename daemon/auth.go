@@ -238,5 +238,15 @@ func (d *Daemon) refused(r *http.Request, code int, why string) {
 	d.refusals.last, d.refusals.count = now, 0
 	d.refusals.mu.Unlock()
 	d.log.Warn("admin API request refused", "status", strconv.Itoa(code), "reason", why,
-		"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "refused_since_last_line", n)
+		"method", r.Method, "path", loggedPath(r.URL.Path), "remote", r.RemoteAddr, "refused_since_last_line", n)
+}
+
+// loggedPath is a refused request's path as the log may show it: a
+// one-time login link's code, still unused (and so still valid) when its
+// request is refused, stays out of the log.
+func loggedPath(p string) string {
+	if code, ok := strings.CutPrefix(p, "/ui/login/"); ok && code != "" {
+		return "/ui/login/[code]"
+	}
+	return p
 }

@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/deskhook/deskhook/outbox"
 )
 
 // TestConsoleMount: the console is on the admin listener behind the same
@@ -109,4 +112,41 @@ func TestConsoleSecrets(t *testing.T) {
 	d.cfgMu.Unlock()
 	has("Bearer new-header-value")
 	has("Bearer old-header-value")
+}
+
+// TestDeadFilterQueryRoundTrip: what the CLI sends the daemon selects the
+// same dead letters as the CLI's own reading of its flags, fractions of a
+// second included.
+func TestDeadFilterQueryRoundTrip(t *testing.T) {
+	f := outbox.DeadFilter{Endpoint: "crm", ID: "evt_1", TicketID: 4711, Limit: 3,
+		From: time.Date(2025, 6, 1, 10, 0, 0, 900_000_000, time.UTC), To: time.Date(2025, 6, 1, 10, 0, 1, 250_000, time.UTC)}
+	got, err := filterFromQuery(filterQuery(f))
+	if err != nil || got != f {
+		t.Errorf("round trip: %+v, %v; want %+v", got, err, f)
+	}
+}
+
+// TestRefusedLoginCodeNotLogged: a login link refused for its Host (a name
+// missing from admin.hosts) is still valid: its code must not reach the log.
+func TestRefusedLoginCodeNotLogged(t *testing.T) {
+	cfg := offlineConfig(t)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	var logs strings.Builder
+	d, err := New(context.Background(), cfg, Options{NoSync: true, Logger: NewLogger(&logs, LogConfig{Level: "info"}, NewRedactor(nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.closeAll()
+	u := d.ConsoleLoginURL()
+	code := u[strings.LastIndex(u, "/")+1:]
+	req := httptest.NewRequest("GET", u, nil)
+	req.Host = "helpdesk.internal.example"
+	rec := httptest.NewRecorder()
+	d.adminHandler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("a foreign Host: %d", rec.Code)
+	}
+	if !strings.Contains(logs.String(), "refused") || strings.Contains(logs.String(), code) {
+		t.Errorf("the refusal's log line (want it, without the code %s):\n%s", code, logs.String())
+	}
 }

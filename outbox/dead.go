@@ -28,6 +28,10 @@ type DeadFilter struct {
 	TicketID int64
 	// From and To bound the event's commit time: From ≤ t < To.
 	From, To time.Time
+	// DiedBy, when set, keeps only the letters that died at or before it:
+	// a replay or drop confirmed on a page that counted the selection at
+	// DiedBy leaves alone what died after the operator looked.
+	DiedBy time.Time
 	// Limit bounds a listing (0: no limit); replay and drop ignore it.
 	Limit int
 }
@@ -63,7 +67,7 @@ func eachDead(tx *bolt.Tx, f DeadFilter, fn func(d deadRef) bool) error {
 				scanErr = fmt.Errorf("endpoint %q: dead letter %s: %w", name, keyFrom(k), err)
 				return scanErr
 			}
-			if f.TicketID != 0 && rec.ticket != f.TicketID {
+			if (f.TicketID != 0 && rec.ticket != f.TicketID) || (!f.DiedBy.IsZero() && rec.at.After(f.DiedBy)) {
 				continue
 			}
 			commit, typ, id, ok := eventHeader(events.Get(k))

@@ -125,6 +125,8 @@ func TestDeadLettersListShowReplayDrop(t *testing.T) {
 		"time range":  {DeadFilter{From: event(2, 0, 0, "").CommitTime, To: event(5, 0, 0, "").CommitTime}, 3},
 		"limit":       {DeadFilter{Limit: 4}, 4},
 		"unknown tkt": {DeadFilter{TicketID: 99}, 0},
+		"died before": {DeadFilter{DiedBy: list[0].DiedAt.Add(-time.Millisecond)}, 0},
+		"died by now": {DeadFilter{DiedBy: time.Now().Add(time.Minute)}, 6},
 	} {
 		got, err := o.DeadLetters(c.f)
 		if err != nil || len(got) != c.want {

@@ -68,6 +68,11 @@ func cmdDLQ(ctx context.Context, e *env, args []string) error {
 	if (sub == "replay" || sub == "drop") && f == (outbox.DeadFilter{}) && !*all {
 		return usagef("dlq %s: select dead letters (an id, --endpoint, --ticket, --from/--to) or pass --all", sub)
 	}
+	if (sub == "replay" || sub == "drop") && *limit != 0 {
+		// Replay and drop act on the whole selection: a limit they ignored
+		// would touch more than the operator asked for.
+		return usagef("dlq %s: --limit applies to list only; narrow the selection instead (an id, --endpoint, --ticket, --from/--to)", sub)
+	}
 	f.Limit = *limit
 
 	cfg, err := e.loadOpsConfig(*cfgPath)

@@ -107,6 +107,14 @@ func TestAdminAPILocked(t *testing.T) {
 		if code, body := apiCall(t, "POST", base+"/api/dlq/"+op+"?limit=5", token, nil); code != http.StatusBadRequest {
 			t.Errorf("POST /api/dlq/%s?limit=5: %d %s; a limit is no selection", op, code, body)
 		}
+		// A limit with a selection is refused too: replay and drop act on
+		// the whole selection, so it would pass for a smaller one.
+		if code, body := apiCall(t, "POST", base+"/api/dlq/"+op+"?endpoint=rcv&limit=5", token, nil); code != http.StatusBadRequest || !strings.Contains(body, "limit") {
+			t.Errorf("POST /api/dlq/%s?endpoint=rcv&limit=5: %d %s; want 400 naming the limit", op, code, body)
+		}
+		if res := e.run("dlq", op, "--endpoint", "rcv", "--limit", "5"); res.code != 2 || !strings.Contains(res.stderr, "--limit applies to list only") {
+			t.Errorf("dlq %s --endpoint rcv --limit 5: %s; want a usage error", op, res)
+		}
 	}
 	if st := statusJSON(t, e.must("status", "--json")); st.Outbox.DeadLetters != int64(load.TotalEvents()) {
 		t.Errorf("dead letters after refused drops: %d, want %d", st.Outbox.DeadLetters, load.TotalEvents())
