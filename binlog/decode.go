@@ -197,6 +197,17 @@ func (d *decoder) query(h *replication.EventHeader, q *replication.QueryEvent) e
 		// Only logged when changes to non-transactional tables could not
 		// be undone: those rows did change.
 		return d.commit(h)
+	case hasPrefixFold(stmt, "XA COMMIT"), hasPrefixFold(stmt, "XA ROLLBACK"):
+		// The second half of an XA transaction: its own GTID group, with
+		// no XID event to end it (the prepared half ended at its XA
+		// PREPARE event). With rows (XA COMMIT ... ONE PHASE) it is an XA
+		// transaction like the prepared kind: refused when it changes a
+		// table deskhook reads.
+		if d.watchedRows {
+			return &protocolError{err: fmt.Errorf("transaction %s is an XA transaction changing a table deskhook "+
+				"reads; deskhook does not read XA transactions", d.txn.gtid)}
+		}
+		return d.end(nil)
 	case hasPrefixFold(stmt, "XA "):
 		return nil // XA START / END; XA PREPARE is its own event
 	}

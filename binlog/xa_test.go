@@ -1,0 +1,43 @@
+package binlog
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/deskhook/deskhook/testenv"
+)
+
+// TestXAOnAnotherTable: XA transactions on a table deskhook does not read
+// (any application on the same server may use them) neither stop the
+// reader nor hide what follows. The second half of a prepared XA
+// transaction, XA COMMIT, is a GTID group of its own that no XID event
+// ends; before it was handled, the next GTID failed the reader for good
+// ("GTID ... begins while ... is open"), at every restart.
+func TestXAOnAnotherTable(t *testing.T) {
+	db := testenv.MariaDB(t)
+	cfg := testConfig(db)
+	db.Exec(t, "CREATE TABLE xa_other (id INT PRIMARY KEY) ENGINE=InnoDB")
+	run := startReader(t, cfg, "", nil)
+	conn, err := db.Pool(t).Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{
+		"XA START 'two'", "INSERT INTO xa_other VALUES (1)", "XA END 'two'", "XA PREPARE 'two'", "XA COMMIT 'two'",
+		"XA START 'rolled'", "INSERT INTO xa_other VALUES (2)", "XA END 'rolled'", "XA PREPARE 'rolled'", "XA ROLLBACK 'rolled'",
+		"XA START 'one'", "INSERT INTO xa_other VALUES (3)", "XA END 'one'", "XA COMMIT 'one' ONE PHASE",
+	} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	m := mark(t, db)
+	run.c.waitFor(t, "the marker written after the XA transactions", time.Minute, sawMarker(m))
+	select {
+	case err := <-run.done:
+		t.Fatalf("the reader stopped: %v", err)
+	default:
+	}
+}
