@@ -186,6 +186,7 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 	attempt := 0
 	var said change.RepeatFilter
 	for {
+		handed, began := r.Stats().Handed, time.Now()
 		streamed, err := r.session(ctx, st)
 		if ctx.Err() != nil {
 			return nil
@@ -197,12 +198,15 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 			r.log.Debug("binlog replication stopped", "err", err) // Run's caller says it
 			return err
 		}
-		if streamed {
+		if healthySession(streamed, r.Stats().Handed != handed, time.Since(began), r.cfg.ReconnectMax) {
 			attempt, said = 0, change.RepeatFilter{}
 		}
 		attempt++
 		delay := backoff.Exp(attempt, r.cfg.ReconnectMin, r.cfg.ReconnectMax)
 		level := slog.LevelWarn
+		if attempt >= errorAfterAttempts {
+			level = slog.LevelError
+		}
 		if err != nil && !said.Fresh(err, time.Now()) {
 			level = slog.LevelDebug // said already
 		}
@@ -219,6 +223,21 @@ func (r *Reader) reconnectLoop(ctx context.Context, st *runState) error {
 			return nil
 		}
 	}
+}
+
+// errorAfterAttempts is how many sessions in a row may fail without
+// handing anything over before the failure is logged as an ERROR.
+const errorAfterAttempts = 5
+
+// healthySession says whether a session that ended in a failure had
+// worked: it streamed and handed a transaction over, or stood for longer
+// than the longest wait between attempts (an idle helpdesk hands nothing
+// over). Only then do the backoff and the repeat filter start afresh: a
+// session that connects and then fails at the same event every time (a
+// row go-mysql cannot parse, a checksum mismatch) keeps backing off and
+// its failure becomes an ERROR, not a WARN every reconnect_min forever.
+func healthySession(streamed, handedOver bool, lasted, reconnectMax time.Duration) bool {
+	return streamed && (handedOver || lasted > reconnectMax)
 }
 
 // session runs one replication connection. streamed reports whether it

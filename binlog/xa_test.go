@@ -41,3 +41,21 @@ func TestXAOnAnotherTable(t *testing.T) {
 	default:
 	}
 }
+
+func TestHealthySession(t *testing.T) {
+	for _, c := range []struct {
+		streamed, handed bool
+		lasted           time.Duration
+		want             bool
+	}{
+		{false, false, time.Hour, false},       // never got to stream
+		{true, true, time.Millisecond, true},   // handed a transaction over
+		{true, false, time.Millisecond, false}, // connected, then failed at once: the same event again?
+		{true, false, 31 * time.Second, true},  // stood longer than the longest wait (idle helpdesk)
+		{true, false, 30 * time.Second, false}, // not longer
+	} {
+		if got := healthySession(c.streamed, c.handed, c.lasted, 30*time.Second); got != c.want {
+			t.Errorf("healthySession(%v, %v, %s) = %v", c.streamed, c.handed, c.lasted, got)
+		}
+	}
+}
