@@ -78,6 +78,13 @@ type decoder struct {
 	// watchedRows says the group has changed a watched table: an XA
 	// transaction that does is refused.
 	watchedRows bool
+
+	// Where the transactions are in the server's files (anchor.go): the
+	// binlog file being read (from rotate events), where the group being
+	// read starts, and the anchor of the last transaction done.
+	file       string
+	txnAnchor  string
+	doneAnchor string
 }
 
 // reset drops a half-read group: the connection it came on is gone and
@@ -116,12 +123,19 @@ func (d *decoder) decodeRows(re *replication.RowsEvent, data []byte) (err error)
 // event handles one binlog event.
 func (d *decoder) event(e *replication.BinlogEvent) error {
 	switch ev := e.Event.(type) {
+	case *replication.RotateEvent:
+		d.file = string(ev.NextLogName)
+		return nil
 	case *replication.MariadbGTIDEvent:
 		t, err := d.g.mariaDBGTID(ev.GTID)
 		if err != nil {
 			return err
 		}
-		return d.begin(t, !ev.IsStandalone())
+		if err := d.begin(t, !ev.IsStandalone()); err != nil {
+			return err
+		}
+		d.txnAnchor = anchorAt(d.file, e.Header, t.gtid)
+		return nil
 	case *replication.GTIDEvent:
 		t, err := d.g.mySQLGTID(ev.SID, ev.GNO)
 		if err != nil {
@@ -130,6 +144,7 @@ func (d *decoder) event(e *replication.BinlogEvent) error {
 		if err := d.begin(t, false); err != nil {
 			return err
 		}
+		d.txnAnchor = anchorAt(d.file, e.Header, t.gtid)
 		if ev.ImmediateCommitTimestamp > 0 {
 			d.commitTime = time.UnixMicro(int64(ev.ImmediateCommitTimestamp)).UTC()
 		}
@@ -387,7 +402,7 @@ func (d *decoder) add(size int, c change.Change) error {
 func (d *decoder) hand(last bool) error {
 	b := &change.Batch{Pos: d.txn.pos, CommitTime: d.commitTime, Seq: d.seq, Last: last, Changes: d.cur}
 	if last {
-		b.Resume = d.g.token()
+		b.Resume, b.Anchor = d.g.token(), d.doneAnchor
 	}
 	out := decoded{batch: b, bytes: d.curBytes + change.HeapBytes(cap(d.cur)*sizeofChange) + batchOverhead}
 	d.seq++
@@ -416,6 +431,7 @@ func (d *decoder) end(error) error {
 		return &protocolError{err: fmt.Errorf("transaction %s arrived again with fewer changes than were handed over before", d.txn.gtid)}
 	}
 	d.g.done(d.txn)
+	d.doneAnchor = d.txnAnchor
 	if d.seq > 0 || len(d.cur) > 0 {
 		return d.hand(true)
 	}

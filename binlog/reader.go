@@ -121,6 +121,7 @@ type runState struct {
 	ctx    context.Context // the Run's
 	q      *change.Queue
 	resume string // the token Run was given
+	anchor string // and its anchor (anchor.go), if any
 	dec    *decoder
 	// partial is a transaction handed over in part (some chunks), if any:
 	// after a reconnect the server sends it again, and the changes handed
@@ -168,7 +169,8 @@ func (r *Reader) Run(ctx context.Context, resume string, h change.Handler) error
 		}
 	}()
 
-	st := &runState{ctx: runCtx, q: q, resume: resume}
+	resume, anchored := splitToken(resume)
+	st := &runState{ctx: runCtx, q: q, resume: resume, anchor: anchored}
 	err := r.reconnectLoop(runCtx, st)
 	cancel(nil)
 	<-handlerDone
@@ -267,7 +269,14 @@ func (r *Reader) session(ctx context.Context, st *runState) (streamed bool, err 
 	dec := st.dec
 	dec.loc = loc
 	token := dec.g.token()
-	if _, err := checkPosition(ctx, db, info, token); err != nil {
+	// The anchor of the last transaction done, or Run's until one is:
+	// before each connection, the server must still hold that
+	// transaction where it was read.
+	anchored := dec.doneAnchor
+	if anchored == "" {
+		anchored = st.anchor
+	}
+	if _, err := checkPosition(ctx, db, info, WithAnchor(token, anchored)); err != nil {
 		return false, err
 	}
 	db.Close()

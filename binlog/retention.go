@@ -55,7 +55,8 @@ func CheckRetention(ctx context.Context, cfg Config, resume string) (Retention, 
 }
 
 // checkPosition is CheckRetention on an open pool.
-func checkPosition(ctx context.Context, db *sql.DB, info serverInfo, resume string) (Retention, error) {
+func checkPosition(ctx context.Context, db *sql.DB, info serverInfo, token string) (Retention, error) {
+	resume, anchored := splitToken(token)
 	r := Retention{Stored: resume, Current: info.current}
 	if info.logBin != "ON" && info.logBin != "1" {
 		return r, info.requirementsError()
@@ -109,6 +110,13 @@ func checkPosition(ctx context.Context, db *sql.DB, info serverInfo, resume stri
 	}
 	if lost := info.lost(resume, r.Oldest, stored, oldest); lost != "" {
 		return r, &PositionLostError{Stored: resume, Oldest: r.Oldest, Current: info.current, Reason: lost}
+	}
+	moved, err := anchorMoved(ctx, db, files, parseAnchor(anchored))
+	if err != nil {
+		return r, fmt.Errorf("binlog: finding the stored transaction in the server's binlogs: %w", err)
+	}
+	if moved != "" {
+		return r, &PositionLostError{Stored: resume, Oldest: r.Oldest, Current: info.current, Reason: moved}
 	}
 	// The last file that starts at or before the stored position holds
 	// the next transaction; those before it can go.

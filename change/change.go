@@ -65,6 +65,11 @@ func (o Op) String() string {
 // such a reader only to carry Pos and Resume past transactions it did not
 // hand over (other tables, other databases), so the stored position keeps
 // up with the server's log.
+//
+// Anchor, beside Resume, says where that transaction is in the source's
+// own files (MySQL/MariaDB: the binlog file and offset of its GTID event),
+// so that a server reset or rebuilt since, whose GTIDs have gone past
+// Resume again, is told from the one that was read. Opaque like Resume.
 type Batch struct {
 	Pos        Position
 	Xid        uint32
@@ -72,6 +77,7 @@ type Batch struct {
 	Seq        int
 	Last       bool
 	Resume     string
+	Anchor     string
 	Changes    []Change
 }
 

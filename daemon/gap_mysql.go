@@ -55,7 +55,7 @@ func readMySQLStore(ctx context.Context, cfg *Config) (mysqlStore, error) {
 	if err != nil {
 		return st, err
 	}
-	st.resume, st.source = s.Outbox.Resume, s.Outbox.Source
+	st.resume, st.source = s.Outbox.ResumeToken, s.Outbox.Source
 	if st.pos, err = parseBinlogPos(s.Outbox.Position); err != nil {
 		return st, fmt.Errorf("the daemon's stored position: %w", err)
 	}
@@ -107,7 +107,7 @@ func setupMySQL(ctx context.Context, cfg *Config, acceptGap bool) ([]string, err
 	r, reason, err := judgeMySQLStore(ctx, cfg, st)
 	if err == nil {
 		return append(done, fmt.Sprintf("the stored position (GTID %s) is on the server; %d binlog file(s) can be "+
-			"purged before it", st.resume, r.FilesBefore)), nil
+			"purged before it", binlog.TokenGTID(st.resume), r.FilesBefore)), nil
 	}
 	if reason == "" || !acceptGap {
 		return done, err
@@ -134,7 +134,7 @@ func setupMySQL(ctx context.Context, cfg *Config, acceptGap bool) ([]string, err
 	}
 	done = append(done, fmt.Sprintf("accepted a gap (%s): changes after position %s (GTID %s) and up to position %s "+
 		"are lost; reading on after %s, the start of the oldest binlog on the server", reason, binlogPos(g.From),
-		st.resume, binlogPos(g.To), resume))
+		binlog.TokenGTID(st.resume), binlogPos(g.To), resume))
 	if err := recordGap(ctx, cfg, g); err != nil {
 		return done, fmt.Errorf("recording the gap in store %s: %w; run `deskhook setup --accept-gap` again",
 			cfg.Store.Path, err)
@@ -187,5 +187,5 @@ func CheckMySQL(ctx context.Context, cfg *Config) []CheckResult {
 		where = "in the active binlog file, which the server never purges"
 	}
 	return append(out, CheckResult{Name: name, OK: true, Detail: fmt.Sprintf("GTID %s is on the server, %s",
-		st.resume, where)})
+		binlog.TokenGTID(st.resume), where)})
 }

@@ -119,6 +119,9 @@ func (e *epochHandler) set(b *change.Batch) error {
 		return fmt.Errorf("binlog: GTID sequence number %d is beyond the %d deskhook's positions hold", b.Pos, seqMask)
 	}
 	b.Pos |= e.base
+	// The token stored with the transaction carries where it is in the
+	// server's binlog: a server reset or rebuilt since is told by it.
+	b.Resume = binlog.WithAnchor(b.Resume, b.Anchor)
 	return nil
 }
 
@@ -310,7 +313,7 @@ type BinlogStatus struct {
 
 // binlogStatus reads the stored position's retention from the server.
 func binlogStatus(ctx context.Context, cfg *Config, resume string) *BinlogStatus {
-	st := &BinlogStatus{Stored: resume}
+	st := &BinlogStatus{Stored: binlog.TokenGTID(resume)}
 	if resume == "" {
 		st.Error = "no stored position yet: the daemon starts at the server's current position"
 		return st
@@ -335,7 +338,7 @@ func mysqlPositions(ob *outbox.Outbox, os *OutboxStatus) error {
 	if err != nil {
 		return err
 	}
-	os.Position, os.Resume = binlogPos(pos), resume
+	os.Position, os.Resume, os.ResumeToken = binlogPos(pos), binlog.TokenGTID(resume), resume
 	m, err := ob.SourceMark()
 	if err != nil {
 		return err

@@ -58,11 +58,14 @@ type OutboxStatus struct {
 	// Source is the database the store is filled from (its server's system
 	// identifier/the database's name); Confirmed the highest position the
 	// slot may have been confirmed at; Gaps the gaps an operator accepted.
-	// Resume is the binlog position stored with Position (MySQL).
-	Resume    string      `json:"resume,omitempty"`
-	Source    string      `json:"source,omitempty"`
-	Confirmed string      `json:"confirmed_position,omitempty"`
-	Gaps      []GapStatus `json:"gaps,omitempty"`
+	// Resume is the binlog position stored with Position (MySQL): its
+	// GTID (set); ResumeToken the whole stored token, with where that
+	// transaction is in the server's binlog (binlog.WithAnchor).
+	Resume      string      `json:"resume,omitempty"`
+	ResumeToken string      `json:"resume_token,omitempty"`
+	Source      string      `json:"source,omitempty"`
+	Confirmed   string      `json:"confirmed_position,omitempty"`
+	Gaps        []GapStatus `json:"gaps,omitempty"`
 }
 
 // EndpointStatus is one endpoint: its config, persisted state and queue.

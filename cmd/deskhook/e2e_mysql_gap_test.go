@@ -200,5 +200,34 @@ func TestMySQLLostPositionNeedsAcceptGap(t *testing.T) {
 	if g := st.Outbox.Gaps; len(g) != 2 || g[1].Reason != "server rebuilt or reset" || !strings.HasPrefix(g[1].To, "1:") {
 		t.Errorf("status --json gaps: %+v", g)
 	}
+
+	// Reset again, and this time the new history goes past the stored
+	// sequence number before the daemon is back: the stored GTID exists
+	// again, but it is another transaction. Refused the same way (the
+	// stored token says where its transaction was in the binlog), not read
+	// on from there, which would skip what the server wrote first.
+	d.stop()
+	storedSeq, err := strconv.Atoi(st.Outbox.Position[strings.IndexByte(st.Outbox.Position, ':')+1:])
+	if err != nil {
+		t.Fatalf("stored position %q: %v", st.Outbox.Position, err)
+	}
+	before = len(deliveredIDs(e.rcv.Requests()))
+	e.exec("RESET MASTER")
+	again := e.loadMySQL(ctx, testenv.LoadConfig{Tickets: 1, Replies: 1, Seed: 5})
+	for range 2*storedSeq + 5 { // other writes on the server
+		e.exec("UPDATE teams SET admin_notes = CONCAT(admin_notes, 'x') WHERE id = 1")
+	}
+	d = startDaemon(t, e.cfgPath, e.admin)
+	d.waitReadyz(http.StatusServiceUnavailable, 30*time.Second, "rebuilt or reset", "--accept-gap")
+	if res := e.run("check"); res.code != 1 || !strings.Contains(res.stdout, "rebuilt or reset") {
+		t.Errorf("check after a reset beyond the stored position: %s", res)
+	}
+	res = e.must("setup", "--accept-gap")
+	if !strings.Contains(res.stdout, "accepted a gap (server rebuilt or reset)") || !strings.Contains(res.stdout, "go on in epoch 2") {
+		t.Errorf("setup --accept-gap after a reset beyond the stored position:\n%s", res)
+	}
+	d.waitReadyz(http.StatusOK, 30*time.Second)
+	e.waitDelivered(before+again.TotalEvents(), 60*time.Second)
+	checkOneBodyPerID(t, e.rcv.Requests())
 	d.stop()
 }
