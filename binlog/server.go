@@ -47,6 +47,7 @@ type serverInfo struct {
 	rowMetadata string
 	gtidMode    string // MySQL
 	enforceGTID string // MySQL
+	compression string // MySQL 8.0.20+: binlog_transaction_compression
 	timeZone    string // @@global.time_zone
 	systemZone  string
 	serverID    uint32
@@ -86,6 +87,7 @@ func readServerInfo(ctx context.Context, db *sql.DB) (serverInfo, error) {
 	} else {
 		vars["gtid_mode"] = &s.gtidMode
 		vars["enforce_gtid_consistency"] = &s.enforceGTID
+		vars["binlog_transaction_compression"] = &s.compression
 		vars["server_uuid"] = &s.serverUUID
 		vars["gtid_executed"] = &s.current
 		vars["gtid_purged"] = &s.purged
@@ -143,7 +145,11 @@ func (s serverInfo) requirements() []requirement {
 		rs = append(rs,
 			requirement{name: "gtid_mode", got: s.gtidMode, want: "ON", ok: s.gtidMode == "ON", cnf: "gtid_mode = ON"},
 			requirement{name: "enforce_gtid_consistency", got: s.enforceGTID, want: "ON", ok: s.enforceGTID == "ON",
-				cnf: "enforce_gtid_consistency = ON"})
+				cnf: "enforce_gtid_consistency = ON"},
+			// Compressed transactions are read by go-mysql without the
+			// helpdesk's time zone and deskhook's row decoding (decode.go).
+			requirement{name: "binlog_transaction_compression", got: s.compression, want: "OFF", ok: !on(s.compression),
+				cnf: "binlog_transaction_compression = OFF"})
 	}
 	for i := range rs {
 		if rs[i].got == "" {

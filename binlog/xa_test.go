@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,6 +57,36 @@ func TestHealthySession(t *testing.T) {
 	} {
 		if got := healthySession(c.streamed, c.handed, c.lasted, 30*time.Second); got != c.want {
 			t.Errorf("healthySession(%v, %v, %s) = %v", c.streamed, c.handed, c.lasted, got)
+		}
+	}
+}
+
+// TestMySQLRequirements: what MySQL needs besides MariaDB's settings (no
+// MySQL server is installable here: the requirements are checked on the
+// values a MySQL 8 server reports), each FAIL with its my.cnf line.
+func TestMySQLRequirements(t *testing.T) {
+	good := serverInfo{logBin: "ON", format: "ROW", rowImage: "FULL", rowMetadata: "FULL", gtidMode: "ON", enforceGTID: "ON",
+		compression: "OFF"}
+	if err := good.requirementsError(); err != nil {
+		t.Fatalf("a MySQL 8 set up as README says: %v", err)
+	}
+	old := good
+	old.compression = "" // before 8.0.20: no such variable
+	if err := old.requirementsError(); err != nil {
+		t.Errorf("a server without binlog_transaction_compression: %v", err)
+	}
+	for name, c := range map[string]struct {
+		change func(*serverInfo)
+		cnf    string
+	}{
+		"gtid_mode":   {func(s *serverInfo) { s.gtidMode = "OFF" }, "gtid_mode = ON"},
+		"enforce":     {func(s *serverInfo) { s.enforceGTID = "WARN" }, "enforce_gtid_consistency = ON"},
+		"compression": {func(s *serverInfo) { s.compression = "ON" }, "binlog_transaction_compression = OFF"},
+	} {
+		s := good
+		c.change(&s)
+		if err := s.requirementsError(); err == nil || !strings.Contains(err.Error(), c.cnf) {
+			t.Errorf("%s: %v; want the my.cnf line %q", name, err, c.cnf)
 		}
 	}
 }
