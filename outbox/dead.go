@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -56,12 +57,26 @@ func eachDead(tx *bolt.Tx, f DeadFilter, fn func(d deadRef) bool) error {
 	eps := tx.Bucket(bucketEndpoints)
 	stop := false
 	var scanErr error
+	// An event id names its key: one seek per endpoint, not a walk over
+	// every dead letter inside the committer's transaction.
+	var only []byte
+	if k, ok := KeyOfID(f.ID); ok {
+		only = k.bytes()
+	}
 	err := eps.ForEachBucket(func(name []byte) error {
 		if stop || (f.Endpoint != "" && f.Endpoint != string(name)) {
 			return nil
 		}
 		c := eps.Bucket(name).Bucket(bucketDead).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		first, next := c.First, c.Next
+		if only != nil {
+			first = func() ([]byte, []byte) { return c.Seek(only) }
+			next = func() ([]byte, []byte) { return nil, nil }
+		}
+		for k, v := first(); k != nil; k, v = next() {
+			if only != nil && !bytes.Equal(k, only) {
+				break
+			}
 			rec, err := parseDelivery(v)
 			if err != nil {
 				scanErr = fmt.Errorf("endpoint %q: dead letter %s: %w", name, keyFrom(k), err)
