@@ -112,7 +112,7 @@ func anchorMoved(ctx context.Context, db *sql.DB, files []binlogFile, a anchor) 
 		return "", err
 	}
 	m := gtidInfoRE.FindStringSubmatch(info)
-	if m == nil || (m[1] != a.gtid && m[2] != a.gtid) {
+	if m == nil || (m[1] != a.gtid && !strings.EqualFold(m[2], a.gtid)) {
 		if info == "" {
 			info = "nothing"
 		}

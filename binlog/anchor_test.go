@@ -57,3 +57,50 @@ func TestResetServerBeyondStored(t *testing.T) {
 		t.Errorf("Run from %s after the reset: %v; want ErrPositionLost", stored, err)
 	}
 }
+
+// TestAnchorFormat: anchors and tokens read back as written, for both
+// servers' GTIDs, and MySQL's SHOW BINLOG EVENTS text names its GTID.
+func TestAnchorFormat(t *testing.T) {
+	for _, c := range []struct{ resume, anchor, gtid, info string }{
+		{"0-1-33", "binlog.000002:4567 0-1-33", "0-1-33", "BEGIN GTID 0-1-33"},
+		{"3e11fa47-71ca-11e1-9e33-c80aa9429562:1-23", "mysql-bin.000010:120 3e11fa47-71ca-11e1-9e33-c80aa9429562:23",
+			"3e11fa47-71ca-11e1-9e33-c80aa9429562:23", "SET @@SESSION.GTID_NEXT= '3E11FA47-71CA-11E1-9E33-C80AA9429562:23'"},
+	} {
+		tok := WithAnchor(c.resume, c.anchor)
+		if TokenGTID(tok) != c.resume || TokenGTID(c.resume) != c.resume {
+			t.Errorf("TokenGTID(%q) = %q", tok, TokenGTID(tok))
+		}
+		_, anc := splitToken(tok)
+		a := parseAnchor(anc)
+		if !a.valid || a.gtid != c.gtid || !strings.HasPrefix(c.anchor, a.file+":") {
+			t.Errorf("parseAnchor(%q) = %+v", anc, a)
+		}
+		m := gtidInfoRE.FindStringSubmatch(c.info)
+		if m == nil || (m[1] != a.gtid && !strings.EqualFold(m[2], a.gtid)) {
+			t.Errorf("%q does not name %s", c.info, a.gtid)
+		}
+	}
+	if WithAnchor("0-1-3", "") != "0-1-3" || parseAnchor("").valid || parseAnchor("nonsense").valid {
+		t.Error("a token without an anchor")
+	}
+	if !laterFile("binlog.000010", "binlog.000009") || laterFile("binlog.000002", "binlog.000010") || laterFile("a.000002", "b.000001") {
+		t.Error("laterFile")
+	}
+}
+
+// FuzzAnchor: any stored token splits and parses without a panic, and an
+// anchor parsed from it names a file, an offset and a GTID.
+func FuzzAnchor(f *testing.F) {
+	f.Add("0-1-33 at binlog.000002:4567 0-1-33")
+	f.Add("uuid:1-5 at b.1:4 uuid:5")
+	f.Add(" at :: ")
+	f.Fuzz(func(t *testing.T, token string) {
+		gtid, anc := splitToken(token)
+		if TokenGTID(token) != gtid {
+			t.Fatalf("TokenGTID(%q) = %q, splitToken %q", token, TokenGTID(token), gtid)
+		}
+		if a := parseAnchor(anc); a.valid && (a.file == "" || a.gtid == "") {
+			t.Fatalf("parseAnchor(%q) = %+v", anc, a)
+		}
+	})
+}
