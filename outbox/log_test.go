@@ -806,3 +806,33 @@ func TestLogKeepsChunkedPayloads(t *testing.T) {
 	o.Close()
 	checkStore(t, path)
 }
+
+// TestResendScanBounded: a resend by time range to an endpoint whose
+// filter takes few of the range's events looks through at most
+// maxResendScan stored events (inside the committer's transaction), then
+// says to narrow the selection; a ticket's events are found as before.
+func TestResendScanBounded(t *testing.T) {
+	defer func(n int) { maxResendScan = n }(maxResendScan)
+	maxResendScan = 20
+	onlyTicket7 := func(e *mapping.Event) bool { return e.TicketID == 7 }
+	// b takes every event, so all 40 are stored (and kept by the log).
+	o := open(t, "", logOpts(), Subscription{Name: "a", Wants: onlyTicket7}, Subscription{Name: "b", Wants: all})
+	for pos := change.Position(1); pos <= 40; pos++ {
+		ticket := int64(pos)
+		if pos == 40 {
+			ticket = 7
+		}
+		mustAppend(t, o, pos, true, txn(pos, ticket))
+	}
+	mustFlush(t, o)
+	deliverAll(t, o, "a")
+	deliverAll(t, o, "b")
+	ctx := context.Background()
+	if res, err := o.Resend(ctx, ResendSelection{From: time.Unix(1700000000, 0)}, "a"); !errors.Is(err, ErrTooMany) ||
+		!strings.Contains(err.Error(), "more than 20 stored events") {
+		t.Errorf("resend of a range of 40 events, 1 for the endpoint: %+v %v; want ErrTooMany", res, err)
+	}
+	if res, err := o.Resend(ctx, ResendSelection{TicketID: 7}, "a"); err != nil || res.Events != 2 {
+		t.Errorf("resend of ticket 7: %+v %v", res, err)
+	}
+}

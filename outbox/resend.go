@@ -45,6 +45,9 @@ func (o *Outbox) Resend(ctx context.Context, sel ResendSelection, endpoint strin
 			}
 		}
 		keys, err := g.selectEvents(sel, MaxResend+1)
+		if errors.Is(err, ErrTooMany) {
+			return fmt.Errorf("outbox: resend: %w; narrow it, e.g. to one ticket or shorter time ranges", err)
+		}
 		if err != nil {
 			return err
 		}
@@ -135,9 +138,17 @@ func (g *group) selectEvents(sel ResendSelection, max int) ([][]byte, error) {
 		}
 	}
 	c := b.Cursor()
+	scanned := 0
 	for k, _ := c.Seek(lo); k != nil && bytes.Compare(k, hi) < 0 && len(keys) < max; k, _ = c.Next() {
 		if sel.TicketID != 0 && !bytes.HasPrefix(k, lo) {
 			break
+		}
+		// The walk runs inside the committer's transaction, which holds
+		// up every append and result: an endpoint whose filter takes
+		// few of the range's events must not make it walk them all.
+		if scanned++; scanned > maxResendScan {
+			return nil, fmt.Errorf("the selection spans more than %d stored events (%d of them for this endpoint so far): %w",
+				maxResendScan, len(keys), ErrTooMany)
 		}
 		kb := bytes.Clone(k[8:])
 		rec := g.events.Get(kb)
@@ -197,3 +208,7 @@ func (g *group) resendOne(eb *endpointBuckets, name string, kb []byte, res *Rese
 	}
 	return nil
 }
+
+// maxResendScan bounds the stored events one Resend looks through (about
+// 0.1 s here, measured by a reviewer at 300,000 events in 0.25 s).
+var maxResendScan = 100_000 // a variable for a test
