@@ -264,6 +264,22 @@ func sqlPgoutput(ctx context.Context, pool *pgxpool.Pool, slot, publication stri
 		return nil, fmt.Errorf("sql decode: %w", err)
 	}
 	defer conn.Release()
+	// The stream that read the slot before has closed its connection, but
+	// its walsender lets go of the slot a moment later: the SQL interface
+	// refuses an active slot ("replication slot ... is active for PID").
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var active bool
+		if err := conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active); err != nil {
+			return nil, fmt.Errorf("sql decode: %w", err)
+		}
+		if !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("sql decode: slot %s is still in use 30s after its stream closed", slot)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	var pid int
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		return nil, fmt.Errorf("sql decode: %w", err)
