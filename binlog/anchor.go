@@ -19,15 +19,18 @@ import (
 // the two apart, and streaming from it would skip the new transactions up
 // to it without a word. An anchor pins the token to the server's files:
 // the binlog file and offset where the stored transaction's GTID event
-// starts, and that GTID. Before streaming, the event at that place must be
-// that GTID's; if the file is gone because the server purged it, the
-// retention check decides as before.
+// starts, that GTID, and the server it was read from (MariaDB's server_id,
+// MySQL's server_uuid). Before streaming from the same server, the event
+// at that place must be that GTID's; if the file is gone because the
+// server purged it, the retention check decides as before. Another server
+// (a replica promoted after a failover) has files and offsets of its own:
+// there the GTIDs alone say where to read on, as before anchors.
 //
 // The daemon stores the anchor inside the resume token it keeps
 // (WithAnchor), so the outbox needs no field of its own; Run and
 // CheckRetention take either form.
 
-// anchorSep joins a token and its anchor: "0-1-33 at binlog.000002:4567 0-1-33".
+// anchorSep joins a token and its anchor: "0-1-33 at binlog.000002:4567 0-1-33 id1".
 const anchorSep = " at "
 
 // WithAnchor returns the token to store for a batch: its Resume, pinned by
@@ -51,32 +54,44 @@ func splitToken(token string) (gtid, anchor string) {
 }
 
 // anchorAt is the anchor of the transaction whose GTID event h heads, in
-// file: "" when the stream does not say where it is.
-func anchorAt(file string, h *replication.EventHeader, gtid string) string {
-	if file == "" || h == nil || h.LogPos == 0 || h.LogPos < h.EventSize {
+// file, on server: "" when the stream does not say where it is.
+func anchorAt(file string, h *replication.EventHeader, gtid, server string) string {
+	if file == "" || server == "" || h == nil || h.LogPos == 0 || h.LogPos < h.EventSize {
 		return ""
 	}
-	return fmt.Sprintf("%s:%d %s", file, h.LogPos-h.EventSize, gtid)
+	return fmt.Sprintf("%s:%d %s %s", file, h.LogPos-h.EventSize, gtid, server)
+}
+
+// identity names the server in anchors: what tells it from its replicas.
+func (s serverInfo) identity() string {
+	if s.mariadb {
+		return "id" + strconv.FormatUint(uint64(s.serverID), 10)
+	}
+	return s.serverUUID
 }
 
 type anchor struct {
-	file  string
-	pos   uint64
-	gtid  string
-	valid bool
+	file   string
+	pos    uint64
+	gtid   string
+	server string
+	valid  bool
 }
 
 func parseAnchor(s string) anchor {
-	where, gtid, ok := strings.Cut(s, " ")
-	i := strings.LastIndexByte(where, ':')
-	if !ok || i <= 0 || gtid == "" {
+	f := strings.Split(s, " ")
+	if len(f) != 3 || f[1] == "" || f[2] == "" {
 		return anchor{}
 	}
-	pos, err := strconv.ParseUint(where[i+1:], 10, 64)
+	i := strings.LastIndexByte(f[0], ':')
+	if i <= 0 {
+		return anchor{}
+	}
+	pos, err := strconv.ParseUint(f[0][i+1:], 10, 64)
 	if err != nil {
 		return anchor{}
 	}
-	return anchor{file: where[:i], pos: pos, gtid: gtid, valid: true}
+	return anchor{file: f[0][:i], pos: pos, gtid: f[1], server: f[2], valid: true}
 }
 
 // gtidInfoRE finds the GTID in SHOW BINLOG EVENTS' Info of a GTID event:
@@ -87,8 +102,8 @@ var gtidInfoRE = regexp.MustCompile(`GTID (\d+-\d+-\d+)|GTID_NEXT\s*=\s*'([^']+)
 // anchorMoved says why the server's binlogs no longer hold the stored
 // transaction where it was read ("" when they do, or cannot say: no
 // anchor, or the file was purged).
-func anchorMoved(ctx context.Context, db *sql.DB, files []binlogFile, a anchor) (string, error) {
-	if !a.valid || len(files) == 0 {
+func anchorMoved(ctx context.Context, db *sql.DB, info serverInfo, files []binlogFile, a anchor) (string, error) {
+	if !a.valid || len(files) == 0 || a.server != info.identity() {
 		return "", nil
 	}
 	found := false
@@ -102,7 +117,7 @@ func anchorMoved(ctx context.Context, db *sql.DB, files []binlogFile, a anchor) 
 		}
 		return "", nil // purged, or another naming: the retention check decides
 	}
-	info, err := eventInfoAt(ctx, db, a.file, a.pos)
+	there, err := eventInfoAt(ctx, db, a.file, a.pos)
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && me.Number == errWrongOffset {
 		return fmt.Sprintf("the transaction %s was read at %s:%d, where the server's binlog has no event now: "+
@@ -111,13 +126,13 @@ func anchorMoved(ctx context.Context, db *sql.DB, files []binlogFile, a anchor) 
 	if err != nil {
 		return "", err
 	}
-	m := gtidInfoRE.FindStringSubmatch(info)
+	m := gtidInfoRE.FindStringSubmatch(there)
 	if m == nil || (m[1] != a.gtid && !strings.EqualFold(m[2], a.gtid)) {
-		if info == "" {
-			info = "nothing"
+		if there == "" {
+			there = "nothing"
 		}
 		return fmt.Sprintf("the transaction %s was read at %s:%d, where the server's binlog now holds %q: "+
-			"the server was rebuilt or reset", a.gtid, a.file, a.pos, info), nil
+			"the server was rebuilt or reset", a.gtid, a.file, a.pos, there), nil
 	}
 	return "", nil
 }

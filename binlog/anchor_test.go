@@ -62,8 +62,8 @@ func TestResetServerBeyondStored(t *testing.T) {
 // servers' GTIDs, and MySQL's SHOW BINLOG EVENTS text names its GTID.
 func TestAnchorFormat(t *testing.T) {
 	for _, c := range []struct{ resume, anchor, gtid, info string }{
-		{"0-1-33", "binlog.000002:4567 0-1-33", "0-1-33", "BEGIN GTID 0-1-33"},
-		{"3e11fa47-71ca-11e1-9e33-c80aa9429562:1-23", "mysql-bin.000010:120 3e11fa47-71ca-11e1-9e33-c80aa9429562:23",
+		{"0-1-33", "binlog.000002:4567 0-1-33 id1", "0-1-33", "BEGIN GTID 0-1-33"},
+		{"3e11fa47-71ca-11e1-9e33-c80aa9429562:1-23", "mysql-bin.000010:120 3e11fa47-71ca-11e1-9e33-c80aa9429562:23 3e11fa47-71ca-11e1-9e33-c80aa9429562",
 			"3e11fa47-71ca-11e1-9e33-c80aa9429562:23", "SET @@SESSION.GTID_NEXT= '3E11FA47-71CA-11E1-9E33-C80AA9429562:23'"},
 	} {
 		tok := WithAnchor(c.resume, c.anchor)
@@ -91,7 +91,7 @@ func TestAnchorFormat(t *testing.T) {
 // FuzzAnchor: any stored token splits and parses without a panic, and an
 // anchor parsed from it names a file, an offset and a GTID.
 func FuzzAnchor(f *testing.F) {
-	f.Add("0-1-33 at binlog.000002:4567 0-1-33")
+	f.Add("0-1-33 at binlog.000002:4567 0-1-33 id1")
 	f.Add("uuid:1-5 at b.1:4 uuid:5")
 	f.Add(" at :: ")
 	f.Fuzz(func(t *testing.T, token string) {
@@ -99,7 +99,7 @@ func FuzzAnchor(f *testing.F) {
 		if TokenGTID(token) != gtid {
 			t.Fatalf("TokenGTID(%q) = %q, splitToken %q", token, TokenGTID(token), gtid)
 		}
-		if a := parseAnchor(anc); a.valid && (a.file == "" || a.gtid == "") {
+		if a := parseAnchor(anc); a.valid && (a.file == "" || a.gtid == "" || a.server == "") {
 			t.Fatalf("parseAnchor(%q) = %+v", anc, a)
 		}
 	})

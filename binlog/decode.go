@@ -83,6 +83,7 @@ type decoder struct {
 	// binlog file being read (from rotate events), where the group being
 	// read starts, and the anchor of the last transaction done.
 	file       string
+	server     string // the server's identity (serverInfo.identity)
 	txnAnchor  string
 	doneAnchor string
 }
@@ -134,7 +135,7 @@ func (d *decoder) event(e *replication.BinlogEvent) error {
 		if err := d.begin(t, !ev.IsStandalone()); err != nil {
 			return err
 		}
-		d.txnAnchor = anchorAt(d.file, e.Header, t.gtid)
+		d.txnAnchor = anchorAt(d.file, e.Header, t.gtid, d.server)
 		return nil
 	case *replication.GTIDEvent:
 		t, err := d.g.mySQLGTID(ev.SID, ev.GNO)
@@ -144,7 +145,7 @@ func (d *decoder) event(e *replication.BinlogEvent) error {
 		if err := d.begin(t, false); err != nil {
 			return err
 		}
-		d.txnAnchor = anchorAt(d.file, e.Header, t.gtid)
+		d.txnAnchor = anchorAt(d.file, e.Header, t.gtid, d.server)
 		if ev.ImmediateCommitTimestamp > 0 {
 			d.commitTime = time.UnixMicro(int64(ev.ImmediateCommitTimestamp)).UTC()
 		}

@@ -46,6 +46,10 @@ func (e *PositionLostError) Error() string {
 	if e.Current != "" {
 		msg += "; the binlog ends at " + e.Current
 	}
+	if strings.Contains(e.Reason, "rebuilt or reset") {
+		return msg + ": what the server holds now is another history. Accept the gap with `deskhook setup " +
+			"--accept-gap` (deskhook reads on from the start of the oldest binlog left, in a new epoch)"
+	}
 	return msg + ": the transactions in between cannot be read. Accept the gap with `deskhook setup --accept-gap` " +
 		"(events in between are lost), and keep binlogs longer (binlog_expire_logs_seconds)"
 }

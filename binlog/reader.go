@@ -267,7 +267,7 @@ func (r *Reader) session(ctx context.Context, st *runState) (streamed bool, err 
 		}
 	}
 	dec := st.dec
-	dec.loc = loc
+	dec.loc, dec.server = loc, info.identity()
 	token := dec.g.token()
 	// The anchor of the last transaction done, or Run's until one is:
 	// before each connection, the server must still hold that

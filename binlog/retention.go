@@ -111,7 +111,7 @@ func checkPosition(ctx context.Context, db *sql.DB, info serverInfo, token strin
 	if lost := info.lost(resume, r.Oldest, stored, oldest); lost != "" {
 		return r, &PositionLostError{Stored: resume, Oldest: r.Oldest, Current: info.current, Reason: lost}
 	}
-	moved, err := anchorMoved(ctx, db, files, parseAnchor(anchored))
+	moved, err := anchorMoved(ctx, db, info, files, parseAnchor(anchored))
 	if err != nil {
 		return r, fmt.Errorf("binlog: finding the stored transaction in the server's binlogs: %w", err)
 	}

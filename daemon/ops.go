@@ -117,7 +117,7 @@ func (l *localOps) Status(ctx context.Context) (*Status, error) {
 	}
 	st.Binlog = &BinlogStatus{Stored: st.Outbox.Resume, Error: unavailable}
 	if unavailable == "" {
-		st.Binlog = binlogStatus(ctx, l.cfg, st.Outbox.Resume)
+		st.Binlog = binlogStatus(ctx, l.cfg, st.Outbox.ResumeToken)
 	}
 	return st, nil
 }
