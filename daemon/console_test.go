@@ -150,3 +150,19 @@ func TestRefusedLoginCodeNotLogged(t *testing.T) {
 		t.Errorf("the refusal's log line (want it, without the code %s):\n%s", code, logs.String())
 	}
 }
+
+// TestRemoteAnswerTooLarge: an answer from the daemon larger than the CLI
+// reads is an error saying so, not a JSON error about its cut end.
+func TestRemoteAnswerTooLarge(t *testing.T) {
+	big := strings.Repeat("x", maxAnswer+10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`["` + big + `"]`))
+	}))
+	defer srv.Close()
+	rc := &remoteOps{base: srv.URL, token: "t", hc: srv.Client()}
+	var out []string
+	err := rc.do(context.Background(), "GET", "/api/dlq", nil, &out)
+	if err == nil || !strings.Contains(err.Error(), "larger than 64 MiB; narrow the selection") {
+		t.Errorf("a 64 MiB answer: %v", err)
+	}
+}

@@ -167,6 +167,9 @@ type remoteOps struct {
 	hc    *http.Client
 }
 
+// maxAnswer bounds what the CLI reads of one answer from the daemon.
+const maxAnswer = 64 << 20
+
 func (r *remoteOps) do(ctx context.Context, method, path string, q url.Values, out any) error {
 	u := r.base + path
 	if len(q) > 0 {
@@ -182,9 +185,13 @@ func (r *remoteOps) do(ctx context.Context, method, path string, q url.Values, o
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
 		return err
+	}
+	if len(body) > maxAnswer {
+		return fmt.Errorf("%s %s: the daemon's answer is larger than %d MiB; narrow the selection (--limit, --endpoint, "+
+			"--ticket, --from/--to)", method, path, maxAnswer>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
