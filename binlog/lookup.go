@@ -268,29 +268,9 @@ func scanRaw(rows *sql.Rows, n int) ([][]byte, error) {
 }
 
 // decodeRow turns a text-protocol row into a change.Row, values rendered
-// as the stream renders them. Their text shares one string per row.
+// as the stream renders them.
 func (l *Lookup) decodeRow(t *change.Table, types []string, raw [][]byte) *change.Row {
-	n := 0
-	for _, b := range raw {
-		n += len(b)
-	}
-	var sb strings.Builder
-	sb.Grow(n)
-	for _, b := range raw {
-		sb.Write(b)
-	}
-	all := sb.String()
-	vals := make([]change.Value, len(raw))
-	off := 0
-	for i, b := range raw {
-		if b == nil {
-			vals[i] = change.Value{Kind: change.KindNull}
-			continue
-		}
-		vals[i] = textValue(types[i], all[off:off+len(b)], l.loc)
-		off += len(b)
-	}
-	return &change.Row{Table: t, Values: vals}
+	return change.TextRow(t, raw, func(i int, s string) change.Value { return textValue(types[i], s, l.loc) })
 }
 
 // textValue is a value of the client's text protocol, of the database

@@ -101,31 +101,9 @@ func (l *Lookup) collect(rows pgx.Rows, table string) ([]*change.Row, error) {
 	return out, rows.Err()
 }
 
-// decodeRow decodes one text-format result row. The values' text shares
-// one string per row (one allocation rather than one per column), as the
-// stream's share one per message.
+// decodeRow decodes one text-format result row.
 func decodeRow(t *change.Table, oids []uint32, raw [][]byte) *change.Row {
-	n := 0
-	for _, b := range raw {
-		n += len(b)
-	}
-	var sb strings.Builder
-	sb.Grow(n)
-	for _, b := range raw {
-		sb.Write(b)
-	}
-	all := sb.String()
-	vals := make([]change.Value, len(raw))
-	off := 0
-	for i, b := range raw {
-		if b == nil {
-			vals[i] = change.Value{Kind: change.KindNull}
-			continue
-		}
-		vals[i] = decodeValue(oids[i], all[off:off+len(b)])
-		off += len(b)
-	}
-	return &change.Row{Table: t, Values: vals}
+	return change.TextRow(t, raw, func(i int, s string) change.Value { return decodeValue(oids[i], s) })
 }
 
 // tableFor returns the change.Table for a result's columns, reusing the

@@ -2,6 +2,7 @@ package change
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -121,4 +122,33 @@ func (r *Row) Int(col string) (n int64, ok bool) {
 func (r *Row) Text(col string) string {
 	v, _ := r.Get(col)
 	return v.Text
+}
+
+// TextRow builds the row of a text-protocol query result (a lookup by
+// primary key, as both sources do for rows they have never seen): a nil
+// column is NULL, every other one is value(i, text). The values' text
+// shares one string per row, one allocation rather than one per column, as
+// the stream's values share one per message.
+func TextRow(t *Table, raw [][]byte, value func(i int, text string) Value) *Row {
+	n := 0
+	for _, b := range raw {
+		n += len(b)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, b := range raw {
+		sb.Write(b)
+	}
+	all := sb.String()
+	vals := make([]Value, len(raw))
+	off := 0
+	for i, b := range raw {
+		if b == nil {
+			vals[i] = Value{Kind: KindNull}
+			continue
+		}
+		vals[i] = value(i, all[off:off+len(b)])
+		off += len(b)
+	}
+	return &Row{Table: t, Values: vals}
 }
