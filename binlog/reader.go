@@ -156,24 +156,13 @@ func (r *Reader) Run(ctx context.Context, resume string, h change.Handler) error
 	q := change.NewQueue(r.cfg.QueueBytes)
 	r.queue.Store(q)
 	defer r.queue.Store(nil)
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
-	handlerDone := make(chan struct{})
-	var handlerErr error
-	go func() {
-		defer close(handlerDone)
-		if err := q.Feed(runCtx, h); err != nil {
-			handlerErr = err
-			cancel(err)
-		}
-	}()
+	runCtx, _, stop := q.FeedInBackground(ctx, h)
+	defer stop() // idempotent: Run calls it below for the handler's error
 
 	resume, anchored := splitToken(resume)
 	st := &runState{ctx: runCtx, q: q, resume: resume, anchor: anchored}
 	err := r.reconnectLoop(runCtx, st)
-	cancel(nil)
-	<-handlerDone
+	handlerErr := stop()
 	switch {
 	case handlerErr != nil:
 		return fmt.Errorf("binlog: handler: %w", handlerErr)

@@ -137,20 +137,8 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	q := change.NewQueue(r.cfg.QueueBytes)
 	r.queue.Store(q)
 	defer r.queue.Store(nil)
-	runCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
-	// The handler goroutine: the only one that calls Handle, so the
-	// connection goroutine never waits for the consumer.
-	handlerDone := make(chan struct{})
-	var handlerErr error
-	go func() {
-		defer close(handlerDone)
-		if err := q.Feed(runCtx, h); err != nil {
-			handlerErr = err
-			cancel(err)
-		}
-	}()
+	runCtx, handlerDone, stop := q.FeedInBackground(ctx, h)
+	defer stop() // idempotent: Run calls it below for the handler's error
 
 	if r.opts.Store != nil {
 		recorderDone := make(chan struct{})
@@ -162,8 +150,7 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	st.dec = newDecoder(r.rels, r.cfg.MaxBatchChanges, r.cfg.MaxBatchBytes)
 	st.dec.onBegin = func(pos change.Position, xid uint32) (beginPlan, error) { return r.plan(st, pos, xid) }
 	err := r.reconnectLoop(runCtx, st)
-	cancel(nil)
-	<-handlerDone
+	handlerErr := stop()
 	switch {
 	case handlerErr != nil:
 		err = fmt.Errorf("cdc: handler: %w", handlerErr)

@@ -139,3 +139,26 @@ func (q *Queue) Feed(ctx context.Context, h Handler) error {
 		}
 	}
 }
+
+// FeedInBackground runs Feed(ctx, h) in a goroutine of its own, as both
+// readers do: the goroutine that reads from the server never waits for
+// the consumer. A failing h cancels runCtx, the context to read under;
+// done closes when Feed has returned; stop cancels runCtx, waits for Feed
+// and returns h's error, if it failed.
+func (q *Queue) FeedInBackground(ctx context.Context, h Handler) (runCtx context.Context, done <-chan struct{}, stop func() error) {
+	runCtx, cancel := context.WithCancelCause(ctx)
+	fed := make(chan struct{})
+	var handlerErr error
+	go func() {
+		defer close(fed)
+		if err := q.Feed(runCtx, h); err != nil {
+			handlerErr = err
+			cancel(err)
+		}
+	}()
+	return runCtx, fed, func() error {
+		cancel(nil)
+		<-fed
+		return handlerErr
+	}
+}
