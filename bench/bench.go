@@ -48,6 +48,9 @@ type Options struct {
 	Progress io.Writer
 	// StateSize sets the daemon's faveo.state_size (0: the default).
 	StateSize int
+	// NoDeliveryLog runs the daemon with delivery_log.enabled false, to
+	// tell the log's cost from the rest (BENCHMARKS.md).
+	NoDeliveryLog bool
 	// DaemonLog receives the daemon's warnings and errors (nil: none).
 	DaemonLog io.Writer
 	// TCP connects everything to PostgreSQL over TCP on loopback instead of
@@ -106,7 +109,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if e.progress == nil {
 		e.progress = io.Discard
 	}
-	rep := &Report{Started: time.Now().UTC(), Scale: opts.Scale, StateSize: opts.StateSize, Machine: machineInfo()}
+	rep := &Report{Started: time.Now().UTC(), Scale: opts.Scale, StateSize: opts.StateSize, NoDeliveryLog: opts.NoDeliveryLog,
+		Machine: machineInfo()}
 	e.say("machine: %d cores, %s; load average %.2f", rep.Machine.Cores, rep.Machine.CPU, loadAvg())
 
 	if e.work, err = os.MkdirTemp("", "deskhook-bench-"); err != nil {
@@ -379,6 +383,10 @@ func (e *env) startDaemonOn(ctx context.Context, src daemon.SourceConfig, eps []
 		Sender:          sender.Config{Endpoints: eps},
 		Faveo:           mapping.Config{AppKey: benchAppKey, StateSize: e.opts.StateSize},
 		ShutdownTimeout: 2 * time.Second,
+	}
+	if e.opts.NoDeliveryLog {
+		off := false
+		cfg.DeliveryLog.Enabled = &off
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {

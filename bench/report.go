@@ -19,8 +19,10 @@ type Report struct {
 	Scale   float64   `json:"scale"`
 	// StateSize is the mapper's faveo.state_size when the run set it (0:
 	// the default).
-	StateSize int     `json:"state_size,omitempty"`
-	Machine   Machine `json:"machine"`
+	StateSize int `json:"state_size,omitempty"`
+	// NoDeliveryLog: the run's daemon recorded no delivery log.
+	NoDeliveryLog bool    `json:"no_delivery_log,omitempty"`
+	Machine       Machine `json:"machine"`
 	// Baseline is the process's memory before any daemon starts: the
 	// receiver, the simulator's pools and the Go runtime. Scenario figures
 	// include it.
@@ -291,6 +293,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "baseline RSS before the daemon (receiver, simulator pools, runtime): %.1f MB (anon %.1f)\n", r.Baseline.RSS, r.Baseline.Anon)
 	if r.StateSize > 0 {
 		fmt.Fprintf(w, "faveo.state_size: %d\n", r.StateSize)
+	}
+	if r.NoDeliveryLog {
+		fmt.Fprintln(w, "delivery_log.enabled: false")
 	}
 	fmt.Fprintln(w)
 

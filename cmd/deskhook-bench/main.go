@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	scale := fs.Float64("scale", 0, "multiply every scenario's size by this (overrides --quick)")
 	profiles := fs.String("profile", "", "write CPU and heap profiles of each scenario into this directory")
 	stateSize := fs.Int("state-size", 0, "the daemon's faveo.state_size (0: its default)")
+	noLog := fs.Bool("no-delivery-log", false, "run the daemon with delivery_log.enabled: false (the log's cost)")
 	from := fs.String("table-from", "", "print the table of a report saved with --json, and run nothing")
 	verbose := fs.Bool("v", false, "show the daemon's warnings and errors")
 	tcp := fs.Bool("tcp", false, "connect to the database over TCP on loopback instead of its Unix-domain socket")
@@ -75,7 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return rep.WriteTable(stdout)
 	}
-	opts := bench.Options{Scale: 1, ProfileDir: *profiles, Progress: stderr, StateSize: *stateSize, TCP: *tcp, Source: *source}
+	opts := bench.Options{Scale: 1, ProfileDir: *profiles, Progress: stderr, StateSize: *stateSize, TCP: *tcp, Source: *source,
+		NoDeliveryLog: *noLog}
 	if *quick {
 		opts.Scale = 0.1
 	}
